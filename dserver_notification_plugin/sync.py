@@ -1,0 +1,130 @@
+"""Make the index match what S3 holds now, for one dataset.
+
+Sync never trusts what an event said: it looks at the bucket. A frozen
+dataset is registered (or updated when it changed), a dataset whose
+``dtool`` object is gone is deleted from the SQL table *and* from the
+search and retrieve plugins, and a proto-dataset is left for the event that
+freezes it. Errors that a retry may cure propagate; errors no retry can
+cure are raised as :class:`PermanentSyncError`.
+"""
+import hashlib
+import json
+import logging
+
+import botocore.exceptions
+import dtoolcore
+from dservercore import ValidationError
+from dservercore.utils import (
+    base_uri_exists,
+    dataset_uri_exists,
+    delete_dataset,
+    generate_dataset_info,
+    register_dataset,
+)
+from flask import current_app
+
+logger = logging.getLogger(__name__)
+
+NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}
+
+REGISTERED = "registered"
+UNCHANGED = "unchanged"
+DELETED = "deleted"
+ABSENT = "absent"
+PROTO = "proto"
+
+
+class PermanentSyncError(Exception):
+    """No retry can fix this (e.g. the base URI is not registered)."""
+
+
+def _is_not_found(exc):
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    return code in NOT_FOUND_CODES
+
+
+def read_dataset(uri):
+    """Return ``(kind, dataset)``: kind is "frozen", "proto" or "absent".
+
+    dtool-s3 swallows every ClientError as "no such dataset"; a throttled or
+    failing S3 would then look like a deletion. Only a definite not-found
+    counts as absent; anything else is raised so the entry is retried.
+    """
+    broker = dtoolcore._get_storage_broker(uri, config_path=None)
+    try:
+        admin_metadata = broker.get_admin_metadata()
+    except botocore.exceptions.ClientError as exc:
+        if _is_not_found(exc):
+            return "absent", None
+        raise
+    if admin_metadata.get("type") != "dataset":
+        return "proto", None
+    return "frozen", dtoolcore.DataSet(uri, admin_metadata=admin_metadata)
+
+
+def fingerprint(dataset_info):
+    """Stable digest of what the index would hold for a dataset."""
+    canonical = json.dumps(dataset_info, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def sync_dataset(base_uri, uri, known_fingerprint=None):
+    """Bring one dataset's index entry in line with S3.
+
+    Returns ``(outcome, fingerprint)``. Must run inside an app context.
+    """
+    kind, dataset = read_dataset(uri)
+    if kind == "frozen":
+        return _register(base_uri, dataset, known_fingerprint)
+    if kind == "absent":
+        return _delete(uri), None
+    return PROTO, known_fingerprint
+
+
+def _register(base_uri, dataset, known_fingerprint):
+    if not base_uri_exists(base_uri):
+        raise PermanentSyncError(
+            f"base URI {base_uri} is not registered in dserver; register it with "
+            f"`flask base_uri add {base_uri}`, then `flask notification retry --all-dead`")
+    info = generate_dataset_info(dataset, base_uri)
+    digest = fingerprint(info)
+    if digest == known_fingerprint and dataset_uri_exists(dataset.uri):
+        return UNCHANGED, digest
+    try:
+        register_dataset(info)
+    except ValidationError as exc:
+        raise PermanentSyncError(f"dserver refused {dataset.uri}: {exc}")
+    logger.info("registered %s", dataset.uri)
+    return REGISTERED, digest
+
+
+def _delete(uri):
+    leftovers = _plugins_holding(uri)
+    if not dataset_uri_exists(uri) and not leftovers:
+        return ABSENT
+    delete_dataset(uri)
+    # dservercore's delete only asks the plugins; the Mongo search and
+    # retrieve plugins implement no delete_dataset and keep their documents.
+    # Remove what a plugin demonstrably left behind.
+    for plugin in _plugins_holding(uri):
+        plugin.collection.delete_many({"uri": uri})
+        logger.info("removed %s left behind by %s", uri, type(plugin).__name__)
+    logger.info("deleted %s", uri)
+    return DELETED
+
+
+def _plugins_holding(uri):
+    holding = []
+    seen = set()
+    for plugin in (current_app.search, current_app.retrieve):
+        collection = getattr(plugin, "collection", None)
+        if collection is None or not hasattr(collection, "find_one"):
+            continue
+        ident = (collection.database.name, collection.name) \
+            if hasattr(collection, "database") else id(collection)
+        if ident in seen:
+            continue
+        seen.add(ident)
+        if collection.find_one({"uri": uri}, {"_id": 1}) is not None:
+            holding.append(plugin)
+    return holding
