@@ -1,0 +1,101 @@
+"""Session-scoped real servers and per-test dserver apps.
+
+Mongo is nx-27017 (a MongoDB wire-protocol server) unless
+DSERVER_TEST_MONGO_URI names a real MongoDB; S3 is moto_server. Nothing is
+mocked in-process and nothing is skipped: a server that does not start
+fails the run with its log.
+"""
+import uuid
+
+import pytest
+
+from tests.dserver import ADMIN, USER, app_config, dserver_env, prepare_index, token_for
+from tests.services import MongoServer, MotoServer, dtool_s3_env, put_dtool_dataset
+
+S3_KEY, S3_SECRET = "testing", "testing"
+
+
+@pytest.fixture(scope="session")
+def mongo():
+    server = MongoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto():
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+class Bucket:
+    """A fresh S3 bucket that dtool-s3 is configured for."""
+
+    def __init__(self, server, name):
+        self.server = server
+        self.name = name
+        self.base_uri = f"s3://{name}"
+        server.create_bucket(name)
+        self.env = dtool_s3_env(name, server.endpoint, S3_KEY, S3_SECRET)
+        self.s3 = server.boto3_client("s3")
+
+    def put_dataset(self, name="testdata", items=3, **kwargs):
+        return put_dtool_dataset(self.base_uri, name, items, env=self.env, **kwargs)
+
+
+@pytest.fixture
+def bucket(moto):
+    return Bucket(moto, f"ds-{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture
+def make_app(tmp_path, mongo, request):
+    """Factory: a dserver app (real Mongo plugins, SQLite) with this plugin."""
+    import dservercore
+
+    apps = []
+
+    def factory(buckets, notify=None, mongo_uri=None):
+        workdir = tmp_path / f"app{len(apps)}"
+        settings = {"DSERVER_NOTIFY_WORKER": "off"}
+        settings.update(notify or {})
+        env = dserver_env(workdir, mongo_uri or mongo.uri,
+                          {b.name: b.base_uri for b in buckets}, settings)
+        app = dservercore.create_app(app_config(env))
+        app.testing = True
+        prepare_index(app, [b.base_uri for b in buckets])
+        app.env_for_tests = env
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        ext = app.extensions.get("dserver_notification")
+        if ext is not None and ext.worker is not None:
+            ext.worker.stop()
+
+
+@pytest.fixture
+def app(make_app, bucket):
+    return make_app([bucket])
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def auth_headers(app, username=ADMIN):
+    token = token_for(username, app.env_for_tests["JWT_PRIVATE_KEY_FILE"])
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def admin_headers(app):
+    return auth_headers(app, ADMIN)
+
+
+@pytest.fixture
+def user_headers(app):
+    return auth_headers(app, USER)

@@ -1,0 +1,185 @@
+"""A real dserver for tests, demo and benchmark: in-process or under gunicorn.
+
+No pytest here, so scripts (demo, bench) can use it too. A dserver needs an
+SQL database, the Mongo search and retrieve plugins, JWT keys, users and a
+registered base URI; :func:`dserver_env` writes all of that as the
+environment a production dserver would get, and :class:`LiveDserver` serves
+``dservercore.create_app()`` with gunicorn exactly as in production.
+"""
+import datetime
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import jwt
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.services import HOST, ServerError, free_port, log_tail, wait_for_port
+
+HERE = Path(__file__).resolve().parent
+ADMIN = "admin"
+USER = "alice"
+
+
+def make_jwt_keys(directory):
+    """Write an RSA key pair for dserver's RS256 JWTs; return the paths."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = Path(directory, "jwt_key")
+    public = Path(directory, "jwt_key.pub")
+    private.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public
+
+
+def token_for(username, private_key_path):
+    """An access token as flask-jwt-extended would issue it."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    claims = {"sub": username, "type": "access", "fresh": False,
+              "jti": uuid.uuid4().hex, "iat": now, "nbf": now,
+              "exp": now + datetime.timedelta(hours=2)}
+    return jwt.encode(claims, Path(private_key_path).read_text(), algorithm="RS256")
+
+
+def dserver_env(workdir, mongo_uri, bucket_to_base_uri, notify=None, mongo_db=None):
+    """The environment of a production dserver with this plugin."""
+    import json
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    private, public = make_jwt_keys(workdir)
+    mongo_db = mongo_db or f"dserver_{uuid.uuid4().hex[:8]}"
+    env = {
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{workdir / 'dserver.db'}",
+        "SEARCH_MONGO_URI": mongo_uri, "SEARCH_MONGO_DB": mongo_db,
+        "SEARCH_MONGO_COLLECTION": "datasets",
+        "RETRIEVE_MONGO_URI": mongo_uri, "RETRIEVE_MONGO_DB": mongo_db,
+        "RETRIEVE_MONGO_COLLECTION": "datasets",
+        "JWT_PRIVATE_KEY_FILE": str(private), "JWT_PUBLIC_KEY_FILE": str(public),
+        "SECRET_KEY": uuid.uuid4().hex,
+        "DSERVER_NOTIFY_BUCKET_TO_BASE_URI": json.dumps(bucket_to_base_uri),
+    }
+    env.update(notify or {})
+    return env
+
+
+def app_config(env):
+    """A create_app(test_config) mapping equivalent to ``env``.
+
+    dservercore merges plugin configs only when no test config is given, and
+    its Config class reads the environment at import time; so in-process
+    tests pass everything explicitly.
+    """
+    from dservercore.config import Config
+    config = {k: getattr(Config, k) for k in dir(Config) if k.isupper()}
+    config["CONFIG_SECRETS_TO_OBFUSCATE"] = list(config["CONFIG_SECRETS_TO_OBFUSCATE"])
+    config.update({k: v for k, v in env.items() if not k.endswith("_FILE")})
+    config["JWT_PRIVATE_KEY"] = Path(env["JWT_PRIVATE_KEY_FILE"]).read_text()
+    config["JWT_PUBLIC_KEY"] = Path(env["JWT_PUBLIC_KEY_FILE"]).read_text()
+    return config
+
+
+def prepare_index(app, base_uris, users=((ADMIN, True), (USER, False))):
+    """Create dserver's tables, users and base URIs with search permission."""
+    from dservercore import sql_db
+    from dservercore.utils import register_base_uri, register_permissions, register_user
+    with app.app_context():
+        sql_db.create_all()
+        for username, is_admin in users:
+            register_user(username, {"is_admin": is_admin})
+        for base_uri in base_uris:
+            register_base_uri(base_uri)
+            names = [name for name, _ in users]
+            register_permissions(base_uri, {"users_with_search_permissions": names,
+                                            "users_with_register_permissions": names})
+
+
+def prepare_index_in_subprocess(env, base_uris):
+    """prepare_index for a server that reads its configuration from env."""
+    code = ("import sys, dservercore; from tests.dserver import prepare_index; "
+            "prepare_index(dservercore.create_app(), sys.argv[1:])")
+    full_env = dict(os.environ, **env, DSERVER_NOTIFY_WORKER="off")
+    subprocess.run([sys.executable, "-c", code, *base_uris], env=full_env, check=True,
+                   cwd=HERE.parent)
+
+
+class LiveDserver:
+    """``gunicorn dservercore:create_app()`` on a free loopback port."""
+
+    def __init__(self, env, workdir, workers=2, preload=False):
+        self.env = dict(env)
+        self.workdir = Path(workdir)
+        self.workers = workers
+        self.preload = preload
+        self.port = None
+        self.proc = None
+        self.log_path = self.workdir / "gunicorn.log"
+
+    @property
+    def url(self):
+        return f"http://{HOST}:{self.port}"
+
+    def start(self):
+        self.port = self.port or free_port()
+        args = [sys.executable, "-m", "gunicorn", "--workers", str(self.workers),
+                "--bind", f"{HOST}:{self.port}", "--log-level", "info",
+                "--graceful-timeout", "5", "--timeout", "120"]
+        if self.preload:
+            args.append("--preload")
+        args.append("dservercore:create_app()")
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            args, env=dict(os.environ, **self.env), stdout=log, stderr=subprocess.STDOUT,
+            cwd=HERE.parent, start_new_session=True)
+        wait_for_port(HOST, self.port, 60, self.proc, self.log_path)
+        self._wait_until_serving()
+        return self
+
+    def _wait_until_serving(self, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                if requests.get(self.url + "/config/versions", timeout=5).ok:
+                    return
+            except requests.ConnectionError:
+                pass
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise ServerError(f"dserver did not come up:\n{log_tail(self.log_path)}")
+
+    def kill(self):
+        """SIGKILL the whole process group: master and workers, no goodbye."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def pids(self):
+        """PIDs of the master and its workers."""
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)],
+                             capture_output=True, text=True).stdout.split()
+        return [self.proc.pid, *map(int, out)]
+
+    def log_tail(self, lines=60):
+        return log_tail(self.log_path, lines)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
