@@ -1,0 +1,41 @@
+# The two commands of README.rst: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install demo test docs bench check-install clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,docs]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## Main job: a dataset lands in a bucket and turns up in search.
+demo: install
+	$(PY) -m demo
+
+## Every test, against real servers the tests start themselves.
+test: install
+	$(PY) -m pytest
+
+docs: install
+	$(VENV)/bin/sphinx-build -W -q -b html docs docs/_build/html
+
+## Side-by-side benchmark with the published plugin (not part of the tests).
+bench: install
+	$(PY) -m bench
+
+## A fresh venv with `pip install .` must resolve to a set that imports and runs.
+check-install:
+	rm -rf build/check-venv
+	$(PYTHON) -m venv build/check-venv
+	build/check-venv/bin/python -m pip install --quiet --upgrade pip
+	build/check-venv/bin/python -m pip install --quiet . dserver-search-plugin-mongo dserver-retrieve-plugin-mongo
+	build/check-venv/bin/python -m pip check
+	cd build && check-venv/bin/python -c "import flask_smorest, dservercore, dserver_notification_plugin; print('imports ok')"
+
+clean:
+	rm -rf $(VENV) build docs/_build
