@@ -1,0 +1,156 @@
+"""Object keys -> dtool datasets, following dtool-s3's bucket layout.
+
+dtool-s3 (0.14) writes a dataset with UUID ``u`` and dataset prefix ``p``
+(``DTOOL_S3_DATASET_PREFIX_<bucket>``, any string, often ``u/<user>/``) as:
+
+- ``dtool-<u>`` at the top of the bucket, whose body is ``p`` (registration);
+- ``<p><u>/dtool`` (admin metadata), ``<p><u>/README.yml``,
+  ``<p><u>/manifest.json``, ``<p><u>/structure.json``, ``<p><u>/README.txt``
+  and, after ``dtool publish``, ``<p><u>/http_manifest.json``;
+- ``<p><u>/data/<sha1 of the item's relpath>``, ``<p><u>/fragments/<file>``
+  (temporary item metadata), ``<p><u>/overlays/<name>.json``,
+  ``<p><u>/annotations/<name>.json`` and ``<p><u>/tags/<tag>``.
+
+The prefix is arbitrary text and may itself hold a UUID, and it need not end
+with ``/``, so the dataset UUID is the 36 characters directly before one of
+the suffixes above, read from the end of the key. Item, tag, annotation and
+overlay names never contain ``/`` (dtoolcore allows ``[0-9a-zA-Z_.-]`` for
+names; item keys are SHA-1 hex), so the suffix is one or two segments long
+and the reading is unambiguous. The dataset URI is ``s3://<bucket>/<u>``
+whatever the prefix, so no S3 request is needed to name the dataset.
+"""
+import re
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+from .events import Action, ObjectEvent
+
+UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+UUID_LENGTH = 36
+_UUID = re.compile(UUID_PATTERN)
+_REGISTRATION = re.compile(rf"dtool-({UUID_PATTERN})")
+
+# The last key segment -> part, for objects directly under <prefix><uuid>/.
+FILE_PARTS = {
+    "dtool": "admin",
+    "README.yml": "readme",
+    "manifest.json": "manifest",
+    "structure.json": "structure",
+    "README.txt": "readme_txt",
+    "http_manifest.json": "http_manifest",
+}
+# The second-to-last segment -> part, for objects under <prefix><uuid>/<dir>/.
+DIRECTORY_PARTS = {
+    "data": "data",
+    "tags": "tags",
+    "annotations": "annotations",
+    "overlays": "overlays",
+    "fragments": "fragments",
+}
+# Parts whose change can alter what dservercore's generate_dataset_info reads.
+INDEXED_PARTS = frozenset({"registration", "admin", "readme", "manifest", "tags", "annotations"})
+# How the reasons for skipping an event name a part.
+_PART_NAMES = {
+    "data": "data item",
+    "fragments": "item metadata fragment",
+    "overlays": "overlay",
+    "structure": "structure.json",
+    "readme_txt": "README.txt",
+    "http_manifest": "http_manifest.json",
+}
+
+
+@dataclass(frozen=True)
+class DatasetObject:
+    """Where a key sits in a dataset.
+
+    ``prefix`` is the dataset prefix (the text before the UUID); it is ""
+    for the registration key, whose body holds the prefix instead.
+    ``part`` is one of: registration, admin, readme, manifest, structure,
+    readme_txt, http_manifest, data, tags, annotations, overlays, fragments.
+    """
+    uuid: str
+    prefix: str
+    part: str
+
+
+@dataclass(frozen=True)
+class DatasetTarget:
+    """The dataset an event is about, named without asking S3."""
+    base_uri: str
+    uri: str
+    uuid: str
+    part: str
+
+
+def classify_key(key: str) -> Optional[DatasetObject]:
+    """The dataset object ``key`` is in dtool-s3's layout, or None."""
+    registration = _REGISTRATION.fullmatch(key)
+    if registration:
+        return DatasetObject(uuid=registration.group(1), prefix="", part="registration")
+    segments = key.split("/")
+    # A tag may be called "dtool": try both readings; at most one matches,
+    # since "tags" and the other directory names do not end with a UUID.
+    found = None
+    if len(segments) >= 2 and segments[-1] in FILE_PARTS:
+        found = _under_dataset(segments[:-1], FILE_PARTS[segments[-1]])
+    if found is None and len(segments) >= 3 and segments[-2] in DIRECTORY_PARTS \
+            and _is_valid_leaf(segments):
+        found = _under_dataset(segments[:-2], DIRECTORY_PARTS[segments[-2]])
+    return found
+
+
+def _is_valid_leaf(segments):
+    """Annotations and overlays are ``<name>.json``; every name is non-empty."""
+    leaf, directory = segments[-1], segments[-2]
+    if not leaf:
+        return False
+    if directory in ("annotations", "overlays"):
+        return leaf.endswith(".json") and len(leaf) > len(".json")
+    return True
+
+
+def _under_dataset(head_segments, part):
+    """The object when the segments before the suffix end with a UUID."""
+    head = "/".join(head_segments)
+    uuid = head[-UUID_LENGTH:]
+    if len(head) < UUID_LENGTH or not _UUID.fullmatch(uuid):
+        return None
+    return DatasetObject(uuid=uuid, prefix=head[:-UUID_LENGTH], part=part)
+
+
+def can_change_index(obj: DatasetObject, action: Action) -> bool:
+    """Whether creating or removing ``obj`` can change what dserver indexes.
+
+    dservercore's ``generate_dataset_info`` builds the index entry from the
+    admin metadata (``dtool``), the README (``README.yml``), the manifest
+    (``manifest.json``, which lists the items, so it alone speaks for the
+    data), the annotations and the tags; the registration key is how a
+    dataset is found in the bucket. Item data, fragments (temporary, written
+    before the dataset is frozen), overlays, ``structure.json``,
+    ``README.txt`` and ``http_manifest.json`` are not read, so events on
+    them need no sync. This holds for creations and removals alike: a
+    removed dataset always loses its ``dtool`` object too.
+    """
+    return obj.part in INDEXED_PARTS
+
+
+def dataset_uri(base_uri: str, uuid: str) -> str:
+    """``<base_uri>/<uuid>``: dtool-s3 names datasets by UUID, not by prefix."""
+    return f"{base_uri.rstrip('/')}/{uuid}"
+
+
+def translate(event: ObjectEvent, bucket_to_base_uri: Dict[str, str]
+              ) -> Tuple[Optional[DatasetTarget], Optional[str]]:
+    """(target, None) if ``event`` may change the index, else (None, reason)."""
+    base_uri = bucket_to_base_uri.get(event.bucket)
+    if base_uri is None:
+        return None, f"bucket {event.bucket!r} has no base URI mapping"
+    obj = classify_key(event.key)
+    if obj is None:
+        return None, "key is not a dtool object"
+    if not can_change_index(obj, event.action):
+        return None, f"{_PART_NAMES.get(obj.part, obj.part)} cannot change the index"
+    return DatasetTarget(base_uri=base_uri, uri=dataset_uri(base_uri, obj.uuid),
+                         uuid=obj.uuid, part=obj.part), None
+
