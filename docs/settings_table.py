@@ -1,0 +1,126 @@
+"""Render the table of settings from ``config.SETTINGS``.
+
+``dserver_notification_plugin/config.py`` is the one source of truth for
+setting names, defaults and meanings. README.rst and the Sphinx docs both
+show the table rendered here, so a setting added to config.py without an
+example here fails loudly instead of going undocumented.
+
+Usage::
+
+    python docs/settings_table.py                     # print the table
+    python docs/settings_table.py --write README.rst  # refresh README's copy
+    python docs/settings_table.py --check README.rst  # exit 1 if it is stale
+
+config.py is loaded by file path, not through the package, so rendering
+needs neither dservercore nor an installed plugin.
+"""
+import argparse
+import importlib.util
+import pathlib
+import re
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CONFIG_PY = ROOT / "dserver_notification_plugin" / "config.py"
+START = ".. settings-table-start"
+END = ".. settings-table-end"
+
+# One example per setting, as a user would write it. Kept here, not in
+# config.py, because examples are documentation, not behaviour.
+EXAMPLES = {
+    "BUCKET_TO_BASE_URI": '{"my-bucket": "s3://my-bucket"}',
+    "ALLOW_ACCESS_FROM": "10.0.5.0/24,2001:db8:5::/64",
+    "TRUSTED_PROXIES": "127.0.0.1,::1",
+    "AUTH_TOKEN": "new-token,old-token",
+    "BASIC_AUTH": "minio:s3cret,storagegrid:0ther",
+    "SNS_TOPICS": "arn:aws:sns:eu-central-1:123456789012:dserver-events",
+    "MAX_BODY_BYTES": "4194304",
+    "DEBOUNCE_SECONDS": "5",
+    "MAX_DELAY_SECONDS": "60",
+    "MAX_ATTEMPTS": "12",
+    "RETRY_BASE_SECONDS": "2",
+    "RETRY_MAX_SECONDS": "600",
+    "CLAIM_TIMEOUT_SECONDS": "600",
+    "POLL_SECONDS": "1",
+    "WORKER": "off",
+    "REJECT_LOG_INTERVAL_SECONDS": "300",
+}
+
+
+def load_config_module():
+    spec = importlib.util.spec_from_file_location("_notify_config", CONFIG_PY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _literal(text):
+    return f"``{text}``" if text else "(empty)"
+
+
+def _meaning(text, secret):
+    # config.py writes commands in single backticks (Markdown habit);
+    # in reStructuredText those must be double to render as code.
+    text = re.sub(r"(?<!`)`([^`]+)`(?!`)", r"``\1``", text)
+    if secret:
+        text += " Secret: obfuscated in ``/config/info`` and never logged."
+    return text
+
+
+def render_table():
+    """The settings as an RST list-table; raises if an example is missing."""
+    config = load_config_module()
+    missing = sorted(set(config.SETTINGS) - set(EXAMPLES))
+    if missing:
+        raise SystemExit(f"settings_table.py: no example for {', '.join(missing)}")
+    lines = [
+        ".. list-table::",
+        "   :header-rows: 1",
+        "   :widths: 25 15 25 35",
+        "",
+        "   * - Setting",
+        "     - Default",
+        "     - Example",
+        "     - Meaning",
+    ]
+    for short, (default, secret, meaning) in config.SETTINGS.items():
+        lines += [
+            f"   * - ``{config.PREFIX}{short}``",
+            f"     - {_literal(default)}",
+            f"     - {_literal(EXAMPLES[short])}",
+            f"     - {_meaning(meaning, secret)}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _replace_between_markers(text, table):
+    start, end = text.index(START), text.index(END)
+    head = text[:start + len(START)]
+    return head + "\n\n" + table + "\n" + text[end:]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--write", metavar="FILE", type=pathlib.Path)
+    group.add_argument("--check", metavar="FILE", type=pathlib.Path)
+    args = parser.parse_args(argv)
+    table = render_table()
+    target = args.write or args.check
+    if target is None:
+        sys.stdout.write(table)
+        return 0
+    current = target.read_text(encoding="utf-8")
+    wanted = _replace_between_markers(current, table)
+    if args.write:
+        target.write_text(wanted, encoding="utf-8")
+        return 0
+    if current != wanted:
+        print(f"{target}: settings table is stale; run "
+              f"python docs/settings_table.py --write {target}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
