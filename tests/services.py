@@ -1,15 +1,10 @@
 """Launchers for the real servers used by tests, the demo and the benchmark.
 
-Plain module (no pytest): import it as ``tests.services`` or load it by path.
-Every server runs in its own subprocess with its own free ports and temporary
-directory, so parallel runs do not collide. A server that dies while starting
-raises ``ServerError`` carrying the tail of its log. See /work/shared/services.md
-for why these particular servers were chosen.
-
-- MongoServer: nx-27017 (Mongo wire protocol over SQLite) via nx_mongo_server.py,
-  or an external MongoDB when DSERVER_TEST_MONGO_URI is set.
-- MotoServer: moto_server; S3 plus SNS deliveries in AWS format.
-- SeaweedServer: ``weed server`` with S3 gateway and an optional filer webhook.
+Plain module (no pytest), importable as ``tests.services`` or by path. Each
+server is a subprocess with its own free ports and temp dir, so parallel runs
+do not collide; one that dies while starting raises ``ServerError`` with its
+log tail. MongoServer: nx-27017 (or DSERVER_TEST_MONGO_URI); MotoServer: S3
+plus SNS deliveries; SeaweedServer: S3 gateway plus filer webhook.
 """
 
 import atexit
@@ -422,13 +417,6 @@ def dtool_s3_env(bucket: str, endpoint: str, key: str, secret: str) -> dict:
     return env
 
 
-def _item_contents(items) -> dict:
-    if isinstance(items, int):
-        return {f"item_{i:03d}.txt": f"content of item {i}\n".encode()
-                for i in range(items)}
-    return dict(items)
-
-
 def put_dtool_dataset(base_uri: str, name: str, items, readme: str = "description: test dataset\n",
                       tags=(), annotations=None, env=None, creator_username=None) -> str:
     """Create a frozen dtool dataset locally, copy it to base_uri, return its URI.
@@ -445,7 +433,9 @@ def put_dtool_dataset(base_uri: str, name: str, items, readme: str = "descriptio
         proto = dtoolcore.create_proto_dataset(
             name, Path(tmp).as_uri(), readme_content=readme,
             creator_username=creator_username)
-        for relpath, content in _item_contents(items).items():
+        if isinstance(items, int):
+            items = {f"item_{i:03d}.txt": f"item {i}\n".encode() for i in range(items)}
+        for relpath, content in items.items():
             source = Path(tmp, "_payload", relpath)
             source.parent.mkdir(parents=True, exist_ok=True)
             source.write_bytes(content)

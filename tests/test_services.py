@@ -7,6 +7,7 @@ cannot start fails the test with its log tail.
 import json
 import threading
 import time
+from urllib.parse import quote
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dtoolcore
@@ -152,24 +153,28 @@ def test_moto_dataset_copy_and_sns_deliveries(moto, receiver):
     assert f"{dataset.uuid}/manifest.json" in keys
     assert sum(k.startswith(f"{dataset.uuid}/data/") for k in keys) == len(ITEMS)
 
-    def delivered_keys():
-        found = set()
-        for body in _bodies(receiver, "/sns"):
-            envelope = json.loads(body)
-            assert envelope["TopicArn"] == topic
-            for record in json.loads(envelope["Message"]).get("Records", []):
-                found.add(record["s3"]["object"]["key"])
-        return found
-
-    _wait_for(lambda: f"{dataset.uuid}%2Fmanifest.json" in delivered_keys(),
-              what="SNS delivery of manifest.json")
+    _wait_for(lambda: ("ObjectCreated:Put", f"{dataset.uuid}%2Fmanifest.json")
+              in _sns_records(receiver, topic), what="SNS delivery of manifest.json")
 
     before = moto.request_count()
     services.remove_all_objects(s3, "smoke-moto")
     assert moto.request_count() - before == 1 + len(keys)  # one list, one DELETE per key
     assert services.list_keys(s3, "smoke-moto") == []
-    _wait_for(lambda: len(_bodies(receiver, "/sns")) >= 2 * len(keys) + 1,
-              what="SNS deliveries of the removals")
+    removed = {quote(key, safe="") for key in keys}
+    _wait_for(lambda: removed <= {key for name, key in _sns_records(receiver, topic)
+                                  if name.startswith("ObjectRemoved:")},
+              what="SNS deliveries of every removal")
+
+
+def _sns_records(receiver, topic):
+    """(eventName, url-encoded key) of every S3 record delivered via SNS."""
+    records = []
+    for body in _bodies(receiver, "/sns"):
+        envelope = json.loads(body)
+        assert envelope["Type"] == "Notification" and envelope["TopicArn"] == topic
+        for record in json.loads(envelope["Message"]).get("Records", []):
+            records.append((record["eventName"], record["s3"]["object"]["key"]))
+    return records
 
 
 def test_seaweed_dataset_copy_and_filer_webhook(seaweed, receiver):
@@ -186,3 +191,14 @@ def test_seaweed_dataset_copy_and_filer_webhook(seaweed, receiver):
     _wait_for(lambda: expected <= event_keys(), what="filer webhook events")
     sample = json.loads(_bodies(receiver, "/seaweed")[-1])
     assert sample["event_type"] in {"create", "update", "delete", "rename"}
+
+    s3 = seaweed.boto3_client()
+    services.remove_all_objects(s3, "smoke-weed", prefix=dataset.uuid, batch=True)
+    assert services.list_keys(s3, "smoke-weed") == [f"dtool-{dataset.uuid}"]
+
+    def deleted_keys():
+        events = (json.loads(body) for body in _bodies(receiver, "/seaweed"))
+        return {event["key"] for event in events if event["event_type"] == "delete"}
+
+    _wait_for(lambda: f"/buckets/smoke-weed/{dataset.uuid}/manifest.json" in deleted_keys(),
+              what="filer delete event")
