@@ -96,9 +96,9 @@ def json_document(body):
     try:
         doc = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise PayloadError(400, f"document is not valid UTF-8 JSON: {exc}")
+        raise PayloadError(f"document is not valid UTF-8 JSON: {exc}")
     if not isinstance(doc, dict):
-        raise PayloadError(400, "document must be a JSON object")
+        raise PayloadError("document must be a JSON object")
     return doc
 
 
@@ -107,8 +107,8 @@ def intake_for_document(doc):
         return parse_records_document(doc)
     if "bucket" in doc or "key" in doc:
         return parse_storagegrid_search_document(doc)
-    raise PayloadError(400, "document has neither 'Records' (MinIO) nor "
-                            "'bucket' and 'key' (StorageGRID)")
+    raise PayloadError("document has neither 'Records' (MinIO) nor "
+                       "'bucket' and 'key' (StorageGRID)")
 
 
 def remember(doc_id, intake, extension):
