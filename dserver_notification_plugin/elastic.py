@@ -57,13 +57,14 @@ def classify(method, path):
         return _doc_route(method, index, doc_id)
     if path.endswith("/_doc") and method == "POST":
         return EsRoute("document", index=path[:-len("/_doc")])
-    segments = path.split("/")
-    if method in ("PUT", "POST") and len(segments) >= 3:
-        # StorageGRID: <index>/<type>/<id>; an empty body is index creation
-        return EsRoute("document_or_index", index="/".join(segments[:-2]),
-                       doc_id=segments[-1])
-    if method == "DELETE" and len(segments) >= 3:
-        return EsRoute("delete", index="/".join(segments[:-2]), doc_id=segments[-1])
+    segments = path.split("/", 2)
+    # StorageGRID: <index>/<type>/<id>, where the id is "<bucket>_<key>" and
+    # the key may hold slashes (the server decodes %2F before we see it).
+    if method in ("PUT", "POST") and len(segments) == 3:
+        # an empty body is index creation
+        return EsRoute("document_or_index", index=segments[0], doc_id=segments[2])
+    if method == "DELETE" and len(segments) == 3:
+        return EsRoute("delete", index=segments[0], doc_id=segments[2])
     if method == "PUT":
         return EsRoute("index", index=path)
     if method in ("HEAD", "GET"):

@@ -1,0 +1,161 @@
+"""Issue 3 at the HTTP boundary: every dialect in, clear 4xx for bad input."""
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import sqlalchemy as sa
+from dservercore import sql_db
+
+from dserver_notification_plugin import inbox
+from tests.payloads import minio_webhook_body
+
+DATA = Path(__file__).parent / "data" / "formats"
+UUID = "49f0bf41-471b-4781-855e-161fe81ffb0d"
+
+
+def inbox_rows(app):
+    with app.app_context():
+        app.extensions["dserver_notification"].ensure_schema()
+        with sql_db.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(sa.select(inbox.inbox)).mappings()]
+
+
+def test_head_probes_answer_200(client):
+    for path in ("/webhook/notify", "/webhook/notify/", "/webhook/notify/minio/x"):
+        assert client.head(path).status_code == 200
+
+
+def test_every_record_of_a_batch_is_accepted(app, client, bucket):
+    keys = [f"u/me/{uuid}/dtool" for uuid in (
+        "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222",
+        "33333333-3333-4333-8333-333333333333")]
+    records = [minio_webhook_body(bucket.name, key)["Records"][0] for key in keys]
+    answer = client.post("/webhook/notify", json={"Records": records})
+    assert answer.status_code == 202
+    assert answer.get_json() == {"accepted": 3, "ignored": 0}
+    assert sorted(row["uuid"] for row in inbox_rows(app)) == sorted(k.split("/")[2] for k in keys)
+
+
+def test_events_of_one_dataset_fold_into_one_entry(app, client, bucket):
+    keys = [f"dtool-{UUID}", f"{UUID}/README.yml", f"{UUID}/manifest.json", f"{UUID}/dtool",
+            f"{UUID}/data/abc", f"{UUID}/tags/x"]
+    for key in keys:
+        assert client.post("/webhook/notify", json=minio_webhook_body(bucket.name, key)) \
+            .status_code == 202
+    rows = inbox_rows(app)
+    assert len(rows) == 1
+    assert rows[0]["dataset_uri"] == f"{bucket.base_uri}/{UUID}"
+    assert rows[0]["events"] == 5  # the data item costs nothing
+
+
+def test_keys_are_decoded_exactly(app, client, bucket):
+    body = minio_webhook_body(bucket.name, f"my data+x/{UUID}/README.yml")
+    assert body["Records"][0]["s3"]["object"]["key"].startswith("my+data%2Bx")
+    assert client.post("/webhook/notify", json=body).get_json()["accepted"] == 1
+    assert inbox_rows(app)[0]["uuid"] == UUID
+
+
+def test_unmapped_bucket_and_foreign_keys_are_acknowledged_and_ignored(app, client, bucket,
+                                                                       caplog):
+    unmapped = client.post("/webhook/notify", json=minio_webhook_body("elsewhere", f"{UUID}/dtool"))
+    foreign = client.post("/webhook/notify", json=minio_webhook_body(bucket.name, "notes.txt"))
+    assert unmapped.status_code == foreign.status_code == 202
+    assert unmapped.get_json() == foreign.get_json() == {"accepted": 0, "ignored": 1}
+    assert "no base URI" in caplog.text or "elsewhere" in caplog.text
+    assert inbox_rows(app) == []
+
+
+def test_real_minio_access_events_are_ignored(app, client):
+    capture = json.loads((DATA / "minio-2022/webhook/download_single_item/001.json").read_text())
+    answer = client.post("/webhook/notify", json=capture["body"])
+    assert answer.status_code == 202
+    assert answer.get_json() == {"accepted": 0, "ignored": 1}
+
+
+def test_storagegrid_endpoint_test_message_answers_2xx(client):
+    answer = client.post(
+        "/webhook/notify", content_type="application/x-www-form-urlencoded",
+        data="Action=Publish&Message=StorageGRID+Test+Message"
+             "&TopicArn=urn%3Atest%3Asns%3Atest%3Atest%3Atest&Version=2010-03-31")
+    assert 200 <= answer.status_code < 300
+
+
+def test_bad_input_gets_a_clear_json_4xx(client):
+    cases = [
+        (dict(data="{not json", content_type="application/json"), 400),
+        (dict(json={"Records": "nope"}), 400),
+        (dict(json={"Records": [{"eventName": "s3:ObjectCreated:Put"}]}), 400),
+        (dict(json={"something": "else"}), 400),
+        (dict(data="<xml/>", content_type="application/xml"), 415),
+        (dict(data=b"x" * (1024 * 1024 + 1), content_type="application/json"), 413),
+    ]
+    for kwargs, status in cases:
+        answer = client.post("/webhook/notify", **kwargs)
+        assert answer.status_code == status, (kwargs.get("content_type"), answer.data[:200])
+        assert answer.is_json and answer.get_json()["message"]
+
+
+class _ConfirmationCatcher(BaseHTTPRequestHandler):
+    hits = []
+
+    def do_GET(self):
+        self.hits.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"<ConfirmSubscriptionResponse/>")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_sns_subscription_is_confirmed_only_for_listed_topics(make_app, bucket):
+    server = HTTPServer(("127.0.0.1", 0), _ConfirmationCatcher)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    listed = "arn:aws:sns:us-east-1:123456789012:listed"
+    client = make_app([bucket], notify={"DSERVER_NOTIFY_SNS_TOPICS": listed}).test_client()
+
+    def confirmation(topic):
+        return json.dumps({
+            "Type": "SubscriptionConfirmation", "MessageId": "m", "Token": "t",
+            "TopicArn": topic, "Message": "confirm",
+            "SubscribeURL": f"http://127.0.0.1:{server.server_port}/confirm?topic={topic}",
+            "Timestamp": "2026-11-28T00:00:00.000Z"})
+    try:
+        refused = client.post("/webhook/notify", data=confirmation(listed + "-other"),
+                              content_type="text/plain; charset=UTF-8")
+        confirmed = client.post("/webhook/notify", data=confirmation(listed),
+                                content_type="text/plain; charset=UTF-8")
+    finally:
+        server.shutdown()
+    assert refused.status_code == 403
+    assert confirmed.status_code == 200
+    assert _ConfirmationCatcher.hits == [f"/confirm?topic={listed}"]
+
+
+def test_minio_elasticsearch_target_start_up_and_documents(app, client, bucket):
+    assert client.get("/elastic-search/").get_json()["version"]["number"].startswith("7.")
+    assert client.head("/elastic-search/").status_code == 200
+    assert client.get("/elastic-search/_resolve/index/notify/all").status_code == 200
+    assert client.put("/elastic-search/notify/all").status_code == 200
+    body = minio_webhook_body(bucket.name, f"u/me/{UUID}/dtool")
+    doc = {"Records": body["Records"]}
+    put = client.put("/elastic-search/notify/all/_doc/abc=", json=doc)
+    assert put.status_code == 201 and put.get_json()["accepted"] == 1
+    assert client.head("/elastic-search/notify/all/_doc/abc=").status_code == 200
+    assert client.head("/elastic-search/notify/all/_doc/unknown=").status_code == 404
+    deleted = client.delete("/elastic-search/notify/all/_doc/abc=")
+    assert deleted.status_code == 200 and deleted.get_json()["accepted"] == 1
+    rows = inbox_rows(app)
+    assert [row["events"] for row in rows] == [2]
+
+
+def test_storagegrid_search_integration_documents(app, client, bucket):
+    doc = {"bucket": bucket.name, "key": f"{UUID}/README.yml", "versionID": "",
+           "size": 10, "metadata": {}, "tags": {}}
+    doc_id = f"{bucket.name}_{UUID}/README.yml".replace("/", "%2F")
+    put = client.put(f"/elastic-search/idx/type/{doc_id}", json=doc)
+    assert put.status_code == 201
+    gone = client.delete(f"/elastic-search/idx/type/{bucket.name}_{UUID}%2Fmanifest.json")
+    assert gone.status_code == 200 and gone.get_json()["accepted"] == 1
+    assert inbox_rows(app)[0]["events"] == 2
