@@ -113,8 +113,9 @@ def prepare_index_in_subprocess(env, base_uris):
 class LiveDserver:
     """``gunicorn dservercore:create_app()`` on a free loopback port."""
 
-    def __init__(self, env, workdir, workers=2, preload=False):
+    def __init__(self, env, workdir, workers=2, preload=False, ipv6=False):
         self.env = dict(env)
+        self.ipv6 = ipv6
         self.workdir = Path(workdir)
         self.workers = workers
         self.preload = preload
@@ -126,10 +127,15 @@ class LiveDserver:
     def url(self):
         return f"http://{HOST}:{self.port}"
 
+    @property
+    def url6(self):
+        return f"http://[::1]:{self.port}"
+
     def start(self):
         self.port = self.port or free_port()
         args = [sys.executable, "-m", "gunicorn", "--workers", str(self.workers),
                 "--bind", f"{HOST}:{self.port}", "--log-level", "info",
+                *(["--bind", f"[::1]:{self.port}"] if self.ipv6 else []),
                 "--graceful-timeout", "5", "--timeout", "120"]
         if self.preload:
             args.append("--preload")
