@@ -1,0 +1,161 @@
+"""End-to-end helpers: a gunicorn-served dserver and a client for its HTTP API.
+
+The tests under ``tests/e2e`` talk to dserver only over HTTP, as a user
+would, and wait for the index by polling that API with a generous timeout:
+the worker's debounce and poll interval decide *when* a dataset shows up,
+and timings belong to the benchmark, not to tests.
+"""
+import time
+import uuid
+from dataclasses import dataclass
+
+import requests
+
+from tests.dserver import ADMIN, LiveDserver, dserver_env, prepare_index_in_subprocess, token_for
+from tests.services import put_dtool_dataset, remove_all_objects
+
+WAIT_SECONDS = 30.0
+POLL_INTERVAL = 0.2
+
+# Small debounce and poll interval so the tests are quick; everything else
+# is the production default. Loopback is where the storage servers run.
+E2E_NOTIFY = {
+    "DSERVER_NOTIFY_DEBOUNCE_SECONDS": "0.5",
+    "DSERVER_NOTIFY_POLL_SECONDS": "0.2",
+    "DSERVER_NOTIFY_ALLOW_ACCESS_FROM": "127.0.0.1/32,::1/128",
+}
+
+
+def start_live_index(workdir, mongo_uri, bucket_to_base_uri, extra_env=None, port=None):
+    """Prepare dserver's database and serve it with gunicorn (2 workers).
+
+    ``extra_env`` carries settings such as dtool-s3's endpoint and keys;
+    ``port`` lets a caller tell a storage server the webhook URL before
+    dserver runs.
+    """
+    env = dserver_env(workdir, mongo_uri, bucket_to_base_uri, dict(E2E_NOTIFY))
+    env.update(extra_env or {})
+    prepare_index_in_subprocess(env, sorted(set(bucket_to_base_uri.values())))
+    server = LiveDserver(env, workdir, workers=2)
+    server.port = port
+    server.start()
+    return LiveIndex(server)
+
+
+@dataclass
+class Storage:
+    """One bucket of a storage server, configured for dtool-s3."""
+    bucket: str
+    s3: object  # boto3 S3 client
+    env: dict  # dtool-s3 settings (endpoint, keys) for this bucket
+
+    @property
+    def base_uri(self):
+        return f"s3://{self.bucket}"
+
+    def put_dataset(self, name, readme, items=3):
+        """Copy a fresh dtool dataset into the bucket; return its URI."""
+        return put_dtool_dataset(self.base_uri, name, items, readme=readme, env=self.env)
+
+
+def url_suffix(uri):
+    """How dservercore puts a dataset URI into a path (utils.uri_to_url_suffix)."""
+    return uri.replace("://", "/", 1)
+
+
+class LiveIndex:
+    """The HTTP API of a live dserver, seen by its admin user."""
+
+    def __init__(self, server):
+        self.server = server
+        self.url = server.url
+        token = token_for(ADMIN, server.env["JWT_PRIVATE_KEY_FILE"])
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    @property
+    def webhook_url(self):
+        return f"{self.url}/webhook/notify"
+
+    def stop(self):
+        self.server.stop()
+
+    def _ok_json(self, answer):
+        assert answer.status_code == 200, f"{answer.request.method} {answer.url}: " \
+                                          f"{answer.status_code} {answer.text}"
+        return answer.json()
+
+    def search(self, **query):
+        """URIs found by the search plugin (POST /uris with a non-empty query)."""
+        assert query, "an empty query lists the SQL table; use listing()"
+        answer = requests.post(f"{self.url}/uris", json=query, headers=self.headers,
+                               timeout=10)
+        return sorted(d["uri"] for d in self._ok_json(answer))
+
+    def listing(self):
+        """URIs in dserver's SQL table (GET /uris without a query)."""
+        answer = requests.get(f"{self.url}/uris", headers=self.headers, timeout=10)
+        return sorted(d["uri"] for d in self._ok_json(answer))
+
+    def readme(self, uri):
+        """The retrieve plugin's answer for the README of ``uri``."""
+        return requests.get(f"{self.url}/readmes/{url_suffix(uri)}", headers=self.headers,
+                            timeout=10)
+
+    def readme_text(self, uri):
+        answer = self.readme(uri)
+        return answer.json().get("readme") if answer.status_code == 200 else None
+
+    def wait_until(self, condition, what, timeout=WAIT_SECONDS):
+        """Poll ``condition()`` until it is truthy; fail naming ``what``.
+
+        On time-out the failure shows the last value seen and the tail of
+        the gunicorn log, which is where a worker's traceback would be.
+        """
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = condition()
+            if last:
+                return last
+            time.sleep(POLL_INTERVAL)
+        raise AssertionError(f"not within {timeout} s: {what} (last value: {last!r})\n"
+                             f"dserver log tail:\n{self.server.log_tail(80)}")
+
+
+def unique_word(stem):
+    """A word no other dataset's README holds (free-text search is substring)."""
+    return f"{stem}{uuid.uuid4().hex[:10]}"
+
+
+def check_dataset_lifecycle(index, storage):
+    """The story every real object store must pass through a live dserver.
+
+    Only dtool and S3 clients act; the storage server itself sends the
+    notifications, and the index is observed through dserver's HTTP API.
+    """
+    import dtoolcore
+
+    first_word, second_word, tag = unique_word("alpha"), unique_word("beta"), unique_word("t")
+    uri = storage.put_dataset("lifecycle", f"project: {first_word}\n")
+    index.wait_until(lambda: index.search(free_text=first_word) == [uri],
+                     f"copied {uri} found by its README word")
+    assert index.listing() == [uri]
+    assert first_word in index.readme_text(uri)
+
+    dataset = dtoolcore.DataSet.from_uri(uri)
+    dataset.put_readme(f"project: {second_word}\n")
+    dataset.put_tag(tag)
+    index.wait_until(lambda: (index.search(free_text=second_word) == [uri]
+                              and index.search(tags=[tag]) == [uri]),
+                     f"edited README and new tag of {uri} searchable")
+    index.wait_until(lambda: second_word in (index.readme_text(uri) or ""),
+                     f"retrieve serves the edited README of {uri}")
+    assert index.search(free_text=first_word) == []
+
+    remove_all_objects(storage.s3, storage.bucket)
+    index.wait_until(lambda: uri not in index.listing(), f"{uri} gone from the listing")
+    index.wait_until(lambda: index.search(base_uris=[storage.base_uri]) == []
+                     and index.search(tags=[tag]) == [], f"{uri} gone from search")
+    index.wait_until(lambda: index.readme(uri).status_code != 200,
+                     f"{uri} gone from retrieve")
+    return uri
