@@ -58,8 +58,15 @@ class Worker:
     def running(self):
         return self._thread is not None and self._thread.is_alive()
 
+    def _app_ready(self):
+        # dservercore initialises its SQLAlchemy after the extensions.
+        return "sqlalchemy" in self.app.extensions
+
     def _loop(self):
         while not self._stop.is_set():
+            if not self._app_ready():
+                self._stop.wait(self.settings.poll_seconds)
+                continue
             try:
                 processed = self.run_once()
             except Exception:  # database unreachable, app not ready yet ...

@@ -129,4 +129,4 @@ def test_refused_requests_change_nothing(live, mongo):
     time.sleep(2)
     listing = requests.get(live.url + "/uris", headers={"Authorization": f"Bearer {token}"},
                            timeout=10)
-    assert [d["uri"] for d in listing.json()] == [uri]
+    assert [d["uri"] for d in listing.json()] == [uri], live.log_tail()
