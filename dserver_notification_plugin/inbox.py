@@ -22,7 +22,6 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 STATES = ("pending", "processing", "failed", "done", "dead")
-CLAIMABLE = ("pending", "failed")
 
 metadata = sa.MetaData()
 
@@ -170,11 +169,15 @@ def claim(conn, now, claim_timeout, limit=16, owner=None, ignore_due=False):
     """
     owner = owner or process_id()
     c = inbox.c
-    due = sa.true() if ignore_due else c.due_at <= now
+    # ``ignore_due`` skips the debounce of pending rows, never the backoff
+    # of failed ones: a drain must not spin on an entry that keeps failing.
+    pending = c.state == "pending" if ignore_due else \
+        sa.and_(c.state == "pending", c.due_at <= now)
+    retry_due = sa.and_(c.state == "failed", c.due_at <= now)
     stale = sa.and_(c.state == "processing", c.claimed_at < now - claim_timeout)
     candidates = conn.execute(
         sa.select(c.id, c.state, c.claimed_at)
-        .where(sa.or_(sa.and_(c.state.in_(CLAIMABLE), due), stale))
+        .where(sa.or_(pending, retry_due, stale))
         .order_by(c.due_at).limit(limit)).all()
     claimed = []
     for row in candidates:
