@@ -1,0 +1,202 @@
+"""How the sync is doing: one status dict, and the same figures for Prometheus.
+
+The figures come from two places. Event and outcome counters are counted in
+memory by each process (:mod:`.stats`) and flushed now and then to the
+``notification_counters`` table; a total is therefore the persisted value
+plus what this process has not flushed yet (we flush first, so normally
+nothing). Inbox figures are read from the inbox table at the moment of the
+request, so every process reports the same queue.
+
+Metrics live in a :class:`prometheus_client.CollectorRegistry` of their own
+per extension (i.e. per app): the global registry would mix the figures of
+two apps in one process and refuse the second app's metric names.
+"""
+import threading
+
+from dservercore import sql_db
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from . import inbox
+from .stats import EVENT_COUNTERS
+
+# Sync outcomes counted by the worker (see worker.Worker.process).
+OUTCOME_COUNTERS = ("registered", "unchanged", "deleted", "absent", "proto",
+                    "retried", "dead")
+# Seconds from the first event of an entry to its successful sync.
+LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600, float("inf"))
+DEAD_ENTRIES_SHOWN = 100
+METRIC_PREFIX = "dserver_notification"
+
+
+def _pick(counts, names):
+    return {name: int(counts.get(name, 0)) for name in names}
+
+
+def _unflushed(stats):
+    """This process's counts that have not reached the database yet."""
+    deltas = stats.take_unflushed()
+    stats.give_back(deltas)
+    return deltas
+
+
+def _totals(extension):
+    """Persisted counters plus this process's unflushed deltas.
+
+    Needs an app context. Flushes first, so that another process reading the
+    table sees our counts too; if the flush fails, the deltas stay in memory
+    and are added here instead.
+    """
+    extension.worker.flush_stats()
+    with sql_db.engine.connect() as conn:
+        persisted = inbox.counter_totals(conn)
+    totals = dict(persisted)
+    for name, delta in _unflushed(extension.stats).items():
+        totals[name] = totals.get(name, 0) + delta
+    return totals
+
+
+def _inbox_figures(conn):
+    now = inbox.now()
+    age = inbox.oldest_pending_age(conn, now)
+    dead = [
+        {"id": row["id"], "dataset_uri": row["dataset_uri"],
+         "attempts": row["attempts"], "last_error": row["last_error"]}
+        for row in inbox.dead_entries(conn, limit=DEAD_ENTRIES_SHOWN)]
+    return inbox.state_counts(conn), age, dead
+
+
+def gather_status(extension):
+    """The status dict shown by ``flask notification status`` and the route.
+
+    Needs an app context. ``oldest_pending_age_seconds`` is None when no
+    entry is waiting (pending, failed or processing).
+    """
+    extension.ensure_schema()
+    since_start = extension.stats.since_start()
+    totals = _totals(extension)
+    with sql_db.engine.connect() as conn:
+        states, age, dead = _inbox_figures(conn)
+    return {
+        "process": inbox.process_id(),
+        "process_started_at": extension.stats.started_at,
+        "events": {"since_start": _pick(since_start, EVENT_COUNTERS),
+                   "total": _pick(totals, EVENT_COUNTERS)},
+        "sync": {"since_start": _pick(since_start, OUTCOME_COUNTERS),
+                 "total": _pick(totals, OUTCOME_COUNTERS)},
+        "inbox": {state: int(states.get(state, 0)) for state in inbox.STATES},
+        "oldest_pending_age_seconds": age,
+        "dead_entries": dead,
+    }
+
+
+def format_status(status):
+    """A human-readable table of :func:`gather_status`'s dict."""
+    lines = ["events       since start      total"]
+    for name in EVENT_COUNTERS:
+        lines.append(f"  {name:<10} {status['events']['since_start'][name]:>11} "
+                     f"{status['events']['total'][name]:>10}")
+    lines.append("sync         since start      total")
+    for name in OUTCOME_COUNTERS:
+        lines.append(f"  {name:<10} {status['sync']['since_start'][name]:>11} "
+                     f"{status['sync']['total'][name]:>10}")
+    lines.append("inbox")
+    for state, count in status["inbox"].items():
+        lines.append(f"  {state:<10} {count:>11}")
+    age = status["oldest_pending_age_seconds"]
+    lines.append("oldest pending entry: " + ("none" if age is None else f"{age:.1f} s old"))
+    dead = status["dead_entries"]
+    if dead:
+        lines.append(f"dead entries ({len(dead)} shown; retry with "
+                     "`flask notification retry ID ...` or `--all-dead`):")
+    for entry in dead:
+        lines.append(f"  #{entry['id']} {entry['dataset_uri']} after {entry['attempts']} "
+                     f"attempt(s): {entry['last_error']}")
+    return "\n".join(lines)
+
+
+# --- Prometheus ----------------------------------------------------------------
+
+class _StatusCollector:
+    """Reads the status at scrape time and exposes it as metric families.
+
+    A collector (rather than Counter/Gauge objects that we would keep
+    setting) because totals and inbox figures live in the database: they are
+    read when Prometheus asks, never cached. ``collect`` needs an app
+    context, which the metrics route has.
+    """
+
+    def __init__(self, extension):
+        self.extension = extension
+
+    def describe(self):
+        # Names only: registering must not touch the database.
+        return list(self._families(None))
+
+    def collect(self):
+        return list(self._families(gather_status(self.extension)))
+
+    def _families(self, status):
+        events = CounterMetricFamily(
+            f"{METRIC_PREFIX}_events", "Notification events, all processes, persisted "
+            "totals (kind: received, accepted, ignored, refused).", labels=["kind"])
+        process_events = CounterMetricFamily(
+            f"{METRIC_PREFIX}_process_events", "Notification events seen by the process "
+            "that answers this scrape, since it started.", labels=["kind"])
+        outcomes = CounterMetricFamily(
+            f"{METRIC_PREFIX}_sync_outcomes", "Sync outcomes, all processes, persisted "
+            "totals.", labels=["outcome"])
+        states = GaugeMetricFamily(
+            f"{METRIC_PREFIX}_inbox_entries", "Inbox entries by state.", labels=["state"])
+        age = GaugeMetricFamily(
+            f"{METRIC_PREFIX}_oldest_pending_age_seconds",
+            "Age of the oldest entry waiting to be synced (0 when none waits).")
+        if status is not None:
+            for name in EVENT_COUNTERS:
+                events.add_metric([name], status["events"]["total"][name])
+                process_events.add_metric([name], status["events"]["since_start"][name])
+            for name in OUTCOME_COUNTERS:
+                outcomes.add_metric([name], status["sync"]["total"][name])
+            for state, count in status["inbox"].items():
+                states.add_metric([state], count)
+            age.add_metric([], status["oldest_pending_age_seconds"] or 0.0)
+        return events, process_events, outcomes, states, age
+
+
+class Metrics:
+    """One extension's Prometheus registry: status collector plus latency histogram.
+
+    The histogram is fed by the worker of this process through
+    ``stats.latency_observers``; like every histogram it describes the
+    process that answers the scrape.
+    """
+
+    def __init__(self, extension):
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_StatusCollector(extension))
+        self.latency = Histogram(
+            f"{METRIC_PREFIX}_processing_latency_seconds",
+            "Seconds from the first event of an inbox entry to its successful sync "
+            "(this process).", buckets=LATENCY_BUCKETS, registry=self.registry)
+        extension.stats.latency_observers.append(self.latency.observe)
+
+
+_metrics_lock = threading.Lock()
+
+
+def metrics_for(extension):
+    """The extension's :class:`Metrics`, created (and hooked up) on first use."""
+    metrics = getattr(extension, "_notification_metrics", None)
+    if metrics is None:
+        with _metrics_lock:
+            metrics = getattr(extension, "_notification_metrics", None)
+            if metrics is None:
+                metrics = Metrics(extension)
+                extension._notification_metrics = metrics
+    return metrics
+
+
+def metrics_text(extension):
+    """The Prometheus text exposition of the extension's metrics (app context)."""
+    from prometheus_client import generate_latest
+    return generate_latest(metrics_for(extension).registry)
