@@ -1,6 +1,9 @@
 """`flask notification ...`: run, drain and repair the sync from a shell."""
+import json
 import logging
 import signal
+import sys
+from collections import Counter
 
 import click
 from flask import current_app
@@ -44,3 +47,100 @@ def drain_command(include_waiting):
     """Process every inbox entry that is due now, then exit."""
     processed = extension().worker.drain(include_waiting=include_waiting)
     click.echo(f"processed {processed} inbox entr{'y' if processed == 1 else 'ies'}")
+
+
+@notification_cli.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@with_appcontext
+def status_command(as_json):
+    """Show event counters, inbox entries by state and dead entries.
+
+    "since start" counts this command's own process, so it is zero here;
+    the HTTP route /webhook/status shows a server process's figures.
+    """
+    from .status import format_status, gather_status
+    status = gather_status(extension())
+    if as_json:
+        click.echo(json.dumps(status, indent=2, sort_keys=True))
+    else:
+        click.echo(format_status(status))
+
+
+@notification_cli.command("retry")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all-dead", is_flag=True, help="Requeue every dead entry.")
+@with_appcontext
+def retry_command(ids, all_dead):
+    """Put dead inbox entries (by ID, or all of them) back in the queue."""
+    from dservercore import sql_db
+    from . import inbox
+    if bool(ids) == all_dead:
+        raise click.UsageError("give the IDs of dead entries or --all-dead (not both)")
+    extension().ensure_schema()
+    with sql_db.engine.begin() as conn:
+        requeued = inbox.retry(conn, inbox.now(), ids or None)
+    click.echo(f"requeued {requeued} dead entr{'y' if requeued == 1 else 'ies'}")
+    if ids and requeued < len(set(ids)):
+        click.echo(f"{len(set(ids)) - requeued} of the given IDs were not dead entries")
+
+
+@notification_cli.command("resync")
+@click.argument("base_uri")
+@click.option("--dry-run", is_flag=True, help="Show what would be done; change nothing.")
+@with_appcontext
+def resync_command(base_uri, dry_run):
+    """Make the index of BASE_URI match its bucket.
+
+    Every dataset in the bucket or in the index (SQL and the Mongo search
+    and retrieve plugins) goes through the inbox and the worker, as after a
+    notification: missing ones are registered, changed ones updated, gone
+    ones deleted (search and retrieve included).
+    """
+    from . import resync
+    ext = extension()
+    try:
+        base_uri = resync.check_base_uri(ext, base_uri)
+        planned, outdated = resync.plan(base_uri)
+    except resync.ResyncError as exc:
+        raise click.UsageError(str(exc))
+    if dry_run:
+        _dry_run(planned, outdated, base_uri)
+        return
+    resync.enqueue(ext, base_uri, planned, outdated)
+    with _progress_bar(len(planned)) as bar:
+        resync.process(ext, on_progress=bar.update)
+    _report(resync, planned, base_uri)
+
+
+def _progress_bar(total):
+    """A tqdm bar on a terminal; silent when the output is piped or captured."""
+    from tqdm import tqdm
+    return tqdm(total=total, unit="dataset", disable=not sys.stdout.isatty())
+
+
+def _dry_run(planned, outdated, base_uri):
+    from .resync import intended_action
+    counts = Counter()
+    for item in planned:
+        action = intended_action(item)
+        if item.uri in outdated and action == "would check":
+            action = "would register (index copies disagree)"
+        counts[action] += 1
+        click.echo(f"{action}: {item.uri}")
+    click.echo(f"dry run for {base_uri}: {_summary(counts, len(planned))}; nothing changed")
+
+
+def _report(resync, planned, base_uri):
+    results = resync.outcomes(item.uri for item in planned)
+    counts = Counter()
+    for item in planned:
+        state, outcome, error = results.get(item.uri, ("missing", None, None))
+        word = resync.describe_outcome(state, outcome, error)
+        counts[word.split(":")[0]] += 1
+        click.echo(f"{word}: {item.uri}")
+    click.echo(f"resync of {base_uri}: {_summary(counts, len(planned))}")
+
+
+def _summary(counts, total):
+    parts = ", ".join(f"{n} {word}" for word, n in sorted(counts.items()))
+    return f"{total} dataset{'' if total == 1 else 's'}" + (f" ({parts})" if parts else "")
