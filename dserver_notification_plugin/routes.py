@@ -9,6 +9,8 @@ import logging
 import urllib.request
 import uuid
 
+from dservercore import utils_auth
+from dservercore.utils_auth import get_jwt_identity, jwt_required
 from flask import current_app, jsonify, make_response, request
 from flask_smorest import Blueprint, abort
 from sqlalchemy.exc import SQLAlchemyError
@@ -31,6 +33,8 @@ def extension():
 
 @bp.before_request
 def _guard():
+    if request.endpoint == "notification.status":
+        return None  # admins read it from anywhere, with their dserver JWT
     ext = extension()
     refusal = guard_request(ext.settings, ext.rejection_log)
     if refusal is not None:
@@ -171,3 +175,52 @@ def _delete_document(route):
     body = json.loads(response.get_data())
     body.update({"_index": route.index, "_id": route.doc_id, "result": "deleted"})
     return elastic.es_response(body, status=200)
+
+
+# --- operations: status for dserver admins, metrics for Prometheus ---------------
+
+@bp.record
+def _hook_up_metrics(state):
+    """Create the app's metrics at registration, so that the latency
+    histogram sees every sync from the start, not only after the first scrape."""
+    from . import EXTENSION_KEY
+    from .status import metrics_for
+    ext = state.app.extensions.get(EXTENSION_KEY)
+    if ext is not None:
+        metrics_for(ext)
+
+
+@bp.route("/webhook/status", methods=["GET"])
+@jwt_required()
+def status():
+    """How the sync is doing, as JSON; for dserver admins only.
+
+    Event counters since this process started and in total, inbox entries
+    by state, the age of the oldest waiting entry and the last error of
+    each dead entry. Not behind the notification guard: it needs a dserver
+    admin's token instead (401 without one, 403 for other users).
+    """
+    from .status import gather_status
+    username = get_jwt_identity()
+    if not utils_auth.user_exists(username):
+        abort(401, message="unknown user")
+    if not utils_auth.has_admin_rights(username):
+        abort(403, message="only dserver admins may read the notification status")
+    try:
+        return jsonify(gather_status(extension()))
+    except SQLAlchemyError:
+        logger.exception("could not read the notification status")
+        abort(503, message="notification store unavailable")
+
+
+@bp.route("/webhook/metrics", methods=["GET"])
+def metrics():
+    """Prometheus text exposition; guarded like the notification routes."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+    from .status import metrics_text
+    try:
+        body = metrics_text(extension())
+    except SQLAlchemyError:
+        logger.exception("could not read the notification metrics")
+        abort(503, message="notification store unavailable")
+    return make_response(body, 200, {"Content-Type": CONTENT_TYPE_LATEST})
