@@ -34,7 +34,7 @@ class Worker:
         self._schema_ready = False
         self._last_flush = 0.0
         self._backoff = tenacity.wait_exponential_jitter(
-            initial=settings.retry_base_seconds, max=settings.retry_max_seconds,
+            multiplier=settings.retry_base_seconds, max=settings.retry_max_seconds,
             jitter=settings.retry_base_seconds)
         _install_fork_hooks(self)
 

@@ -1,0 +1,198 @@
+"""Issue 5: never lose a notification, never repeat work, the index matches S3."""
+import random
+import time
+
+import pytest
+import requests
+import sqlalchemy as sa
+from dservercore import sql_db
+from dservercore.utils import register_dataset
+
+from dserver_notification_plugin import inbox
+from tests.dserver import LiveDserver, dserver_env, prepare_index_in_subprocess, token_for
+from tests.payloads import minio_bodies_for_keys
+from tests.services import MongoServer, list_keys, remove_all_objects
+from tests.test_sync_flow import notify_all, search
+
+
+def copy_order(keys):
+    """dtool-s3's write order of a copy (services.md): dtool object last."""
+    def rank(key):
+        for position, marker in enumerate(
+                ("dtool-", "/structure.json", "/README.txt", "/data/", "/README.yml",
+                 "/tags/", "/overlays/", "/annotations/", "/manifest.json", "/dtool")):
+            if key.startswith(marker) or marker in key:
+                return position
+        return 99
+    ordered = sorted(keys, key=rank)
+    admin = [k for k in ordered if k.endswith("/dtool")]
+    return [*ordered[:3], *admin, *ordered[3:]]  # proto dtool early, frozen dtool last
+
+
+def extension(app):
+    return app.extensions["dserver_notification"]
+
+
+def drain(app):
+    return extension(app).worker.drain(include_waiting=True)
+
+
+def index_snapshot(client, headers, uri):
+    listing = sorted(d["uri"] for d in client.get("/uris", headers=headers).get_json())
+    suffix = uri.replace("://", "/", 1)
+    retrieved = {kind: client.get(f"/{kind}/{suffix}", headers=headers).get_json()
+                 for kind in ("readmes", "manifests", "tags", "annotations")}
+    return listing, search(client, headers), retrieved
+
+
+def test_a_burst_of_1000_item_copy_gives_one_registration_and_bounded_s3_requests(
+        app, client, bucket, moto, admin_headers):
+    small = bucket.put_dataset("small", items=10)
+    large = bucket.put_dataset("large", items=1000)
+    requests_per_dataset = {}
+    for uri in (small, large):
+        uuid = uri.rsplit("/", 1)[1]
+        keys = copy_order([k for k in list_keys(bucket.s3, bucket.name) if uuid in k])
+        before_registrations = extension(app).stats.since_start().get("index_registrations", 0)
+        notify_all(client, minio_bodies_for_keys(bucket.name, keys))
+        before = moto.request_count()
+        drain(app)
+        requests_per_dataset[uri] = moto.request_count() - before
+        registrations = extension(app).stats.since_start()["index_registrations"]
+        assert registrations - before_registrations == 1
+    assert sorted(search(client, admin_headers)) == sorted([small, large])
+    assert requests_per_dataset[large] == requests_per_dataset[small], requests_per_dataset
+    assert requests_per_dataset[large] <= 20
+
+
+def test_shuffled_and_duplicated_events_give_the_same_index(make_app, bucket, admin_headers):
+    uri = bucket.put_dataset("shuffle", items=20, tags=["x", "y"],
+                             annotations={"colour": "red"})
+    keys = copy_order(list_keys(bucket.s3, bucket.name))
+    snapshots = []
+    for events in (keys, random.Random(4).sample(keys * 3, len(keys) * 3)):
+        app = make_app([bucket])
+        client = app.test_client()
+        from tests.conftest import auth_headers
+        headers = auth_headers(app)
+        # deliver in two halves with processing in between, as a debounce would
+        half = len(events) // 2
+        notify_all(client, minio_bodies_for_keys(bucket.name, events[:half]))
+        drain(app)
+        notify_all(client, minio_bodies_for_keys(bucket.name, events[half:]))
+        drain(app)
+        snapshots.append(index_snapshot(client, headers, uri))
+    assert snapshots[0] == snapshots[1]
+    assert snapshots[0][0] == [uri]
+
+
+def test_deleting_all_objects_removes_the_dataset_from_listing_search_and_retrieve(
+        app, client, bucket, admin_headers):
+    uri = bucket.put_dataset("doomed", items=5, readme="topic: doomed\n", tags=["t"])
+    keys = list_keys(bucket.s3, bucket.name)
+    notify_all(client, minio_bodies_for_keys(bucket.name, keys))
+    drain(app)
+    assert search(client, admin_headers, free_text="doomed") == [uri]
+
+    removed = remove_all_objects(bucket.s3, bucket.name)
+    notify_all(client, minio_bodies_for_keys(bucket.name, random.sample(removed, len(removed)),
+                                             "s3:ObjectRemoved:Delete"))
+    drain(app)
+
+    assert client.get("/uris", headers=admin_headers).get_json() == []
+    assert search(client, admin_headers, free_text="doomed") == []
+    suffix = uri.replace("://", "/", 1)
+    assert client.get(f"/readmes/{suffix}", headers=admin_headers).status_code != 200
+    with app.app_context():
+        assert app.retrieve.collection.find_one({"uri": uri}) is None
+        assert app.search.collection.find_one({"uri": uri}) is None
+
+
+def test_tag_removal_updates_the_entry(app, client, bucket, admin_headers):
+    uri = bucket.put_dataset("tagged", items=2, tags=["keep", "drop"])
+    notify_all(client, minio_bodies_for_keys(bucket.name, list_keys(bucket.s3, bucket.name)))
+    drain(app)
+    assert search(client, admin_headers, tags=["drop"]) == [uri]
+    tag_key = [k for k in list_keys(bucket.s3, bucket.name) if k.endswith("/tags/drop")][0]
+    bucket.s3.delete_object(Bucket=bucket.name, Key=tag_key)
+    notify_all(client, minio_bodies_for_keys(bucket.name, [tag_key], "s3:ObjectRemoved:Delete"))
+    drain(app)
+    assert search(client, admin_headers, tags=["drop"]) == []
+    assert search(client, admin_headers, tags=["keep"]) == [uri]
+
+
+def test_a_proto_dataset_is_left_for_the_event_that_freezes_it(app, client, bucket, admin_headers):
+    import dtoolcore
+    proto = dtoolcore.create_proto_dataset("unfinished", bucket.base_uri)
+    notify_all(client, minio_bodies_for_keys(bucket.name, list_keys(bucket.s3, bucket.name)))
+    drain(app)
+    assert search(client, admin_headers) == []
+    proto.freeze()
+    notify_all(client, minio_bodies_for_keys(bucket.name, list_keys(bucket.s3, bucket.name)))
+    drain(app)
+    assert search(client, admin_headers) == [proto.uri]
+
+
+def test_registrations_by_dservercore_do_not_enqueue(app, bucket):
+    import dtoolcore
+    from dservercore.utils import generate_dataset_info
+    uri = bucket.put_dataset("direct", items=1)
+    with app.app_context():
+        register_dataset(generate_dataset_info(dtoolcore.DataSet.from_uri(uri), bucket.base_uri))
+        extension(app).ensure_schema()
+        with sql_db.engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(inbox.inbox)).scalar() == 0
+
+
+def test_mongo_down_during_processing_is_retried_and_recorded(make_app, bucket, tmp_path):
+    mongo = MongoServer()
+    mongo.external_uri = None  # this test stops and starts its own server
+    mongo.start()
+    try:
+        app = make_app([bucket], mongo_uri=mongo.uri + "?serverSelectionTimeoutMS=1500",
+                       notify={"DSERVER_NOTIFY_RETRY_BASE_SECONDS": "0.2",
+                               "DSERVER_NOTIFY_RETRY_MAX_SECONDS": "0.5"})
+        client = app.test_client()
+        uri = bucket.put_dataset("patient", items=2)
+        notify_all(client, minio_bodies_for_keys(bucket.name, list_keys(bucket.s3, bucket.name)))
+        mongo.kill()
+        drain(app)
+        with app.app_context(), sql_db.engine.connect() as conn:
+            row = conn.execute(sa.select(inbox.inbox)).mappings().one()
+        assert row["state"] == "failed" and row["attempts"] == 1
+        assert row["last_error"].startswith(("AutoReconnect", "ServerSelectionTimeout"))
+        mongo.restart()
+        time.sleep(1.0)  # the backoff
+        drain(app)
+        with app.app_context(), sql_db.engine.connect() as conn:
+            row = conn.execute(sa.select(inbox.inbox)).mappings().one()
+        assert (row["state"], row["attempts"], row["last_outcome"]) == ("done", 2, "registered")
+        from tests.conftest import auth_headers
+        assert search(client, auth_headers(app)) == [uri]
+    finally:
+        mongo.stop()
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["plain", "preload"])
+def test_sigkill_after_the_202s_still_ends_indexed(tmp_path, mongo, bucket, preload):
+    env = dserver_env(tmp_path, mongo.uri, {bucket.name: bucket.base_uri}, {
+        "DSERVER_NOTIFY_DEBOUNCE_SECONDS": "3", "DSERVER_NOTIFY_CLAIM_TIMEOUT_SECONDS": "5",
+        **bucket.env})
+    prepare_index_in_subprocess(env, [bucket.base_uri])
+    uri = bucket.put_dataset("survivor", items=3)
+    server = LiveDserver(env, tmp_path, workers=2, preload=preload).start()
+    for body in minio_bodies_for_keys(bucket.name, list_keys(bucket.s3, bucket.name)):
+        assert requests.post(server.url + "/webhook/notify", json=body, timeout=10) \
+            .status_code == 202
+    server.kill()  # before the debounce has passed: nothing processed yet
+    server = LiveDserver(env, tmp_path, workers=2, preload=preload).start()
+    try:
+        token = token_for("admin", env["JWT_PRIVATE_KEY_FILE"])
+        deadline, found = time.time() + 30, []
+        while time.time() < deadline and not found:
+            found = requests.post(server.url + "/uris", json={}, timeout=10,
+                                  headers={"Authorization": f"Bearer {token}"}).json()
+            time.sleep(0.3)
+        assert [d["uri"] for d in found] == [uri], server.log_tail()
+    finally:
+        server.stop()
