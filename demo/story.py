@@ -1,0 +1,195 @@
+"""The demo's scenes: copy a dataset, find it, delete it, find it gone.
+
+The S3 writes run in a background thread while the main thread watches
+dserver (inbox, status route, search) and draws the timeline, because the
+notifications arrive *while* dtool is still copying.
+"""
+import threading
+
+from tests.services import list_keys, put_dtool_dataset, remove_all_objects
+
+from .watch import DserverClient, InboxReader, InboxStory, counter, poll_until, status_counters
+
+WAIT_TIMEOUT_SECONDS = 60
+COUNTER_FLUSH_SECONDS = 2.5  # the plugin's worker flushes counters every 2 s
+
+
+class Background:
+    """Run one function in a daemon thread and keep its result or error.
+
+    A daemon thread: if the user presses Ctrl-C mid-copy, the demo stops the
+    servers and exits without waiting for a copy that can no longer finish.
+    """
+
+    def __init__(self, function, *args, **kwargs):
+        self.result = self.error = None
+        self._thread = threading.Thread(target=self._run, args=(function, args, kwargs),
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, function, args, kwargs):
+        try:
+            self.result = function(*args, **kwargs)
+        except BaseException as exc:  # reported by the main thread
+            self.error = exc
+
+    @property
+    def done(self):
+        return not self._thread.is_alive()
+
+    def outcome(self):
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class Story:
+    def __init__(self, console, stack, sample):
+        self.say = console
+        self.stack = stack
+        self.sample = sample
+        self.client = DserverClient(stack.dserver.url, stack.admin_token)
+        self.inbox = InboxReader(stack.dserver.env["SQLALCHEMY_DATABASE_URI"])
+        self.inbox_story = InboxStory(console)
+        self.s3 = stack.moto.boto3_client("s3")
+        self.uri = None
+        self._explained_ignored = False
+
+    def run(self):
+        self.copy_and_find()
+        self.show_search_result()
+        self.delete_and_see_gone()
+
+    # watching ---------------------------------------------------------
+    def in_search(self):
+        return [d["uri"] for d in self.client.search(base_uris=[self.stack.base_uri])]
+
+    def _tick(self, doing):
+        row = self.inbox.latest_row(self.stack.base_uri)
+        self.inbox_story.update(row)
+        self.say.waiting(f"{doing} | {self._live_figures(row)}")
+
+    def _live_figures(self, row):
+        flat = status_counters(self.client.status())
+        parts = []
+        if flat:
+            parts.append("received {} · accepted {} · ignored {}".format(
+                *(counter(flat, name) for name in ("received", "accepted", "ignored"))))
+        if row is not None:
+            parts.append(f"inbox: {row['state']}, {row['events']} event(s)")
+        return " | ".join(parts) or "waiting for the first notification"
+
+    def _settle(self, timeout=5.0):
+        """Let the inbox row finish its story (the index changes just before
+        the row is marked done), then clear the spinner."""
+        def row_finished():
+            row = self.inbox.latest_row(self.stack.base_uri)
+            return row is None or row["state"] not in ("pending", "processing")
+        try:
+            poll_until(row_finished, timeout, on_tick=lambda: self._tick("finishing"))
+        except TimeoutError:
+            pass
+        self._tick("done")
+        self.say.done_waiting()
+
+    def _report_counters(self):
+        """The plugin's own event counters, from its status route.
+
+        Each gunicorn worker counts in memory and adds its counts to the
+        totals about every COUNTER_FLUSH_SECONDS; wait until the last event
+        is that old, so the totals include it.
+        """
+        row = self.inbox.latest_row(self.stack.base_uri)
+        if row is not None:
+            flushed_at = self.say.since_start(row["last_event_at"]) + COUNTER_FLUSH_SECONDS
+            poll_until(lambda: self.say.elapsed() >= flushed_at, COUNTER_FLUSH_SECONDS + 1,
+                       on_tick=lambda: self._tick("collecting the plugin's counters"))
+            self.say.done_waiting()
+        flat = status_counters(self.client.status())
+        if not flat:
+            return
+        received, accepted, ignored = (counter(flat, name)
+                                       for name in ("received", "accepted", "ignored"))
+        self.say.event(f"GET /webhook/status: {received} notifications received so far, "
+                       f"{accepted} accepted, {ignored} ignored")
+        if not self._explained_ignored and ignored:
+            self._explained_ignored = True
+            self.say.explain("Ignored: objects that cannot change the index (data items, "
+                             "structure.json, README.txt); the manifest speaks for the data.")
+
+    # scenes -----------------------------------------------------------
+    def copy_and_find(self):
+        say, stack = self.say, self.stack
+        say.heading("Copying a dataset into the bucket with dtool")
+        say.explain("dtool writes the dataset object by object, and S3 sends a "
+                    "notification for every object.")
+        say.explain("The plugin answers each one with 202 at once and files the dataset "
+                    "in its inbox (a table in dserver's SQL database).")
+        say.explain(f"After {stack.debounce_seconds:g} s without new events, a background "
+                    "worker reads the dataset from S3 and registers it:")
+        say.explain("a copy of many objects costs one sync, not one per object.")
+        items = len(self.sample.items)
+        say.event(f"copy started: {self.sample.name!r}, {items} data files, "
+                  f"to {stack.base_uri}")
+        copy = Background(put_dtool_dataset, stack.base_uri, self.sample.name,
+                          self.sample.items, readme=self.sample.readme,
+                          tags=self.sample.tags, env=stack.s3_env)
+        poll_until(lambda: copy.done, WAIT_TIMEOUT_SECONDS,
+                   on_tick=lambda: self._tick("dtool is copying"))
+        self.uri = copy.outcome()
+        keys = list_keys(self.s3, stack.bucket)
+        say.event(f"copy finished: dtool wrote {len(keys)} objects "
+                  f"(data, README, manifest, admin metadata) for {self.uri}")
+        finished_at = say.elapsed()
+        poll_until(lambda: self.uri in self.in_search(), WAIT_TIMEOUT_SECONDS,
+                   on_tick=lambda: self._tick("waiting until search finds it"))
+        self._tick("checking the inbox")  # its finish may predate this poll
+        say.done_waiting()
+        say.success(f"found in search (POST /uris), {say.elapsed() - finished_at:.1f} s "
+                    f"after the copy finished")
+        self._settle()
+        self._report_counters()
+
+    def show_search_result(self):
+        say = self.say
+        say.heading("The search result, through dservercore's API")
+        say.explain("POST /uris with an admin JWT, body {\"base_uris\": [...]}; "
+                    "the tags from GET /tags/<uri>.")
+        found = [d for d in self.client.search(base_uris=[self.stack.base_uri])
+                 if d["uri"] == self.uri][0]
+        say.table([
+            ("URI", found["uri"]),
+            ("name", found["name"]),
+            ("creator", found["creator_username"]),
+            ("tags", ", ".join(self.client.tags(self.uri)) or "(none)"),
+            ("items", f"{found['number_of_items']} files, {found['size_in_bytes']} bytes"),
+        ])
+        text_hits = [d["uri"] for d in self.client.search(free_text="rooftop")]
+        if self.uri in text_hits:
+            say.explain("Its README is indexed too: a free-text search for 'rooftop' "
+                        "finds it.")
+
+    def delete_and_see_gone(self):
+        say, stack = self.say, self.stack
+        say.heading("Deleting the dataset's objects from the bucket")
+        say.explain("dtool has no delete for S3; people remove the objects, as "
+                    "`aws s3 rm --recursive` does: one DeleteObject per key.")
+        say.explain("Each removal is notified; once the dataset's 'dtool' object is "
+                    "gone, the worker deletes it from the index.")
+        say.event(f"deleting every object under s3://{stack.bucket}/")
+        removal = Background(remove_all_objects, self.s3, stack.bucket)
+        poll_until(lambda: removal.done, WAIT_TIMEOUT_SECONDS,
+                   on_tick=lambda: self._tick("deleting objects"))
+        say.event(f"objects deleted: {len(removal.outcome())} keys removed")
+        removed_at = say.elapsed()
+        poll_until(lambda: self.uri not in self.in_search(), WAIT_TIMEOUT_SECONDS,
+                   on_tick=lambda: self._tick("waiting until search no longer finds it"))
+        self._tick("checking the inbox")  # its finish may predate this poll
+        say.done_waiting()
+        say.success(f"gone from search (POST /uris), {say.elapsed() - removed_at:.1f} s "
+                    f"after the objects were deleted")
+        self._settle()
+        self._report_counters()
+
+    def close(self):
+        self.inbox.close()
