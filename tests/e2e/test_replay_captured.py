@@ -104,8 +104,9 @@ def index(tmp_path, mongo, storage):
 
 def load_requests(*directories):
     """Captured requests of the given directories, in the order they were logged."""
-    requests = [json.loads(path.read_text())
-                for directory in directories for path in sorted((REPLAY / directory).glob("*.json"))]
+    paths = [path for directory in directories
+             for path in sorted((REPLAY / directory).glob("*.json"))]
+    requests = [json.loads(path.read_text()) for path in paths]
     return sorted(requests, key=lambda r: r["logged_at"])
 
 
