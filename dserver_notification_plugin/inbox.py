@@ -19,7 +19,7 @@ import socket
 import time
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DatabaseError, IntegrityError
 
 STATES = ("pending", "processing", "failed", "done", "dead")
 
@@ -78,7 +78,15 @@ def ensure_schema(engine):
     if engine.dialect.name == "sqlite":
         with engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-    metadata.create_all(engine, checkfirst=True)
+    for attempt in range(3):
+        try:
+            metadata.create_all(engine, checkfirst=True)
+            return
+        except DatabaseError:
+            # Several gunicorn workers start at once: another one may create a
+            # table between our check and our CREATE. Check again.
+            if attempt == 2:
+                raise
 
 
 def _upsert(dialect_name):

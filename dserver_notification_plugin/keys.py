@@ -29,6 +29,7 @@ UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-
 UUID_LENGTH = 36
 _UUID = re.compile(UUID_PATTERN)
 _REGISTRATION = re.compile(rf"dtool-({UUID_PATTERN})")
+_README_BACKUP = re.compile(r"README\.yml-[^/]+")
 
 # The last key segment -> part, for objects directly under <prefix><uuid>/.
 FILE_PARTS = {
@@ -57,6 +58,7 @@ _PART_NAMES = {
     "structure": "structure.json",
     "readme_txt": "README.txt",
     "http_manifest": "http_manifest.json",
+    "readme_backup": "README backup",
 }
 
 
@@ -89,6 +91,9 @@ def classify_key(key: str) -> Optional[DatasetObject]:
     if registration:
         return DatasetObject(uuid=registration.group(1), prefix="", part="registration")
     segments = key.split("/")
+    if len(segments) >= 2 and _README_BACKUP.fullmatch(segments[-1]):
+        # dtoolcore keeps the previous README as README.yml-<timestamp>
+        return _under_dataset(segments[:-1], "readme_backup")
     # A tag may be called "dtool": try both readings; at most one matches,
     # since "tags" and the other directory names do not end with a UUID.
     found = None

@@ -54,13 +54,17 @@ def read_body():
     return body
 
 
+@bp.errorhandler(SQLAlchemyError)
+def _store_unavailable(exc):
+    """The database is down or busy: 503, so the sender keeps the event and retries."""
+    logger.error("notification store unavailable: %s", exc)
+    return make_response(jsonify({"code": 503, "status": "Service Unavailable",
+                                  "message": "notification store unavailable; retry later"}),
+                         503)
+
+
 def accepted_response(intake):
-    try:
-        accepted, ignored = accept(extension(), intake)
-    except SQLAlchemyError:
-        # The sender keeps the event and retries on any non-2xx answer.
-        logger.exception("could not store notification")
-        abort(503, message="notification store unavailable; retry later")
+    accepted, ignored = accept(extension(), intake)
     return make_response(jsonify({"accepted": accepted, "ignored": ignored}), 202)
 
 
@@ -206,11 +210,7 @@ def status():
         abort(401, message="unknown user")
     if not utils_auth.has_admin_rights(username):
         abort(403, message="only dserver admins may read the notification status")
-    try:
-        return jsonify(gather_status(extension()))
-    except SQLAlchemyError:
-        logger.exception("could not read the notification status")
-        abort(503, message="notification store unavailable")
+    return jsonify(gather_status(extension()))
 
 
 @bp.route("/webhook/metrics", methods=["GET"])
@@ -218,9 +218,5 @@ def metrics():
     """Prometheus text exposition; guarded like the notification routes."""
     from prometheus_client import CONTENT_TYPE_LATEST
     from .status import metrics_text
-    try:
-        body = metrics_text(extension())
-    except SQLAlchemyError:
-        logger.exception("could not read the notification metrics")
-        abort(503, message="notification store unavailable")
+    body = metrics_text(extension())
     return make_response(body, 200, {"Content-Type": CONTENT_TYPE_LATEST})

@@ -154,7 +154,7 @@ class LiveDserver:
             try:
                 if requests.get(self.url + "/config/versions", timeout=5).ok:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:  # not up yet, or slow on a busy machine
                 pass
             if self.proc.poll() is not None:
                 break

@@ -121,3 +121,12 @@ def test_classify_never_raises(key):
     found = classify_key(key)
     if found is not None and found.part != "registration":
         assert key.startswith(found.prefix + found.uuid + "/")
+
+
+def test_readme_backups_are_dtool_objects_that_cannot_change_the_index():
+    from dserver_notification_plugin.events import Action
+    from dserver_notification_plugin.keys import can_change_index, classify_key
+    uuid = "49f0bf41-471b-4781-855e-161fe81ffb0d"
+    obj = classify_key(f"u/me/{uuid}/README.yml-2026-11-28T12:00:00.123456")
+    assert (obj.uuid, obj.part) == (uuid, "readme_backup")
+    assert not can_change_index(obj, Action.CREATED)
