@@ -152,7 +152,7 @@ class LiveDserver:
         deadline = time.time() + timeout
         while time.time() < deadline:
             try:
-                if requests.get(self.url + "/config/versions", timeout=5).ok:
+                if requests.get(self.url + "/config/versions", timeout=10).ok:
                     return
             except requests.RequestException:  # not up yet, or slow on a busy machine
                 pass

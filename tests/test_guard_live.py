@@ -10,7 +10,6 @@ import requests
 
 from tests.dserver import LiveDserver, dserver_env, prepare_index_in_subprocess, token_for
 from tests.payloads import minio_webhook_body
-from tests.services import free_port
 
 UUID = "49f0bf41-471b-4781-855e-161fe81ffb0d"
 TOKENS = "old-token-rotated-out-soon,new-token"

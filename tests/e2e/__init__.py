@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import requests
 
 from tests.dserver import ADMIN, LiveDserver, dserver_env, prepare_index_in_subprocess, token_for
-from tests.services import ServerError, put_dtool_dataset, remove_all_objects
+from tests.services import put_dtool_dataset, remove_all_objects
 
 WAIT_SECONDS = 30.0
 POLL_INTERVAL = 0.2
@@ -26,29 +26,6 @@ E2E_NOTIFY = {
 }
 
 
-class PatientLiveDserver(LiveDserver):
-    """LiveDserver that also waits out slow first answers.
-
-    gunicorn binds its port before its workers have imported dservercore;
-    on a busy machine the first ``/config/versions`` takes longer than the
-    5 s read timeout of ``LiveDserver._wait_until_serving``, which lets that
-    ReadTimeout escape and fails the start although the server is fine.
-    """
-
-    def _wait_until_serving(self, timeout=60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(self.url + "/config/versions", timeout=10).ok:
-                    return
-            except requests.RequestException:
-                pass
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.2)
-        raise ServerError(f"dserver did not come up:\n{self.log_tail()}")
-
-
 def start_live_index(workdir, mongo_uri, bucket_to_base_uri, extra_env=None, port=None):
     """Prepare dserver's database and serve it with gunicorn (2 workers).
 
@@ -59,7 +36,7 @@ def start_live_index(workdir, mongo_uri, bucket_to_base_uri, extra_env=None, por
     env = dserver_env(workdir, mongo_uri, bucket_to_base_uri, dict(E2E_NOTIFY))
     env.update(extra_env or {})
     prepare_index_in_subprocess(env, sorted(set(bucket_to_base_uri.values())))
-    server = PatientLiveDserver(env, workdir, workers=2)
+    server = LiveDserver(env, workdir, workers=2)
     server.port = port
     try:
         server.start()
