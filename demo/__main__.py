@@ -117,10 +117,12 @@ def keep_running(say, stack):
         ("Mongo", stack.mongo.uri),
         ("admin JWT", str(token_file)),
     ])
-    say.explain("Search, as admin:")
-    say.plain(f"   curl -s -H \"Authorization: Bearer $(cat {token_file})\" "
-              f"-H 'Content-Type: application/json' -d '{{}}' {stack.dserver.url}/uris")
-    say.explain("Copy a dataset of your own into the bucket and watch it turn up "
+    auth = f"-H \"Authorization: Bearer $(cat {token_file})\""
+    say.explain("Search, as admin; and the plugin's status:")
+    say.plain(f"   curl -s {auth} -H 'Content-Type: application/json' -d '{{}}' "
+              f"{stack.dserver.url}/uris")
+    say.plain(f"   curl -s {auth} {stack.dserver.url}/webhook/status")
+    say.explain("Copy a dataset of your own into the bucket, then search again "
                 "(dtool-s3 reads these settings):")
     for name, value in stack.s3_env.items():
         say.plain(f"   export {name}={value}")

@@ -11,6 +11,7 @@ from tests.services import list_keys, put_dtool_dataset, remove_all_objects
 from .watch import DserverClient, InboxReader, InboxStory, counter, poll_until, status_counters
 
 WAIT_TIMEOUT_SECONDS = 60
+SECONDS_PER_ITEM = 0.5  # generous: each S3 write waits for its notification's 202
 COUNTER_FLUSH_SECONDS = 2.5  # the plugin's worker flushes counters every 2 s
 
 
@@ -67,16 +68,17 @@ class Story:
     def _tick(self, doing):
         row = self.inbox.latest_row(self.stack.base_uri)
         self.inbox_story.update(row)
-        self.say.waiting(f"{doing} | {self._live_figures(row)}")
+        if self.say.interactive:  # the figures cost a request; only a terminal shows them
+            self.say.waiting(f"{doing} | {self._live_figures(row)}")
 
     def _live_figures(self, row):
         flat = status_counters(self.client.status())
         parts = []
         if flat:
-            parts.append("received {} · accepted {} · ignored {}".format(
+            parts.append("{} events ({} accepted, {} ignored)".format(
                 *(counter(flat, name) for name in ("received", "accepted", "ignored"))))
         if row is not None:
-            parts.append(f"inbox: {row['state']}, {row['events']} event(s)")
+            parts.append(f"inbox: {row['state']}")
         return " | ".join(parts) or "waiting for the first notification"
 
     def _settle(self, timeout=5.0):
@@ -103,7 +105,7 @@ class Story:
         if row is not None:
             flushed_at = self.say.since_start(row["last_event_at"]) + COUNTER_FLUSH_SECONDS
             poll_until(lambda: self.say.elapsed() >= flushed_at, COUNTER_FLUSH_SECONDS + 1,
-                       on_tick=lambda: self._tick("collecting the plugin's counters"))
+                       on_tick=lambda: self._tick("reading counters"))
             self.say.done_waiting()
         flat = status_counters(self.client.status())
         if not flat:
@@ -134,15 +136,15 @@ class Story:
         copy = Background(put_dtool_dataset, stack.base_uri, self.sample.name,
                           self.sample.items, readme=self.sample.readme,
                           tags=self.sample.tags, env=stack.s3_env)
-        poll_until(lambda: copy.done, WAIT_TIMEOUT_SECONDS,
-                   on_tick=lambda: self._tick("dtool is copying"))
+        poll_until(lambda: copy.done, WAIT_TIMEOUT_SECONDS + items * SECONDS_PER_ITEM,
+                   on_tick=lambda: self._tick("copying"))
         self.uri = copy.outcome()
         keys = list_keys(self.s3, stack.bucket)
         say.event(f"copy finished: dtool wrote {len(keys)} objects "
                   f"(data, README, manifest, admin metadata) for {self.uri}")
         finished_at = say.elapsed()
         poll_until(lambda: self.uri in self.in_search(), WAIT_TIMEOUT_SECONDS,
-                   on_tick=lambda: self._tick("waiting until search finds it"))
+                   on_tick=lambda: self._tick("waiting for search"))
         self._tick("checking the inbox")  # its finish may predate this poll
         say.done_waiting()
         say.success(f"found in search (POST /uris), {say.elapsed() - finished_at:.1f} s "
@@ -176,14 +178,15 @@ class Story:
                     "`aws s3 rm --recursive` does: one DeleteObject per key.")
         say.explain("Each removal is notified; once the dataset's 'dtool' object is "
                     "gone, the worker deletes it from the index.")
-        say.event(f"deleting every object under s3://{stack.bucket}/")
+        keys = list_keys(self.s3, stack.bucket)
+        say.event(f"deleting all {len(keys)} objects under s3://{stack.bucket}/")
         removal = Background(remove_all_objects, self.s3, stack.bucket)
-        poll_until(lambda: removal.done, WAIT_TIMEOUT_SECONDS,
-                   on_tick=lambda: self._tick("deleting objects"))
-        say.event(f"objects deleted: {len(removal.outcome())} keys removed")
+        poll_until(lambda: removal.done, WAIT_TIMEOUT_SECONDS + len(keys) * SECONDS_PER_ITEM,
+                   on_tick=lambda: self._tick("deleting"))
+        say.event(f"objects deleted: {len(removal.outcome())} keys removed, the bucket is empty")
         removed_at = say.elapsed()
         poll_until(lambda: self.uri not in self.in_search(), WAIT_TIMEOUT_SECONDS,
-                   on_tick=lambda: self._tick("waiting until search no longer finds it"))
+                   on_tick=lambda: self._tick("waiting for search"))
         self._tick("checking the inbox")  # its finish may predate this poll
         say.done_waiting()
         say.success(f"gone from search (POST /uris), {say.elapsed() - removed_at:.1f} s "
