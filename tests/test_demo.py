@@ -24,7 +24,7 @@ def run_demo(*args, timeout=240):
                           timeout=timeout, start_new_session=True)
 
 
-def descendants_alive(output):
+def servers_still_running(output):
     """Servers whose ports the demo printed and that still run.
 
     Matching on ports (not on process names) keeps servers of parallel test
@@ -52,4 +52,4 @@ def test_demo_shows_the_dataset_found_then_gone():
     assert "tags     demo, weather" in output
     assert "all servers stopped" in output
     assert "\x1b[" not in output  # --no-color and not a terminal: plain text
-    assert descendants_alive(output) == []
+    assert servers_still_running(output) == []
