@@ -1,0 +1,115 @@
+"""The notifications MinIO would send for a dataset copy or removal, replayed.
+
+Order: dtool-s3 writes a copy as ``dtool-<uuid>``, ``structure.json``,
+``README.txt``, ``dtool`` (proto), data items, ``README.yml``, tags,
+overlays, annotations, ``manifest.json`` and ``dtool`` (frozen) again last
+(see /work/shared/services.md), so the ``dtool`` key yields two events.
+Senders: a pool of threads taking events from one shared queue in order,
+so the order is roughly preserved while several requests are in flight, as
+with MinIO's parallel webhook target.
+"""
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+import requests
+
+from tests.payloads import minio_webhook_body
+
+CREATED = "s3:ObjectCreated:Put"
+REMOVED = "s3:ObjectRemoved:Delete"
+
+# Rank of each part of a dataset in dtool-s3's write order.
+_SECTION_RANK = {"structure.json": 1, "README.txt": 2, "dtool": 3, "data": 4,
+                 "README.yml": 5, "tags": 6, "overlays": 7, "annotations": 8,
+                 "manifest.json": 10}
+_OTHER_RANK = 9  # anything unforeseen: before manifest.json
+
+
+def _rank(key, uuid):
+    if key == f"dtool-{uuid}":
+        return 0
+    inside = key.split(f"{uuid}/", 1)[-1]
+    return _SECTION_RANK.get(inside.split("/", 1)[0], _OTHER_RANK)
+
+
+def copy_write_order(keys, uuid):
+    """The keys of one dataset as dtool-s3 writes them, ``dtool`` twice."""
+    ordered = sorted(keys, key=lambda key: (_rank(key, uuid), key))
+    dtool_key = next(key for key in keys if key.endswith(f"{uuid}/dtool"))
+    return ordered + [dtool_key]
+
+
+def bodies(bucket, keys, event_name):
+    """Real-shaped MinIO webhook bodies, one per key, with rising sequencers."""
+    return [minio_webhook_body(bucket, key, event_name, sequence=i)
+            for i, key in enumerate(keys)]
+
+
+@dataclass
+class ReplayResult:
+    latencies: list = field(default_factory=list)  # seconds, one per request
+    statuses: dict = field(default_factory=dict)   # HTTP status -> count
+    wall_seconds: float = 0.0
+    first_sent: float = 0.0  # time.monotonic()
+    last_ack: float = 0.0
+
+    @property
+    def events(self):
+        return len(self.latencies)
+
+    @property
+    def events_per_second(self):
+        return self.events / self.wall_seconds if self.wall_seconds else None
+
+    @property
+    def failures(self):
+        return sum(n for status, n in self.statuses.items() if not 200 <= status < 300)
+
+
+def _send_all(url, work, result, lock):
+    session = requests.Session()
+    while True:
+        try:
+            body = work.get_nowait()
+        except queue.Empty:
+            return
+        started = time.monotonic()
+        try:
+            status = session.post(url, json=body, timeout=600).status_code
+        except requests.RequestException:
+            status = 599  # no answer at all
+        ended = time.monotonic()
+        with lock:
+            result.latencies.append(ended - started)
+            result.statuses[status] = result.statuses.get(status, 0) + 1
+            result.last_ack = max(result.last_ack, ended)
+
+
+def replay(url, event_bodies, senders):
+    """POST every body to url with ``senders`` threads; time each request."""
+    work = queue.Queue()
+    for body in event_bodies:
+        work.put(body)
+    result = ReplayResult()
+    lock = threading.Lock()
+    threads = [threading.Thread(target=_send_all, args=(url, work, result, lock), daemon=True)
+               for _ in range(senders)]
+    result.first_sent = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result.wall_seconds = time.monotonic() - result.first_sent
+    return result
+
+
+def percentile(values, fraction):
+    """Nearest-rank percentile (no interpolation), None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]

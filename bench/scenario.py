@@ -1,0 +1,186 @@
+"""One plugin through the benchmark story: copy, replay, search, delete.
+
+Each plugin gets a fresh bucket on the shared moto_server, a fresh SQLite
+file and a fresh database on the shared Mongo-wire server, and its own
+gunicorn-served dserver (2 workers). The dataset is copied with dtool
+first; the notifications for that copy are then replayed in MinIO's
+format. Every figure is taken from outside the dserver: latencies at the
+sender, S3 requests at the S3 server, visibility through dserver's API.
+"""
+import time
+import uuid as uuidlib
+from pathlib import Path
+
+import requests
+
+from bench.replay import CREATED, REMOVED, bodies, copy_write_order, percentile, replay
+from bench.server import VenvDserver, prepare_index
+from tests.dserver import dserver_env
+from tests.services import (MOTO_KEY, MOTO_SECRET, dtool_s3_env, list_keys,
+                            put_dtool_dataset, remove_all_objects)
+
+POLL_SECONDS = 0.05
+
+
+class Index:
+    """What an admin sees through dserver's HTTP API."""
+
+    def __init__(self, server):
+        self.url = server.url
+        self.headers = server.admin_headers()
+        self.session = requests.Session()
+
+    def in_search(self, uri, word):
+        # By a word of the README: the search plugin's "uuids" query compares
+        # a UUID object with the stored string and never matches.
+        answer = self.session.post(f"{self.url}/uris", json={"free_text": word},
+                                   headers=self.headers, timeout=30)
+        return answer.ok and uri in [d["uri"] for d in answer.json()]
+
+    def in_listing(self, uri):
+        answer = self.session.get(f"{self.url}/uris", headers=self.headers, timeout=30)
+        return answer.ok and uri in [d["uri"] for d in answer.json()]
+
+
+def wait_for(conditions, since, timeout):
+    """Poll every 50 ms; name -> seconds after ``since`` each became true, or None.
+
+    Once true, a condition is not asked again.
+    """
+    found = {}
+    deadline = time.monotonic() + timeout
+    while len(found) < len(conditions) and time.monotonic() < deadline:
+        for name, condition in conditions.items():
+            if name not in found and condition():
+                found[name] = time.monotonic() - since
+        time.sleep(POLL_SECONDS)
+    return {name: found.get(name) for name in conditions}
+
+
+def settled_s3_count(moto, quiet_seconds, timeout):
+    """The S3 request count once dserver has made none for quiet_seconds."""
+    last, last_change = moto.request_count(), time.monotonic()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        count = moto.request_count()
+        if count != last:
+            last, last_change = count, time.monotonic()
+        elif time.monotonic() - last_change >= quiet_seconds:
+            break
+    return last
+
+
+def _replay_figures(result):
+    return {
+        "events": result.events,
+        "failed_requests": result.failures,
+        "http_statuses": {str(k): v for k, v in sorted(result.statuses.items())},
+        "ack_p50_ms": _ms(percentile(result.latencies, 0.50)),
+        "ack_p99_ms": _ms(percentile(result.latencies, 0.99)),
+        "ack_max_ms": _ms(max(result.latencies, default=None)),
+        "replay_seconds": round(result.wall_seconds, 3),
+        "events_per_second": round(result.events_per_second or 0, 1),
+    }
+
+
+def _ms(seconds):
+    return None if seconds is None else round(seconds * 1000, 2)
+
+
+def _rounded(seconds):
+    return None if seconds is None else round(seconds, 3)
+
+
+class PluginRun:
+    """Everything for one plugin; ``run()`` returns its figures as a dict."""
+
+    def __init__(self, plugin, python, mongo, moto, options, workdir):
+        self.plugin, self.python = plugin, python
+        self.mongo, self.moto, self.options = mongo, moto, options
+        self.workdir = Path(workdir)
+        self.bucket = f"bench-{plugin}-{uuidlib.uuid4().hex[:8]}"
+        self.base_uri = f"s3://{self.bucket}"
+        self.s3 = moto.boto3_client("s3")
+        self.server = None
+        self.word = f"benchword{uuidlib.uuid4().hex[:10]}"  # unique: search is substring
+
+    def start_dserver(self):
+        self.moto.create_bucket(self.bucket)
+        self.s3_env = dtool_s3_env(self.bucket, self.moto.endpoint, MOTO_KEY, MOTO_SECRET)
+        notify = {"DSERVER_NOTIFY_DEBOUNCE_SECONDS": str(self.options.debounce)}
+        env = dserver_env(self.workdir, self.mongo.uri, {self.bucket: self.base_uri}, notify)
+        env.update(self.s3_env)
+        prepare_index(self.python, env, self.workdir, [self.base_uri])
+        self.server = VenvDserver(self.python, env, self.workdir, workers=2).start()
+        self.index = Index(self.server)
+        self.webhook = f"{self.server.url}/webhook/notify"
+
+    def run(self):
+        self.start_dserver()
+        try:
+            figures = {"plugin": self.plugin}
+            figures["copy"] = self.copy_phase()
+            figures["delete"] = self.delete_phase()
+            figures.update(self.server_figures())
+            return figures
+        finally:
+            self.server.stop()
+
+    def copy_phase(self):
+        started = time.monotonic()
+        uri = put_dtool_dataset(self.base_uri, "bench", self.options.items,
+                                readme=f"description: benchmark dataset {self.word}\n",
+                                tags=("bench",), annotations={"purpose": "benchmark"},
+                                env=self.s3_env)
+        self.uri, self.uuid = uri, uri.rsplit("/", 1)[1]
+        copy_seconds = time.monotonic() - started
+        self.keys = list_keys(self.s3, self.bucket)
+        order = copy_write_order(self.keys, self.uuid)
+        self.moto.reset_request_count()
+        result = replay(self.webhook, bodies(self.bucket, order, CREATED), self.options.senders)
+        seen = wait_for({"search": lambda: self.index.in_search(self.uri, self.word)},
+                        result.last_ack, self.options.timeout)
+        s3_at_searchable = self.moto.request_count()
+        quiet = self.options.debounce + 2
+        figures = _replay_figures(result)
+        figures.update({
+            "dtool_copy_seconds": round(copy_seconds, 2),
+            "objects": len(self.keys),
+            "searchable_after_s": _rounded(seen["search"]),
+            "s3_requests_until_searchable": s3_at_searchable,
+            "s3_requests_total": settled_s3_count(self.moto, quiet, self.options.timeout),
+            "registrations": self.server.index_calls()["register"],
+        })
+        return figures
+
+    def delete_phase(self):
+        calls_before = self.server.index_calls()
+        deleted = remove_all_objects(self.s3, self.bucket)
+        self.moto.reset_request_count()
+        result = replay(self.webhook, bodies(self.bucket, deleted, REMOVED),
+                        self.options.senders)
+        gone = wait_for({"listing": lambda: not self.index.in_listing(self.uri),
+                         "search": lambda: not self.index.in_search(self.uri, self.word)},
+                        result.last_ack, self.options.timeout)
+        calls_after = self.server.index_calls()
+        figures = _replay_figures(result)
+        figures.update({
+            "gone_from_listing_after_s": _rounded(gone["listing"]),
+            "gone_from_search_after_s": _rounded(gone["search"]),
+            "s3_requests_total": settled_s3_count(self.moto, self.options.debounce + 2,
+                                                  self.options.timeout),
+            "registrations": calls_after["register"] - calls_before["register"],
+            "delete_dataset_calls": calls_after["delete"] - calls_before["delete"],
+        })
+        return figures
+
+    def server_figures(self):
+        log = self.server.log_path.read_text(errors="replace")
+        status = self.server.plugin_status()
+        return {
+            "peak_memory_mib": round(self.server.peak_memory_kib() / 1024, 1),
+            "tracebacks_in_log": log.count("Traceback (most recent call last)"),
+            "plugin_status_sync_total": (status or {}).get("sync", {}).get("total"),
+            "dserver_log": str(self.server.log_path),
+        }

@@ -1,0 +1,97 @@
+"""A gunicorn-served dserver running in one of the benchmark venvs.
+
+Same shape as ``tests.dserver.LiveDserver`` (2 workers, production
+gunicorn), with two differences that matter here: the venv's own python
+runs gunicorn, and the working directory is the run's temp dir, never the
+repository root: from the root, ``import dserver_notification_plugin``
+would find the source tree before the installed plugin and the published
+plugin would silently be replaced by ours.
+"""
+import os
+import subprocess
+from pathlib import Path
+
+import requests
+
+from tests.dserver import ADMIN, LiveDserver, token_for
+from tests.services import HOST, free_port, wait_for_port
+
+HOOKS = Path(__file__).resolve().parent / "gunicorn_hooks.py"
+
+PREPARE_CODE = """\
+import sys
+import dservercore
+from dservercore import sql_db
+from dservercore.utils import register_base_uri, register_permissions, register_user
+app = dservercore.create_app()
+with app.app_context():
+    sql_db.create_all()
+    register_user("admin", {"is_admin": True})
+    for base_uri in sys.argv[1:]:
+        register_base_uri(base_uri)
+        register_permissions(base_uri, {"users_with_search_permissions": ["admin"],
+                                        "users_with_register_permissions": ["admin"]})
+"""
+
+
+def prepare_index(python, env, workdir, base_uris):
+    """Create dserver's tables, the admin user and the base URIs, in the venv."""
+    full_env = dict(os.environ, **env, DSERVER_NOTIFY_WORKER="off")
+    subprocess.run([str(python), "-c", PREPARE_CODE, *base_uris], env=full_env,
+                   check=True, cwd=workdir, stdout=subprocess.DEVNULL)
+
+
+class VenvDserver(LiveDserver):
+    """``<venv>/bin/python -m gunicorn dservercore:create_app()``."""
+
+    def __init__(self, python, env, workdir, workers=2):
+        super().__init__(env, workdir, workers=workers)
+        self.python = Path(python)
+        self.call_log = self.workdir / "index-calls.log"
+        self.env["BENCH_CALL_LOG"] = str(self.call_log)
+
+    def start(self):
+        self.port = self.port or free_port()
+        args = [str(self.python), "-m", "gunicorn", "--workers", str(self.workers),
+                "--bind", f"{HOST}:{self.port}", "--log-level", "info",
+                "--graceful-timeout", "5", "--timeout", "300",
+                "--config", str(HOOKS), "dservercore:create_app()"]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            args, env=dict(os.environ, **self.env), stdout=log, stderr=subprocess.STDOUT,
+            cwd=self.workdir, start_new_session=True)
+        wait_for_port(HOST, self.port, 60, self.proc, self.log_path)
+        self._wait_until_serving()
+        return self
+
+    def admin_headers(self):
+        token = token_for(ADMIN, self.env["JWT_PRIVATE_KEY_FILE"])
+        return {"Authorization": f"Bearer {token}"}
+
+    def index_calls(self):
+        """{"register": n, "delete": m}: successful dservercore.utils calls."""
+        counts = {"register": 0, "delete": 0}
+        if self.call_log.exists():
+            for line in self.call_log.read_text().splitlines():
+                label = line.split()[0]
+                counts[label] = counts.get(label, 0) + 1
+        return counts
+
+    def peak_memory_kib(self):
+        """Sum of VmHWM (peak resident set) over the master and its workers."""
+        total = 0
+        for pid in self.pids():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        return total
+
+    def plugin_status(self):
+        """Our plugin's /webhook/status (None for the published plugin)."""
+        answer = requests.get(f"{self.url}/webhook/status", headers=self.admin_headers(),
+                              timeout=10)
+        return answer.json() if answer.status_code == 200 else None
