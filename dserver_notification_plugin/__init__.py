@@ -32,6 +32,7 @@ class NotificationExtension(ExtensionABC):
         from .cli import notification_cli
         from .guard import RejectionLog
         from .stats import Stats
+        from .status import metrics_for
         from .worker import Worker
 
         # Read here, not at import: two apps in one process may differ.
@@ -41,6 +42,8 @@ class NotificationExtension(ExtensionABC):
         self.rejection_log = RejectionLog(self.settings.reject_log_interval_seconds)
         self.worker = Worker(app, self.settings, self.stats)
         app.extensions[EXTENSION_KEY] = self
+        # Metrics exist from the start, so the latency histogram sees every sync.
+        metrics_for(self)
         app.cli.add_command(notification_cli)
         if self.settings.worker:
             if not _running_a_flask_command():

@@ -13,6 +13,7 @@ from dservercore import utils_auth
 from dservercore.utils_auth import get_jwt_identity, jwt_required
 from flask import current_app, jsonify, make_response, request
 from flask_smorest import Blueprint, abort
+from marshmallow import Schema, fields
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import elastic
@@ -24,6 +25,27 @@ logger = logging.getLogger(__name__)
 
 bp = Blueprint("notification", __name__, url_prefix="",
                description="Receive S3 event notifications and keep the index in sync.")
+
+
+class IntakeResultSchema(Schema):
+    accepted = fields.Integer(metadata={"description": "events stored for a sync"})
+    ignored = fields.Integer(
+        metadata={"description": "events that cannot change the index (access events, "
+                                 "data items, unmapped buckets, non-dtool keys)"})
+
+
+def _document_intake(view):
+    """OpenAPI: what an intake route answers."""
+    for status, description in (
+            (400, "malformed body or wrong shape; the message names the problem"),
+            (401, "a secret is configured and the request carries no valid one"),
+            (403, "client outside DSERVER_NOTIFY_ALLOW_ACCESS_FROM, or unlisted SNS topic"),
+            (413, "body larger than DSERVER_NOTIFY_MAX_BODY_BYTES"),
+            (415, "unsupported content type"),
+            (503, "the inbox database is unavailable; retry later")):
+        view = bp.alt_response(status, description=description)(view)
+    return bp.alt_response(202, schema=IntakeResultSchema,
+                           description="stored; answered after the commit")(view)
 
 
 def extension():
@@ -75,6 +97,7 @@ def payload_error(exc):
 @bp.route("/webhook/notify", methods=["POST", "HEAD"], strict_slashes=False,
           defaults={"path": ""})
 @bp.route("/webhook/notify/<path:path>", methods=["POST", "HEAD"])
+@_document_intake
 def notify(path):
     """Receive S3 event notifications.
 
@@ -120,6 +143,7 @@ def confirm_subscription(confirmation):
 @bp.route("/elastic-search/", methods=["GET", "HEAD", "PUT", "POST", "DELETE"],
           defaults={"path": ""}, strict_slashes=False)
 @bp.route("/elastic-search/<path:path>", methods=["GET", "HEAD", "PUT", "POST", "DELETE"])
+@_document_intake
 def elastic_search(path):
     """Elasticsearch-style targets: MinIO's Elasticsearch target and
     StorageGRID's search integration.
@@ -182,17 +206,6 @@ def _delete_document(route):
 
 
 # --- operations: status for dserver admins, metrics for Prometheus ---------------
-
-@bp.record
-def _hook_up_metrics(state):
-    """Create the app's metrics at registration, so that the latency
-    histogram sees every sync from the start, not only after the first scrape."""
-    from . import EXTENSION_KEY
-    from .status import metrics_for
-    ext = state.app.extensions.get(EXTENSION_KEY)
-    if ext is not None:
-        metrics_for(ext)
-
 
 @bp.route("/webhook/status", methods=["GET"])
 @jwt_required()

@@ -136,7 +136,9 @@ class LiveDserver:
         args = [sys.executable, "-m", "gunicorn", "--workers", str(self.workers),
                 "--bind", f"{HOST}:{self.port}", "--log-level", "info",
                 *(["--bind", f"[::1]:{self.port}"] if self.ipv6 else []),
-                "--graceful-timeout", "5", "--timeout", "120"]
+                "--graceful-timeout", "5", "--timeout", "120",
+                # gunicorn 27 puts every server's control socket at one fixed path
+                "--control-socket", str(self.workdir / "gunicorn.ctl")]
         if self.preload:
             args.append("--preload")
         args.append("dservercore:create_app()")
