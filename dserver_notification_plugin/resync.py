@@ -16,11 +16,10 @@ import sqlalchemy as sa
 from dservercore import sql_db
 from dservercore.sql_models import BaseURI, Dataset
 from dservercore.utils import base_uri_exists
-from flask import current_app
 
 from . import inbox
 from .keys import UUID_PATTERN, dataset_uri
-from .sync import read_dataset
+from .sync import plugin_collections, read_dataset
 
 Target = namedtuple("Target", "uri base_uri uuid")
 # One line of a plan: ``where`` is "bucket", "index" or "both".
@@ -86,24 +85,9 @@ def uris_in_sql(base_uri):
     return set(rows)
 
 
-def _plugin_collections():
-    """The distinct Mongo collections of the search and retrieve plugins."""
-    seen, collections = set(), []
-    for plugin in (current_app.search, current_app.retrieve):
-        collection = getattr(plugin, "collection", None)
-        if collection is None or not hasattr(collection, "find"):
-            continue
-        ident = (collection.database.name, collection.name) \
-            if hasattr(collection, "database") else id(collection)
-        if ident not in seen:
-            seen.add(ident)
-            collections.append(collection)
-    return collections
-
-
 def uris_in_plugins(base_uri):
     uris = set()
-    for collection in _plugin_collections():
+    for _, collection in plugin_collections():
         for doc in collection.find({"base_uri": base_uri}, {"uri": 1, "_id": 0}):
             if doc.get("uri"):
                 uris.add(doc["uri"])
@@ -164,22 +148,9 @@ def enqueue(extension, base_uri, planned, outdated=()):
 
 
 def process(extension, on_progress=None):
-    """Drain the inbox through the worker (the notification path).
-
-    Like ``Worker.drain(include_waiting=True)``, but batch by batch so that
-    a progress bar can follow; ``on_progress(n)`` gets each batch size.
-    """
-    worker = extension.worker
-    total = 0
-    while True:
-        done = worker.run_once(ignore_due=True)
-        if not done:
-            break
-        total += done
-        if on_progress is not None:
-            on_progress(done)
-    worker.flush_stats()
-    return total
+    """Drain the inbox through the worker (the notification path);
+    ``on_progress(n)`` gets each batch size, for a progress bar."""
+    return extension.worker.drain(include_waiting=True, on_progress=on_progress)
 
 
 def outcomes(uris):

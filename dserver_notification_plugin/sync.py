@@ -113,18 +113,22 @@ def _delete(uri):
     return DELETED
 
 
-def _plugins_holding(uri):
-    holding = []
-    seen = set()
+def plugin_collections():
+    """``(plugin, collection)`` for each distinct Mongo collection of the
+    search and retrieve plugins (by default both use the same one)."""
+    seen, found = set(), []
     for plugin in (current_app.search, current_app.retrieve):
         collection = getattr(plugin, "collection", None)
         if collection is None or not hasattr(collection, "find_one"):
             continue
         ident = (collection.database.name, collection.name) \
             if hasattr(collection, "database") else id(collection)
-        if ident in seen:
-            continue
-        seen.add(ident)
-        if collection.find_one({"uri": uri}, {"_id": 1}) is not None:
-            holding.append(plugin)
-    return holding
+        if ident not in seen:
+            seen.add(ident)
+            found.append((plugin, collection))
+    return found
+
+
+def _plugins_holding(uri):
+    return [plugin for plugin, collection in plugin_collections()
+            if collection.find_one({"uri": uri}, {"_id": 1}) is not None]

@@ -99,14 +99,19 @@ class Worker:
             sql_db.session.remove()
         return len(entries)
 
-    def drain(self, include_waiting=False):
-        """Process everything due now (or everything, if asked); return count."""
+    def drain(self, include_waiting=False, on_progress=None):
+        """Process everything due now (or everything, if asked); return count.
+
+        ``on_progress(n)`` is called with the size of each processed batch.
+        """
         total = 0
         while True:
             done = self.run_once(ignore_due=include_waiting)
             if not done:
                 break
             total += done
+            if on_progress is not None:
+                on_progress(done)
         self.flush_stats()
         return total
 
