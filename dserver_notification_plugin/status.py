@@ -22,7 +22,10 @@ from .stats import EVENT_COUNTERS
 
 # Sync outcomes counted by the worker (see worker.Worker.process).
 OUTCOME_COUNTERS = ("registered", "unchanged", "deleted", "absent", "proto",
-                    "retried", "dead")
+                    "retried", "dead",
+                    # dservercore's calls of our hooks: every change of the index,
+                    # whoever made it (see NotificationExtension.register_dataset)
+                    "index_registrations", "index_deletions")
 # Seconds from the first event of an entry to its successful sync.
 LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600, float("inf"))
 DEAD_ENTRIES_SHOWN = 100
@@ -92,17 +95,17 @@ def gather_status(extension):
 
 def format_status(status):
     """A human-readable table of :func:`gather_status`'s dict."""
-    lines = ["events       since start      total"]
+    lines = ["events                 since start      total"]
     for name in EVENT_COUNTERS:
-        lines.append(f"  {name:<10} {status['events']['since_start'][name]:>11} "
+        lines.append(f"  {name:<20} {status['events']['since_start'][name]:>11} "
                      f"{status['events']['total'][name]:>10}")
-    lines.append("sync         since start      total")
+    lines.append("sync                   since start      total")
     for name in OUTCOME_COUNTERS:
-        lines.append(f"  {name:<10} {status['sync']['since_start'][name]:>11} "
+        lines.append(f"  {name:<20} {status['sync']['since_start'][name]:>11} "
                      f"{status['sync']['total'][name]:>10}")
     lines.append("inbox")
     for state, count in status["inbox"].items():
-        lines.append(f"  {state:<10} {count:>11}")
+        lines.append(f"  {state:<20} {count:>11}")
     age = status["oldest_pending_age_seconds"]
     lines.append("oldest pending entry: " + ("none" if age is None else f"{age:.1f} s old"))
     dead = status["dead_entries"]

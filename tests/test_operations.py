@@ -85,6 +85,7 @@ def test_status_counts_notifications_and_inbox(app, client, bucket):
     assert status["inbox"]["done"] == 1 and status["inbox"]["pending"] == 0
     assert status["oldest_pending_age_seconds"] is None
     assert status["sync"]["total"]["registered"] == 1
+    assert status["sync"]["total"]["index_registrations"] == 1  # seen by our hook
 
     text = cli(app, "status")
     assert text.exit_code == 0, text.output
@@ -142,6 +143,8 @@ def test_metrics_in_prometheus_text_format(app, client, bucket):
                   (("kind", "accepted"),))] == accepted
     assert found[("dserver_notification_sync_outcomes_total",
                   (("outcome", "registered"),))] == 1
+    assert found[("dserver_notification_sync_outcomes_total",
+                  (("outcome", "index_registrations"),))] == 1
     assert found[("dserver_notification_inbox_entries", (("state", "done"),))] == 1
     assert found[("dserver_notification_inbox_entries", (("state", "pending"),))] == 0
     assert found[("dserver_notification_oldest_pending_age_seconds", ())] == 0
