@@ -142,15 +142,8 @@ class Story:
         keys = list_keys(self.s3, stack.bucket)
         say.event(f"copy finished: dtool wrote {len(keys)} objects "
                   f"(data, README, manifest, admin metadata) for {self.uri}")
-        finished_at = say.elapsed()
-        poll_until(lambda: self.uri in self.in_search(), WAIT_TIMEOUT_SECONDS,
-                   on_tick=lambda: self._tick("waiting for search"))
-        self._tick("checking the inbox")  # its finish may predate this poll
-        say.done_waiting()
-        say.success(f"found in search (POST /uris), {say.elapsed() - finished_at:.1f} s "
-                    f"after the copy finished")
-        self._settle()
-        self._report_counters()
+        self._wait_for_search(lambda: self.uri in self.in_search(),
+                              "found in search", "after the copy finished")
 
     def show_search_result(self):
         say = self.say
@@ -184,13 +177,18 @@ class Story:
         poll_until(lambda: removal.done, WAIT_TIMEOUT_SECONDS + len(keys) * SECONDS_PER_ITEM,
                    on_tick=lambda: self._tick("deleting"))
         say.event(f"objects deleted: {len(removal.outcome())} keys removed, the bucket is empty")
-        removed_at = say.elapsed()
-        poll_until(lambda: self.uri not in self.in_search(), WAIT_TIMEOUT_SECONDS,
+        self._wait_for_search(lambda: self.uri not in self.in_search(),
+                              "gone from search", "after the objects were deleted")
+
+    def _wait_for_search(self, condition, outcome, since_what):
+        """Poll search until ``condition`` holds, then report how long it took."""
+        say = self.say
+        started = say.elapsed()
+        poll_until(condition, WAIT_TIMEOUT_SECONDS,
                    on_tick=lambda: self._tick("waiting for search"))
         self._tick("checking the inbox")  # its finish may predate this poll
         say.done_waiting()
-        say.success(f"gone from search (POST /uris), {say.elapsed() - removed_at:.1f} s "
-                    f"after the objects were deleted")
+        say.success(f"{outcome} (POST /uris), {say.elapsed() - started:.1f} s {since_what}")
         self._settle()
         self._report_counters()
 
