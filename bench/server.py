@@ -1,9 +1,9 @@
 """A gunicorn-served dserver running in one of the benchmark venvs.
 
-Same shape as ``tests.dserver.LiveDserver`` (2 workers, production
-gunicorn), with two differences that matter here: the venv's own python
-runs gunicorn, and the working directory is the run's temp dir, never the
-repository root: from the root, ``import dserver_notification_plugin``
+It is ``tests.dserver.LiveDserver`` (2 workers, production gunicorn) with
+two settings that matter here: the venv's own python runs gunicorn, and the
+working directory is the run's temp dir, never the repository root: from
+the root, ``import dserver_notification_plugin``
 would find the source tree before the installed plugin and the published
 plugin would silently be replaced by ours.
 """
@@ -14,7 +14,6 @@ from pathlib import Path
 import requests
 
 from tests.dserver import ADMIN, LiveDserver, token_for
-from tests.services import HOST, free_port, wait_for_port
 
 HOOKS = Path(__file__).resolve().parent / "gunicorn_hooks.py"
 
@@ -45,24 +44,12 @@ class VenvDserver(LiveDserver):
     """``<venv>/bin/python -m gunicorn dservercore:create_app()``."""
 
     def __init__(self, python, env, workdir, workers=2):
-        super().__init__(env, workdir, workers=workers)
-        self.python = Path(python)
+        # started in its own workdir, so the venv's install (not this source
+        # tree) is what gunicorn imports
+        super().__init__(env, workdir, workers=workers, python=python, cwd=workdir,
+                         timeout=300, gunicorn_args=("--config", str(HOOKS)))
         self.call_log = self.workdir / "index-calls.log"
         self.env["BENCH_CALL_LOG"] = str(self.call_log)
-
-    def start(self):
-        self.port = self.port or free_port()
-        args = [str(self.python), "-m", "gunicorn", "--workers", str(self.workers),
-                "--bind", f"{HOST}:{self.port}", "--log-level", "info",
-                "--graceful-timeout", "5", "--timeout", "300",
-                "--config", str(HOOKS), "dservercore:create_app()"]
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            args, env=dict(os.environ, **self.env), stdout=log, stderr=subprocess.STDOUT,
-            cwd=self.workdir, start_new_session=True)
-        wait_for_port(HOST, self.port, 60, self.proc, self.log_path)
-        self._wait_until_serving()
-        return self
 
     def admin_headers(self):
         token = token_for(ADMIN, self.env["JWT_PRIVATE_KEY_FILE"])

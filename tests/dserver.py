@@ -113,9 +113,17 @@ def prepare_index_in_subprocess(env, base_uris):
 class LiveDserver:
     """``gunicorn dservercore:create_app()`` on a free loopback port."""
 
-    def __init__(self, env, workdir, workers=2, preload=False, ipv6=False):
+    def __init__(self, env, workdir, workers=2, preload=False, ipv6=False,
+                 python=sys.executable, cwd=HERE.parent, timeout=120, gunicorn_args=()):
+        """``python`` is the venv that serves (the benchmark uses others);
+        ``cwd`` the directory it starts in; ``timeout`` gunicorn's worker
+        timeout; ``gunicorn_args`` any further options."""
         self.env = dict(env)
         self.ipv6 = ipv6
+        self.python = str(python)
+        self.cwd = cwd
+        self.timeout = timeout
+        self.gunicorn_args = list(gunicorn_args)
         self.workdir = Path(workdir)
         self.workers = workers
         self.preload = preload
@@ -133,19 +141,18 @@ class LiveDserver:
 
     def start(self):
         self.port = self.port or free_port()
-        args = [sys.executable, "-m", "gunicorn", "--workers", str(self.workers),
+        args = [self.python, "-m", "gunicorn", "--workers", str(self.workers),
                 "--bind", f"{HOST}:{self.port}", "--log-level", "info",
                 *(["--bind", f"[::1]:{self.port}"] if self.ipv6 else []),
-                "--graceful-timeout", "5", "--timeout", "120",
+                "--graceful-timeout", "5", "--timeout", str(self.timeout),
                 # gunicorn 27 puts every server's control socket at one fixed path
-                "--control-socket", str(self.workdir / "gunicorn.ctl")]
-        if self.preload:
-            args.append("--preload")
-        args.append("dservercore:create_app()")
+                "--control-socket", str(self.workdir / "gunicorn.ctl"),
+                *(["--preload"] if self.preload else []),
+                *self.gunicorn_args, "dservercore:create_app()"]
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             args, env=dict(os.environ, **self.env), stdout=log, stderr=subprocess.STDOUT,
-            cwd=HERE.parent, start_new_session=True)
+            cwd=self.cwd, start_new_session=True)
         wait_for_port(HOST, self.port, 60, self.proc, self.log_path)
         self._wait_until_serving()
         return self
