@@ -131,10 +131,6 @@ class Settings:
     worker: bool
     reject_log_interval_seconds: float
 
-    @property
-    def secret_required(self):
-        return bool(self.auth_tokens or self.basic_auth)
-
 
 def raw_value(short_name, config: Optional[Mapping] = None, environ: Optional[Mapping] = None):
     """The text of one setting: app.config wins over the environment."""

@@ -250,11 +250,6 @@ def retry(conn, now, ids=None):
     return result.rowcount
 
 
-def fingerprint_of(conn, uri):
-    return conn.execute(
-        sa.select(inbox.c.fingerprint).where(inbox.c.dataset_uri == uri)).scalar()
-
-
 def state_counts(conn):
     rows = conn.execute(
         sa.select(inbox.c.state, sa.func.count()).group_by(inbox.c.state)).all()
