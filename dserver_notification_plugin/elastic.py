@@ -8,7 +8,6 @@ DELETE for the id, with no body, so we remember which object each id stood
 for. StorageGRID's search integration PUTs/POSTs one JSON document per
 object to ``<index>/<type>/<id>`` and DELETEs it on removal.
 """
-import json
 from dataclasses import dataclass
 from typing import Optional
 
@@ -19,6 +18,8 @@ from dservercore import sql_db
 from . import inbox
 from .events import Action, Intake, ObjectEvent
 from .formats import PayloadError, parse_records_document, parse_storagegrid_search_document
+from .formats.errors import require_object
+from .formats.webhook import decode_json_body
 
 # What an Elasticsearch 7.x cluster answers on GET /; clients (MinIO's
 # go-elasticsearch 7.12+) check the version and the product header.
@@ -94,12 +95,9 @@ def resolve_document(index):
 
 
 def json_document(body):
-    try:
-        doc = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise PayloadError(f"document is not valid UTF-8 JSON: {exc}")
-    if not isinstance(doc, dict):
-        raise PayloadError("document must be a JSON object")
+    """The request body as a JSON object, with the webhook's decoding rules."""
+    doc = decode_json_body(body)
+    require_object(doc, "document")
     return doc
 
 
