@@ -7,11 +7,11 @@ only exception that leaves this package is :class:`PayloadError`.
 One module per dialect: ``records`` (S3 event records: AWS, MinIO,
 StorageGRID, s3rver), ``sns`` (SNS envelopes), ``storagegrid`` (form posts
 and search-integration documents), ``seaweed`` (filer webhook) and
-``webhook`` (choosing among them for POST /webhook/notify).
+``webhook`` (choosing among them for POST /webhook/notify) and ``elastic``
+(Elasticsearch-style calls and documents).
 """
-from ..events import Intake
-from .errors import PayloadError, require_object
-from .records import parse_records
+from .elastic import parse_records_document
+from .errors import PayloadError
 from .storagegrid import parse_storagegrid_search_document
 from .webhook import parse_webhook
 
@@ -21,16 +21,3 @@ __all__ = [
     "parse_records_document",
     "parse_storagegrid_search_document",
 ]
-
-
-def parse_records_document(doc) -> Intake:
-    """A document from MinIO's Elasticsearch target: ``{"Records": [...]}``.
-
-    The "namespace" format PUTs it to ``<index>/_doc/<id>`` and the "access"
-    format POSTs it to ``<index>/_doc``; the body is the same.
-    """
-    require_object(doc, "document")
-    if "Records" not in doc:
-        raise PayloadError(
-            "document has no 'Records' array (expected MinIO's {\"Records\": [...]}).")
-    return parse_records(doc["Records"], "document.Records")
