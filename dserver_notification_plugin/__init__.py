@@ -24,10 +24,14 @@ class NotificationExtension(ExtensionABC):
         self.app = None
         self.store = None
         self.worker = None
+        self.ledger = None
+        self.reconciler = None
 
     def init_app(self, app, *args, **kwargs):
         from .cli import notification_cli
         from .guard import RejectionLog
+        from .ledger import Ledger
+        from .reconciler import Reconciler
         from .status import Metrics
         from .store import Store
         from .tally import Tally
@@ -39,22 +43,35 @@ class NotificationExtension(ExtensionABC):
         self.tally = Tally()
         self.store = Store(app)
         self.rejection_log = RejectionLog(self.settings.reject_log_interval_seconds)
-        self.worker = Worker(app, self.settings, self.store, self.tally)
+        self.ledger = Ledger(self.store)
+        self.worker = Worker(app, self.settings, self.store, self.tally, self.ledger)
+        self.reconciler = Reconciler(self)
         # Metrics exist from the start, so the latency histogram sees every sync.
         self.metrics = Metrics(self)
         app.extensions[EXTENSION_KEY] = self
         app.cli.add_command(notification_cli)
         if self.settings.worker:
             if not _running_a_flask_command():
-                # The thread waits for the database; create_app finishes first.
-                self.worker.start()
+                # The threads wait for the database; create_app finishes first.
+                self.start_background()
             app.before_request(self._ensure_worker_running)
         logger.info("dserver-notification-plugin configured for buckets %s",
                     sorted(self.settings.bucket_to_base_uri))
 
+    def start_background(self):
+        """The sync worker, and the reconciler unless its interval is 0."""
+        self.worker.start()
+        self.reconciler.start()
+
+    def stop_background(self):
+        self.reconciler.stop()
+        self.worker.stop()
+
     def _ensure_worker_running(self):
         if not self.worker.running:
             self.worker.start()
+        if self.reconciler.enabled and not self.reconciler.running:
+            self.reconciler.start()
 
     def get_blueprint(self):
         from .routes import bp

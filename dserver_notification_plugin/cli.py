@@ -24,15 +24,15 @@ def worker_command():
     For deployments with DSERVER_NOTIFY_WORKER=off in the web processes.
     """
     logging.basicConfig(level=logging.INFO)
-    worker = current_notification.worker
+    ext = current_notification
     stop = []
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.append(True) or worker.stop())
-    worker.start()
-    click.echo("notification worker running; Ctrl-C to stop")
-    while worker.running and not stop:
-        worker.join(0.5)
-    worker.stop()
+        signal.signal(sig, lambda *_: stop.append(True))
+    ext.start_background()
+    click.echo("notification worker (and reconciler) running; Ctrl-C to stop")
+    while ext.worker.running and not stop:
+        ext.worker.join(0.5)
+    ext.stop_background()
 
 
 @notification_cli.command("drain")
@@ -78,30 +78,45 @@ def retry_command(ids, all_dead):
 
 @notification_cli.command("resync")
 @click.argument("base_uri")
-@click.option("--dry-run", is_flag=True, help="Show what would be done; change nothing.")
+@click.option("--dry-run", is_flag=True, help="Report the drift; change nothing.")
 @with_appcontext
 def resync_command(base_uri, dry_run):
-    """Make the index of BASE_URI match its bucket.
+    """Make the index of BASE_URI match its bucket now: one reconcile pass.
 
-    Every dataset in the bucket or in the index (SQL and the Mongo search
-    and retrieve plugins) goes through the inbox and the worker, as after a
-    notification: missing ones are registered, changed ones updated, gone
-    ones deleted (search and retrieve included).
+    Datasets missing from the index, gone from the bucket (also from the
+    search and retrieve plugins) or changed since their last sync go through
+    the inbox and the worker, as after a notification.
     """
-    from . import resync
+    from . import reconcile
+    from .reconciler import one_pass
     ext = current_notification
     try:
-        base_uri = resync.check_base_uri(ext, base_uri)
-        planned, outdated = resync.plan(base_uri)
-    except resync.ResyncError as exc:
+        base_uri = reconcile.check_base_uri(ext, base_uri)
+    except reconcile.ReconcileError as exc:
         raise click.UsageError(str(exc))
+    walk = one_pass(ext, base_uri, dry_run=dry_run)
+    drift = _drift_text(walk.figures)
     if dry_run:
-        _dry_run(planned, outdated, base_uri)
+        for finding in walk.findings:
+            click.echo(f"{finding.drift}: {finding.uri} ({finding.reason})")
+        click.echo(f"dry run for {base_uri}: {drift}; nothing changed")
         return
-    resync.enqueue(ext, base_uri, planned, outdated)
-    with _progress_bar(len(planned)) as bar:
-        resync.process(ext, on_progress=bar.update)
-    _report(resync.outcomes(ext, [item.uri for item in planned]), planned, base_uri)
+    with _progress_bar(len(walk.findings)) as bar:
+        ext.worker.drain(include_waiting=True, on_progress=bar.update)
+    outcomes = {e.dataset_uri: e for e in ext.store.entries([f.uri for f in walk.findings])}
+    counts = Counter()
+    for finding in walk.findings:
+        word, line = _describe(outcomes.get(finding.uri))
+        counts[word] += 1
+        click.echo(f"{line}: {finding.uri} ({finding.drift}, {finding.reason})")
+    parts = ", ".join(f"{n} {word}" for word, n in sorted(counts.items()))
+    click.echo(f"resync of {base_uri}: {drift}" + (f"; outcomes: {parts}" if parts else ""))
+
+
+def _drift_text(figures):
+    return (f"{figures.checked} dataset{'' if figures.checked == 1 else 's'} checked, "
+            f"drift: {figures.missing} missing, {figures.extra} extra, "
+            f"{figures.changed} changed ({figures.s3_requests} S3 requests)")
 
 
 def _progress_bar(total):
@@ -110,38 +125,14 @@ def _progress_bar(total):
     return tqdm(total=total, unit="dataset", disable=not sys.stdout.isatty())
 
 
-def _dry_run(planned, outdated, base_uri):
-    from .resync import intended_action
-    counts = Counter()
-    for item in planned:
-        action = intended_action(item, outdated).value
-        counts[action] += 1
-        click.echo(f"{action}: {item.uri}")
-    click.echo(f"dry run for {base_uri}: {_summary(counts, len(planned))}; nothing changed")
-
-
-def _report(outcomes, planned, base_uri):
-    counts = Counter()
-    for item in planned:
-        word, line = _describe(outcomes.get(item.uri))
-        counts[word] += 1
-        click.echo(f"{line}: {item.uri}")
-    click.echo(f"resync of {base_uri}: {_summary(counts, len(planned))}")
-
-
-def _describe(outcome):
-    """(one word for the summary, the line's text) for a ResyncOutcome."""
-    from .resync import Result
-    if outcome is None:
+def _describe(entry):
+    """(one word for the summary, the line's text) for an inbox entry."""
+    from .states import State
+    if entry is None:
         return "missing", "missing"
-    if outcome.result is Result.SYNCED:
-        return outcome.outcome, outcome.outcome
-    if outcome.result is Result.DEAD:
-        return "dead", f"dead: {outcome.detail}"
-    word = f"not finished ({outcome.state.value})"
-    return "not finished", word + (f": {outcome.detail}" if outcome.detail else "")
-
-
-def _summary(counts, total):
-    parts = ", ".join(f"{n} {word}" for word, n in sorted(counts.items()))
-    return f"{total} dataset{'' if total == 1 else 's'}" + (f" ({parts})" if parts else "")
+    if entry.state is State.DONE:
+        return entry.last_outcome, entry.last_outcome
+    if entry.state is State.DEAD:
+        return "dead", f"dead: {entry.last_error}"
+    word = f"not finished ({entry.state.value})"
+    return "not finished", word + (f": {entry.last_error}" if entry.last_error else "")

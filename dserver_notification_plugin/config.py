@@ -150,6 +150,17 @@ class Settings:
     reject_log_interval_seconds: float = setting(
         "REJECT_LOG_INTERVAL_SECONDS", "60", number(float, 0),
         "At most one warning per client and reason in this interval.")
+    reconcile_interval_seconds: float = setting(
+        "RECONCILE_INTERVAL_SECONDS", "3600", number(float, 0),
+        "Time between the starts of two reconcile passes over every mapped bucket; "
+        "0 turns the background reconciler off.")
+    reconcile_max_rps: int = setting(
+        "RECONCILE_MAX_RPS", "20", number(int, 1),
+        "S3 requests per second the reconciler may spend.")
+    reconcile_lease_seconds: float = setting(
+        "RECONCILE_LEASE_SECONDS", "60", number(float, 1),
+        "The reconciler's lease lasts this long unless renewed; another host takes "
+        "over this long after the holder died.")
 
 
 def declared_settings():

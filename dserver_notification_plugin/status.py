@@ -23,6 +23,9 @@ from .tally import EVENT_COUNTERS
 # it (see NotificationExtension.register_dataset).
 OUTCOME_COUNTERS = tuple(o.value for o in Outcome) + ("index_registrations", "index_deletions")
 # Seconds from the first event of an entry to its successful sync.
+# Counted by the reconciler, per chunk of datasets and per finished pass.
+RECONCILE_COUNTERS = ("reconcile_checked", "reconcile_missing", "reconcile_extra",
+                      "reconcile_changed", "reconcile_s3_requests", "reconcile_passes")
 LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600, float("inf"))
 DEAD_ENTRIES_SHOWN = 100
 METRIC_PREFIX = "dserver_notification"
@@ -75,6 +78,27 @@ def gather_status(extension):
         "inbox": {state.value: int(states.get(state, 0)) for state in State},
         "oldest_pending_age_seconds": store.oldest_waiting_age(),
         "dead_entries": dead,
+        "reconcile": _reconcile_status(extension, totals),
+    }
+
+
+def _reconcile_status(extension, totals):
+    """The reconciler's settings, lease holder, latest pass and totals."""
+    from .reconciler import SCOPE
+    settings = extension.settings
+    lease = extension.reconciler.lease.current()
+    state = extension.ledger.pass_state(SCOPE)
+    return {
+        "interval_seconds": settings.reconcile_interval_seconds,
+        "max_rps": settings.reconcile_max_rps,
+        "lease": None if lease is None else {
+            "holder": lease.holder, "active": lease.active(),
+            "acquired_at": lease.acquired_at, "expires_at": lease.expires_at},
+        # the running pass, or the last one when none runs
+        "pass": None if state is None else {
+            "started_at": state.started_at, "finished_at": state.finished_at,
+            "base_uri": state.base_uri, "after_uuid": state.after_uuid, **state.figures()},
+        "total": _pick(totals, RECONCILE_COUNTERS),
     }
 
 
@@ -93,6 +117,7 @@ def format_status(status):
         lines.append(f"  {state:<20} {count:>11}")
     age = status["oldest_pending_age_seconds"]
     lines.append("oldest pending entry: " + ("none" if age is None else f"{age:.1f} s old"))
+    lines.extend(_format_reconcile(status["reconcile"]))
     dead = status["dead_entries"]
     if dead:
         lines.append(f"dead entries ({len(dead)} shown; retry with "
@@ -101,6 +126,31 @@ def format_status(status):
         lines.append(f"  #{entry['id']} {entry['dataset_uri']} after {entry['attempts']} "
                      f"attempt(s): {entry['last_error']}")
     return "\n".join(lines)
+
+
+def _format_reconcile(reconcile):
+    lease, last = reconcile["lease"], reconcile["pass"]
+    interval = reconcile["interval_seconds"]
+    lines = [f"reconciler: every {interval:g} s, at most {reconcile['max_rps']} S3 requests/s"
+             if interval else "reconciler: off"]
+    if lease is not None:
+        held = "holds" if lease["active"] else "held (expired)"
+        lines.append(f"  {lease['holder']} {held} the lease")
+    if last is not None:
+        how = "running since" if last["finished_at"] is None else "last pass started"
+        lines.append(f"  {how} {_when(last['started_at'])}"
+                     + ("" if last["finished_at"] is None
+                        else f", finished {_when(last['finished_at'])}"))
+        lines.append("  " + ", ".join(f"{last[name]} {name.replace('_', ' ')}" for name in
+                                      ("checked", "missing", "extra", "changed",
+                                       "s3_requests")))
+    return lines
+
+
+def _when(timestamp):
+    import datetime
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc) \
+        .strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 # --- Prometheus ----------------------------------------------------------------
@@ -147,7 +197,41 @@ class _StatusCollector:
             for state, count in status["inbox"].items():
                 states.add_metric([state], count)
             age.add_metric([], status["oldest_pending_age_seconds"] or 0.0)
-        return events, process_events, outcomes, states, age
+        return (events, process_events, outcomes, states, age,
+                *_reconcile_families(None if status is None else status["reconcile"]))
+
+
+def _reconcile_families(reconcile):
+    name = f"{METRIC_PREFIX}_reconcile"
+    checked = CounterMetricFamily(f"{name}_datasets_checked",
+                                  "Datasets checked by reconcile passes, all processes.")
+    drift = CounterMetricFamily(f"{name}_drift", "Datasets whose index entry disagreed with "
+                                "S3, by kind (missing, extra, changed).", labels=["kind"])
+    spent = CounterMetricFamily(f"{name}_s3_requests", "S3 requests spent by reconcile passes.")
+    passes = CounterMetricFamily(f"{name}_passes", "Finished reconcile passes.")
+    lease = GaugeMetricFamily(f"{name}_lease_held", "1 for the process holding the "
+                              "reconciler's lease (absent when nobody does).", labels=["holder"])
+    started = GaugeMetricFamily(f"{name}_last_pass_started_timestamp_seconds",
+                                "Start of the running or last reconcile pass (0: none yet).")
+    finished = GaugeMetricFamily(f"{name}_last_pass_finished_timestamp_seconds",
+                                 "End of the last finished reconcile pass (0: running or none).")
+    figures = GaugeMetricFamily(f"{name}_pass_figures", "Figures of the running or last "
+                                "reconcile pass.", labels=["figure"])
+    if reconcile is not None:
+        total = reconcile["total"]
+        checked.add_metric([], total["reconcile_checked"])
+        for kind in ("missing", "extra", "changed"):
+            drift.add_metric([kind], total[f"reconcile_{kind}"])
+        spent.add_metric([], total["reconcile_s3_requests"])
+        passes.add_metric([], total["reconcile_passes"])
+        if reconcile["lease"] is not None and reconcile["lease"]["active"]:
+            lease.add_metric([reconcile["lease"]["holder"]], 1)
+        last = reconcile["pass"] or {}
+        started.add_metric([], last.get("started_at") or 0)
+        finished.add_metric([], last.get("finished_at") or 0)
+        for figure in ("checked", "missing", "extra", "changed", "s3_requests"):
+            figures.add_metric([figure], last.get(figure, 0))
+    return checked, drift, spent, passes, lease, started, finished, figures
 
 
 class Metrics:

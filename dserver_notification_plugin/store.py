@@ -378,6 +378,7 @@ def create_schema(engine):
     WAL lets the HTTP workers append to the inbox while a worker thread
     reads it, instead of failing with "database is locked".
     """
+    from . import ledger, leases  # noqa: F401 (their tables join ``metadata``)
     if engine.dialect.name == "sqlite":
         with engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA journal_mode=WAL")

@@ -30,15 +30,16 @@ def retry_delay(attempts, base, ceiling):
 
 
 class Worker:
-    def __init__(self, app, settings, store, tally):
+    def __init__(self, app, settings, store, tally, ledger=None):
         self.app = app
         self.settings = settings
         self.store = store
         self.tally = tally
+        self.ledger = ledger  # the reconciler's memory of what the index reflects
         self._thread = None
         self._stop = threading.Event()
         self._last_flush = 0.0
-        _install_fork_hooks(self)
+        install_fork_hooks(self)
 
     # life cycle ---------------------------------------------------------
     def start(self):
@@ -132,10 +133,22 @@ class Worker:
             return self._record_failure(claim, exc)
         if not self.store.finish(claim, outcome, fingerprint=digest):
             return self._claim_lost(claim, outcome)
+        self._settle(claim, outcome)
         self.tally.add(outcome.value)
         self.tally.observe_latency(max(0.0, time.time() - claim.first_event_at))
         logger.info("synced %s: %s", claim.dataset_uri, outcome)
         return outcome
+
+    def _settle(self, claim, outcome):
+        """Tell the reconciler's ledger what the index reflects now; no S3 cost.
+        Failing here only costs the next pass one verifying sync."""
+        if self.ledger is None:
+            return
+        try:
+            self.ledger.settle(claim.dataset_uri, outcome, claim.claimed_at)
+        except Exception:
+            logger.warning("could not record the sync of %s for the reconciler",
+                           claim.dataset_uri, exc_info=True)
 
     def _record_failure(self, claim, exc, give_up=False):
         error = f"{type(exc).__name__}: {exc}"
@@ -198,7 +211,9 @@ _workers = weakref.WeakSet()
 _hooks_installed = False
 
 
-def _install_fork_hooks(worker):
+def install_fork_hooks(worker):
+    """Pause ``worker`` (anything with ``_before_fork``, ``_after_fork_in_parent``
+    and ``_after_fork_in_child``) around every fork of this process."""
     global _hooks_installed
     _workers.add(worker)
     if _hooks_installed or not hasattr(os, "register_at_fork"):

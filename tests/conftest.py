@@ -73,7 +73,7 @@ def make_app(tmp_path, mongo, request):
     for app in apps:
         ext = app.extensions.get("dserver_notification")
         if ext is not None and ext.worker is not None:
-            ext.worker.stop()
+            ext.stop_background()
 
 
 @pytest.fixture

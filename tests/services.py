@@ -295,14 +295,21 @@ class MotoServer(_Server):
             }]})
         return topic_arn
 
-    def _total_s3_requests(self) -> int:
+    def _s3_requests(self) -> list:
         text = _ANSI.sub("", Path(self.log_path).read_text(errors="replace"))
-        return sum(1 for method, path in _ACCESS_LINE.findall(text)
-                   if _is_s3_request(method, path))
+        return [(method, path) for method, path in _ACCESS_LINE.findall(text)
+                if _is_s3_request(method, path)]
+
+    def _total_s3_requests(self) -> int:
+        return len(self._s3_requests())
 
     def request_count(self) -> int:
         """S3 requests handled since start (or since reset_request_count)."""
         return self._total_s3_requests() - self._count_offset
+
+    def requests(self) -> list:
+        """``(method, path)`` of the S3 requests counted by request_count."""
+        return self._s3_requests()[self._count_offset:]
 
     def reset_request_count(self) -> None:
         self._count_offset = self._total_s3_requests()

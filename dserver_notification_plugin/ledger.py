@@ -1,0 +1,178 @@
+"""What the reconciler remembers: each dataset's listing signature, and its pass.
+
+``notification_datasets`` holds one row per dataset the reconciler has seen:
+its dataset prefix (the body of ``dtool-<uuid>``, so a pass need not read it
+again while the registration key's ETag stays the same) and two listing
+signatures. ``expected_signature`` is what a pass listed when it put the
+dataset into the inbox; once a sync that was claimed *after* that listing
+finishes, the worker promotes it to ``signature`` (:meth:`Ledger.settle`):
+that sync saw S3 at least as new as the listing, so the index reflects at
+least that signature. A pass that lists the same signature again has
+nothing to do. No S3 request is ever spent on the bookkeeping.
+
+``notification_reconcile_cursor`` holds one row per scope (the background
+reconciler): when its pass started and ended, where it is (base URI and the
+last dataset UUID checked) and its figures, so an interrupted pass resumes
+instead of starting again.
+"""
+from dataclasses import dataclass, fields
+from typing import Dict, Iterable, Optional
+
+import sqlalchemy as sa
+
+from .states import Outcome
+from .store import _chunks, _upsert, metadata, now
+
+datasets = sa.Table(
+    "notification_datasets", metadata,
+    sa.Column("dataset_uri", sa.String(1024), primary_key=True),
+    sa.Column("base_uri", sa.String(1024), nullable=False, index=True),
+    sa.Column("uuid", sa.String(64), nullable=False),
+    sa.Column("prefix", sa.Text, nullable=False),
+    sa.Column("registration_etag", sa.String(128)),
+    sa.Column("signature", sa.String(64)),
+    sa.Column("expected_signature", sa.String(64)),
+    sa.Column("expected_at", sa.Float),
+)
+
+cursors = sa.Table(
+    "notification_reconcile_cursor", metadata,
+    sa.Column("scope", sa.String(64), primary_key=True),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("base_uri", sa.String(1024)),
+    sa.Column("after_uuid", sa.String(64)),
+    sa.Column("checked", sa.BigInteger, nullable=False, default=0),
+    sa.Column("missing", sa.BigInteger, nullable=False, default=0),
+    sa.Column("extra", sa.BigInteger, nullable=False, default=0),
+    sa.Column("changed", sa.BigInteger, nullable=False, default=0),
+    sa.Column("s3_requests", sa.BigInteger, nullable=False, default=0),
+    sa.Column("holder", sa.String(160)),
+    sa.Column("updated_at", sa.Float),
+)
+
+#: The figures a pass counts, in the order reports show them.
+FIGURES = ("checked", "missing", "extra", "changed", "s3_requests")
+#: Outcomes after which the index reflects what S3 held when the sync ran.
+_REFLECTED = (Outcome.REGISTERED, Outcome.UNCHANGED)
+#: Outcomes after which there is no dataset to remember.
+_GONE = (Outcome.DELETED, Outcome.ABSENT)
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the ledger holds about one dataset."""
+    prefix: str
+    registration_etag: Optional[str]
+    signature: Optional[str]
+
+
+@dataclass(frozen=True)
+class PassState:
+    """A pass of one scope: running (``finished_at`` None) or the last one."""
+    scope: str
+    started_at: float
+    finished_at: Optional[float]
+    base_uri: Optional[str]
+    after_uuid: Optional[str]
+    checked: int
+    missing: int
+    extra: int
+    changed: int
+    s3_requests: int
+    holder: Optional[str]
+    updated_at: Optional[float]
+
+    @classmethod
+    def from_row(cls, row):
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+    def figures(self):
+        return {name: int(getattr(self, name)) for name in FIGURES}
+
+
+class Ledger:
+    """The reconciler's tables, through the plugin's :class:`Store`."""
+
+    def __init__(self, store):
+        self.store = store
+
+    # datasets ----------------------------------------------------------------------
+    def known(self, uris: Iterable[str]) -> Dict[str, Known]:
+        c = datasets.c
+        with self.store.transaction() as conn:
+            rows = [row for chunk in _chunks(sorted(uris)) for row in conn.execute(
+                sa.select(c.dataset_uri, c.prefix, c.registration_etag, c.signature)
+                .where(c.dataset_uri.in_(chunk)))]
+        return {row.dataset_uri: Known(row.prefix, row.registration_etag, row.signature)
+                for row in rows}
+
+    def remember_prefix(self, target, prefix, registration_etag):
+        """Record a dataset's prefix, read from its registration key."""
+        values = dict(dataset_uri=target.uri, base_uri=target.base_uri, uuid=target.uuid,
+                      prefix=prefix, registration_etag=registration_etag)
+        with self.store.transaction() as conn:
+            _upsert(conn, datasets, values, datasets.c.dataset_uri,
+                    {"prefix": prefix, "registration_etag": registration_etag})
+
+    def expect(self, signatures: Dict[str, str], at=None):
+        """Record what a pass listed for datasets it puts into the inbox."""
+        at = now() if at is None else at
+        c = datasets.c
+        with self.store.transaction() as conn:
+            for uri, signature in sorted(signatures.items()):
+                conn.execute(datasets.update().where(c.dataset_uri == uri).values(
+                    expected_signature=signature, expected_at=at))
+
+    def settle(self, uri, outcome, claimed_at):
+        """After a finished sync of ``uri`` claimed at ``claimed_at``.
+
+        A signature listed before the claim is now reflected by the index;
+        one listed later is not (that sync may have run before the change),
+        so it stays expected and the next pass checks again.
+        """
+        c = datasets.c
+        with self.store.transaction() as conn:
+            if outcome in _GONE:
+                conn.execute(datasets.delete().where(c.dataset_uri == uri))
+            elif outcome in _REFLECTED:
+                conn.execute(datasets.update().where(sa.and_(
+                    c.dataset_uri == uri, c.expected_signature.isnot(None),
+                    c.expected_at <= claimed_at)).values(
+                    signature=c.expected_signature, expected_signature=None))
+
+    def forget(self, uris: Iterable[str]):
+        """Drop the rows of datasets gone from their bucket."""
+        with self.store.transaction() as conn:
+            for chunk in _chunks(sorted(uris)):
+                conn.execute(datasets.delete().where(datasets.c.dataset_uri.in_(chunk)))
+
+    # the pass cursor --------------------------------------------------------------
+    def pass_state(self, scope) -> Optional[PassState]:
+        with self.store.transaction() as conn:
+            row = conn.execute(sa.select(cursors).where(cursors.c.scope == scope)) \
+                .mappings().first()
+        return None if row is None else PassState.from_row(row)
+
+    def start_pass(self, scope, holder, at=None) -> PassState:
+        at = now() if at is None else at
+        fresh = dict(started_at=at, finished_at=None, base_uri=None, after_uuid=None,
+                     holder=holder, updated_at=at, **{name: 0 for name in FIGURES})
+        with self.store.transaction() as conn:
+            _upsert(conn, cursors, dict(scope=scope, **fresh), cursors.c.scope, fresh)
+        return self.pass_state(scope)
+
+    def advance(self, scope, base_uri, after_uuid, added, holder, at=None):
+        """Move the cursor past ``after_uuid`` of ``base_uri`` and add figures."""
+        c = cursors.c
+        values = {name: getattr(c, name) + int(added.get(name, 0)) for name in FIGURES}
+        with self.store.transaction() as conn:
+            conn.execute(cursors.update().where(c.scope == scope).values(
+                base_uri=base_uri, after_uuid=after_uuid, holder=holder,
+                updated_at=now() if at is None else at, **values))
+
+    def finish_pass(self, scope, at=None):
+        at = now() if at is None else at
+        with self.store.transaction() as conn:
+            conn.execute(cursors.update().where(cursors.c.scope == scope).values(
+                finished_at=at, updated_at=at, base_uri=None, after_uuid=None))

@@ -1,0 +1,188 @@
+"""What a bucket listing says about datasets, paced, counted, reading no content.
+
+The reconciler learns everything it compares from LIST requests:
+
+- the registration keys ``dtool-<uuid>`` at the top of the bucket (one LIST
+  per 1,000 datasets), with their ETags;
+- per dataset, one delimited LIST of ``<prefix><uuid>/``, which shows the
+  objects directly under the dataset (``dtool``, ``README.yml``,
+  ``manifest.json`` ...) and the folders (``data/``, ``tags/`` ...) without
+  listing their content; then one LIST of ``tags/`` and one of
+  ``annotations/`` when those folders exist.
+
+A dataset with 100,000 items costs what one with 3 does. The only GET is of
+a registration key (its body is the dataset prefix), read once per dataset
+and again only when the key's ETag changes. Every request waits for a
+token of one :class:`Pacer`, so a pass never spends more than
+``DSERVER_NOTIFY_RECONCILE_MAX_RPS`` requests per second; botocore's
+``before-send`` event sees every HTTP request, retries included, so the
+count is what S3 really served.
+"""
+import hashlib
+import threading
+import time
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+from limits import RateLimitItemPerSecond, storage, strategies
+
+from .keys import registration_uuid
+
+REGISTRATION_PREFIX = "dtool-"
+#: Objects directly under the dataset whose change can change the index
+#: (see keys.INDEXED_PARTS); ``tags/`` and ``annotations/`` are listed too.
+SIGNED_FILES = ("dtool", "README.yml", "manifest.json")
+SIGNED_FOLDERS = ("tags/", "annotations/")
+#: A dataset prefix is short text; never read more of a registration key.
+PREFIX_BYTES_LIMIT = 1024
+
+
+class Pacer:
+    """At most ``max_rps`` S3 requests per second, counted, across clients.
+
+    ``limits``' moving window allows a burst of ``max_rps`` and then one
+    request per 1/``max_rps`` seconds on average.
+    """
+
+    def __init__(self, max_rps, should_stop=None):
+        self._item = RateLimitItemPerSecond(int(max_rps))
+        self._limiter = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
+        self._lock = threading.Lock()
+        self._should_stop = should_stop or (lambda: False)
+        self.spent = 0
+
+    def wait(self):
+        while not self._limiter.hit(self._item, "s3"):
+            if self._should_stop():
+                break  # a stopping pass may finish its request late, never hang
+            reset = self._limiter.get_window_stats(self._item, "s3").reset_time
+            time.sleep(min(1.0, max(0.001, reset - time.time())))
+        with self._lock:
+            self.spent += 1
+
+    def attach(self, client):
+        """Make every HTTP request of a boto3 client wait and count."""
+        client.meta.events.register("before-send", lambda **_: self.wait())
+        return client
+
+
+def s3_client(bucket):
+    """A boto3 client configured like dtool-s3 (DTOOL_S3_*_<bucket> settings).
+
+    dtool-s3 keeps that configuration logic in a private method that makes a
+    new session and client on every call (so our event hooks stay ours);
+    pyproject bounds dtool-s3 to versions that have it, and this says so
+    clearly should it vanish.
+    """
+    from dtool_s3.storagebroker import S3StorageBroker
+    make = getattr(S3StorageBroker, "_get_resource_and_client", None)
+    if make is None:
+        raise RuntimeError("this dtool-s3 version has no S3StorageBroker."
+                           "_get_resource_and_client; install a dtool-s3 version this "
+                           "plugin supports")
+    _, client, _ = make(bucket)
+    return client
+
+
+@dataclass(frozen=True)
+class Registration:
+    uuid: str
+    etag: str
+    size: int  # 0: the dataset has no prefix
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A dataset's metadata objects as a listing shows them.
+
+    ``objects`` holds ``(key below the dataset, ETag, size, last modified)``
+    of the signed files and of everything under the signed folders.
+    """
+    objects: Tuple[Tuple[str, str, int, str], ...]
+
+    def has(self, name):
+        return any(key == name for key, *_ in self.objects)
+
+    @property
+    def has_admin_metadata(self):
+        return self.has("dtool")
+
+    @property
+    def is_frozen(self):
+        """dtool-s3 writes ``manifest.json`` only when it freezes a dataset."""
+        return self.has("manifest.json")
+
+    @property
+    def signature(self):
+        return signature(self.objects)
+
+
+def signature(objects):
+    """A digest of the listed metadata objects: changes when any of them does."""
+    text = "\n".join("\t".join(str(part) for part in obj) for obj in sorted(objects))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class BucketLister:
+    """LIST requests on one bucket through a shared :class:`Pacer`."""
+
+    def __init__(self, bucket, pacer, client=None):
+        self.bucket = bucket
+        self.client = pacer.attach(client or s3_client(bucket))
+
+    @staticmethod
+    def start_key(after_uuid):
+        """Where a listing resumes: keys sort like their UUIDs."""
+        return REGISTRATION_PREFIX + after_uuid if after_uuid else None
+
+    def registrations(self, start_key=None, page_size=1000
+                      ) -> Tuple[List[Registration], Optional[str]]:
+        """One page of registration keys after ``start_key``, and the key to
+        start the next page after (None at the end)."""
+        kwargs = dict(Bucket=self.bucket, Prefix=REGISTRATION_PREFIX, MaxKeys=page_size)
+        if start_key:
+            kwargs["StartAfter"] = start_key
+        page = self.client.list_objects_v2(**kwargs)
+        contents = page.get("Contents", [])
+        found = [Registration(uuid, obj.get("ETag", ""), int(obj.get("Size", 0)))
+                 for obj in contents
+                 for uuid in [registration_uuid(obj["Key"])] if uuid]
+        more = page.get("IsTruncated") and contents
+        return found, contents[-1]["Key"] if more else None
+
+    def dataset_prefix(self, registration) -> Optional[str]:
+        """The body of ``dtool-<uuid>`` (the dataset prefix), or None if gone.
+
+        An empty key (no prefix, the default) costs no request.
+        """
+        if registration.size == 0:
+            return ""
+        try:
+            answer = self.client.get_object(
+                Bucket=self.bucket, Key=REGISTRATION_PREFIX + registration.uuid,
+                Range=f"bytes=0-{PREFIX_BYTES_LIMIT - 1}")
+        except self.client.exceptions.NoSuchKey:
+            return None
+        return answer["Body"].read(PREFIX_BYTES_LIMIT).decode("utf-8", "replace")
+
+    def metadata(self, root) -> Listed:
+        """The signed objects of the dataset under ``root`` (``<prefix><uuid>/``)."""
+        files, folders = self._list(root, delimiter="/")
+        objects = [obj for obj in files if obj[0] in SIGNED_FILES]
+        for folder in SIGNED_FOLDERS:
+            if folder in folders:
+                objects.extend(self._list(root + folder)[0])
+        return Listed(tuple(objects))
+
+    def _list(self, root, delimiter=None):
+        """``(objects, folders)`` under root, keys relative to it."""
+        kwargs = dict(Bucket=self.bucket, Prefix=root)
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        objects, folders = [], set()
+        for page in self.client.get_paginator("list_objects_v2").paginate(**kwargs):
+            for obj in page.get("Contents", []):
+                objects.append((obj["Key"][len(root):], obj.get("ETag", ""),
+                                int(obj.get("Size", 0)), str(obj.get("LastModified", ""))))
+            folders.update(p["Prefix"][len(root):] for p in page.get("CommonPrefixes", []))
+        return objects, folders

@@ -1,0 +1,271 @@
+"""One reconcile pass over one base URI: find where the index and S3 disagree.
+
+The pass walks the bucket's registration keys in UUID order, a chunk at a
+time, and compares what a listing shows (:mod:`.listing`) with the index
+(dservercore's SQL table and the Mongo search and retrieve documents) and
+with the signature the ledger recorded at the dataset's last sync:
+
+- **missing**: a frozen dataset in S3 that the index does not hold;
+- **extra**: an index entry whose dataset is gone from S3 (no registration
+  key, or a registration key without a ``dtool`` object);
+- **changed**: an indexed dataset whose metadata objects differ from the
+  recorded signature, that was never verified, or whose SQL row and Mongo
+  documents disagree.
+
+Every finding goes into the inbox, as a notification would, and nothing
+else happens here: the worker's sync looks at S3 and decides. Proto-datasets
+(a ``dtool`` object but no ``manifest.json`` yet) are left alone. After each
+chunk ``on_chunk`` may save the cursor and renew the lease, and stop the
+pass by returning False.
+"""
+import bisect
+import logging
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Callable, List, Optional
+
+import sqlalchemy as sa
+
+from .keys import UUID_PATTERN, DatasetTarget, dataset_uri
+from .listing import BucketLister
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 50  # datasets between two cursor saves
+_URI_UUID = re.compile(rf".*/({UUID_PATTERN})")
+
+
+class Drift(str, Enum):
+    MISSING = "missing"
+    EXTRA = "extra"
+    CHANGED = "changed"
+
+    def __str__(self):
+        return self.value
+
+
+@dataclass(frozen=True)
+class Finding:
+    uri: str
+    uuid: str
+    drift: Drift
+    reason: str
+    signature: Optional[str] = None  # listed now; recorded as expected
+
+
+@dataclass
+class Figures:
+    """What a pass (or one chunk of it) counted."""
+    checked: int = 0
+    missing: int = 0
+    extra: int = 0
+    changed: int = 0
+    s3_requests: int = 0
+
+    def count(self, finding):
+        setattr(self, finding.drift.value, getattr(self, finding.drift.value) + 1)
+
+    def add(self, other):
+        for name in vars(self):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def as_dict(self):
+        return dict(vars(self))
+
+
+class ReconcileError(ValueError):
+    """The base URI cannot be reconciled (unknown, or not an S3 base URI)."""
+
+
+def check_base_uri(extension, base_uri):
+    """The normalised base URI, or ReconcileError when nothing knows it."""
+    from dservercore.utils import base_uri_exists
+    base_uri = base_uri.rstrip("/")
+    mapped = set(extension.settings.bucket_to_base_uri.values())
+    if base_uri not in mapped and not base_uri_exists(base_uri):
+        known = ", ".join(sorted(mapped)) or "none"
+        raise ReconcileError(
+            f"{base_uri} is neither mapped in DSERVER_NOTIFY_BUCKET_TO_BASE_URI "
+            f"(mapped: {known}) nor registered in dserver")
+    bucket_of(base_uri)
+    return base_uri
+
+
+def bucket_of(base_uri):
+    if not base_uri.startswith("s3://"):
+        raise ReconcileError(f"{base_uri} is not an s3:// base URI")
+    return base_uri[len("s3://"):].split("/", 1)[0]
+
+
+# --- the index side -----------------------------------------------------------------
+
+@dataclass
+class IndexView:
+    """The URIs the index holds under a base URI: SQL rows and Mongo documents."""
+    in_sql: set
+    in_plugins: set
+    uuids: List[str] = field(default_factory=list)  # sorted, for range look-ups
+
+    def __post_init__(self):
+        self.uuids = sorted(uuid_of(uri) for uri in self.in_sql | self.in_plugins)
+
+    def holds(self, uri):
+        return uri in self.in_sql or uri in self.in_plugins
+
+    def disagrees(self, uri):
+        return (uri in self.in_sql) != (uri in self.in_plugins)
+
+    def uuids_between(self, low, high):
+        """Indexed UUIDs in ``(low, high]``; ``None`` bounds are open."""
+        start = 0 if low is None else bisect.bisect_right(self.uuids, low)
+        end = len(self.uuids) if high is None else bisect.bisect_right(self.uuids, high)
+        return self.uuids[start:end]
+
+
+def uuid_of(uri):
+    match = _URI_UUID.fullmatch(uri)
+    return match.group(1) if match else uri.rsplit("/", 1)[-1]
+
+
+def read_index(base_uri):
+    """The index of ``base_uri`` as it is now (needs an app context)."""
+    from dservercore import sql_db
+    from dservercore.sql_models import BaseURI, Dataset
+
+    from .sync import plugin_collections
+    in_sql = set(sql_db.session.execute(
+        sa.select(Dataset.uri).join(BaseURI, Dataset.base_uri_id == BaseURI.id)
+        .where(BaseURI.base_uri == base_uri)).scalars())
+    in_plugins = set()
+    for _, collection in plugin_collections():
+        for doc in collection.find({"base_uri": base_uri}, {"uri": 1, "_id": 0}):
+            if isinstance(doc.get("uri"), str):
+                in_plugins.add(doc["uri"])
+    return IndexView(in_sql, in_plugins)
+
+
+# --- judging one dataset --------------------------------------------------------------
+
+def judge(listed, indexed, disagrees, recorded):
+    """``(Drift, reason)`` for a dataset whose registration key exists, or None.
+
+    ``listed`` is its :class:`~.listing.Listed`, ``recorded`` the signature
+    the ledger holds (None if never verified).
+    """
+    if not listed.has_admin_metadata:
+        # A copy that has only just begun, or what a removal left behind.
+        return (Drift.EXTRA, "no dtool object") if indexed else None
+    if not listed.is_frozen:
+        return None  # a proto-dataset: the write that freezes it tells
+    if not indexed:
+        return Drift.MISSING, "not in the index"
+    if disagrees:
+        return Drift.CHANGED, "SQL and search/retrieve disagree"
+    if recorded is None:
+        return Drift.CHANGED, "never verified"
+    if recorded != listed.signature:
+        return Drift.CHANGED, "metadata changed"
+    return None
+
+
+# --- the walk ----------------------------------------------------------------------
+
+class BaseUriPass:
+    """Walk one base URI from ``after_uuid`` on; see the module docstring."""
+
+    def __init__(self, extension, base_uri, pacer, dry_run=False, debounce=0.0,
+                 on_chunk: Optional[Callable] = None, heartbeat: Optional[Callable] = None,
+                 chunk=CHUNK):
+        self.ext = extension
+        self.base_uri = base_uri
+        self.bucket = bucket_of(base_uri)
+        self.pacer = pacer
+        self.dry_run = dry_run
+        self.debounce = debounce
+        self.on_chunk = on_chunk or (lambda *_: True)
+        self.heartbeat = heartbeat or (lambda: None)
+        self.chunk = chunk
+        self.findings: List[Finding] = []
+        self.figures = Figures()
+
+    def run(self, after_uuid=None):
+        """Check every dataset after ``after_uuid``; True when the walk ended,
+        False when ``on_chunk`` stopped it."""
+        self._spent_mark = self.pacer.spent
+        lister = BucketLister(self.bucket, self.pacer)
+        index = read_index(self.base_uri)
+        start_key = lister.start_key(after_uuid)
+        while True:
+            page, next_key = lister.registrations(start_key)
+            parts = [page[i:i + self.chunk] for i in range(0, len(page), self.chunk)] or [[]]
+            for number, part in enumerate(parts):
+                final = next_key is None and number == len(parts) - 1
+                if not part and not final:
+                    continue  # a page of keys that only look like registrations
+                high = None if final else part[-1].uuid
+                figures = self._check_chunk(lister, index, part, after_uuid, high)
+                after_uuid = part[-1].uuid if part else after_uuid
+                if not self.on_chunk(self.base_uri, after_uuid, figures, final):
+                    return False
+            if next_key is None:
+                return True
+            start_key = next_key
+
+    def _check_chunk(self, lister, index, registrations, low, high):
+        """Check a run of registrations, and the index entries in ``(low, high]``
+        that have none (``high`` None: up to the end)."""
+        figures = Figures(checked=len(registrations))
+        present = {r.uuid for r in registrations}
+        known = self.ext.ledger.known(dataset_uri(self.base_uri, r.uuid) for r in registrations)
+        findings = []
+        for registration in registrations:
+            self.heartbeat()
+            findings.append(self._check(lister, index, registration, known))
+        findings = [f for f in findings if f is not None]
+        for uuid in index.uuids_between(low, high):
+            if uuid not in present:
+                findings.append(Finding(dataset_uri(self.base_uri, uuid), uuid, Drift.EXTRA,
+                                        "no registration key"))
+        for finding in findings:
+            figures.count(finding)
+        if findings and not self.dry_run:
+            self._enqueue(findings, index)
+        # since the last chunk: the registration LISTs included
+        figures.s3_requests, self._spent_mark = self.pacer.spent - self._spent_mark, \
+            self.pacer.spent
+        self.findings.extend(findings)
+        self.figures.add(figures)
+        return figures
+
+    def _check(self, lister, index, registration, known):
+        uri = dataset_uri(self.base_uri, registration.uuid)
+        record = known.get(uri)
+        if record is not None and record.registration_etag == registration.etag:
+            prefix = record.prefix
+        else:
+            prefix = lister.dataset_prefix(registration)
+            if prefix is None:
+                return None  # removed since it was listed; the next pass sees it
+            if not self.dry_run:
+                target = DatasetTarget(self.base_uri, uri, registration.uuid, "reconcile")
+                self.ext.ledger.remember_prefix(target, prefix, registration.etag)
+            record = None if record is None or record.prefix != prefix else record
+        listed = lister.metadata(f"{prefix}{registration.uuid}/")
+        verdict = judge(listed, index.holds(uri), index.disagrees(uri),
+                        record.signature if record else None)
+        if verdict is None:
+            return None
+        drift, reason = verdict
+        return Finding(uri, registration.uuid, drift, reason,
+                       listed.signature if listed.has_admin_metadata else None)
+
+    def _enqueue(self, findings, index):
+        """Into the inbox, as a notification would; signatures first, so that
+        a sync claimed after this moment may promote them."""
+        self.ext.ledger.expect({f.uri: f.signature for f in findings if f.signature})
+        self.ext.store.forget_fingerprints(f.uri for f in findings if index.disagrees(f.uri))
+        targets = [DatasetTarget(self.base_uri, f.uri, f.uuid, "reconcile") for f in findings]
+        self.ext.store.enqueue(targets, debounce=self.debounce, max_delay=self.debounce)
+        for finding in findings:
+            logger.info("reconcile %s: %s (%s)", finding.drift, finding.uri, finding.reason)

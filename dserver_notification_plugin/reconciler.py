@@ -1,0 +1,176 @@
+"""The background reconciler: one pass over every mapped base URI per interval.
+
+A thread in every process that runs the sync worker asks for the
+``reconciler`` lease; the one process that holds it (across every host
+sharing the database) runs the passes and renews the lease while it works,
+the others ask again now and then and take over when it expires. The pass's
+cursor lives in the database, so a pass interrupted by a restart, a crash
+or a lost lease resumes where it stopped, in whichever process holds the
+lease next. Passes start ``DSERVER_NOTIFY_RECONCILE_INTERVAL_SECONDS``
+apart (start to start) and spend at most
+``DSERVER_NOTIFY_RECONCILE_MAX_RPS`` S3 requests per second.
+"""
+import logging
+import threading
+
+from .leases import Lease
+from .listing import Pacer
+from .reconcile import BaseUriPass
+from .store import now
+from .worker import install_fork_hooks
+
+logger = logging.getLogger(__name__)
+
+SCOPE = "reconciler"  # the lease's name and the cursor's scope
+ERROR_PAUSE_SECONDS = 30.0
+
+
+def one_pass(extension, base_uri, dry_run=False):
+    """An on-demand pass over one base URI (``flask notification resync``):
+    the same walk, no lease, no cursor; findings go due now."""
+    walk = BaseUriPass(extension, base_uri, Pacer(extension.settings.reconcile_max_rps),
+                       dry_run=dry_run, debounce=0.0)
+    with extension.app.app_context():
+        walk.run()
+    return walk
+
+
+class Reconciler:
+    def __init__(self, extension):
+        self.ext = extension
+        self.settings = extension.settings
+        self.lease = Lease(extension.store, SCOPE, self.settings.reconcile_lease_seconds)
+        self._thread = None
+        self._stop = threading.Event()
+        self._renewed_at = 0.0
+        self._lease_lost = False
+        install_fork_hooks(self)
+
+    @property
+    def enabled(self):
+        return self.settings.reconcile_interval_seconds > 0
+
+    # life cycle -----------------------------------------------------------------
+    def start(self):
+        if not self.enabled or self.running:
+            return
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="dserver-notification-reconciler",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout=10.0):
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join(timeout)
+        try:
+            self.lease.release()
+        except Exception:  # the database may be gone at shutdown; the lease expires
+            logger.debug("could not release the reconciler lease", exc_info=True)
+
+    @property
+    def running(self):
+        return self._thread is not None and self._thread.is_alive()
+
+    # fork safety, as the worker's (see worker.install_fork_hooks)
+    def _before_fork(self):
+        self._was_running = self.running
+        if self._was_running:
+            self._stop.set()
+            self._thread.join(30.0)
+
+    def _after_fork_in_parent(self):
+        if getattr(self, "_was_running", False):
+            self.start()
+
+    def _after_fork_in_child(self):
+        self._thread = None  # the parent's thread does not exist here
+        if getattr(self, "_was_running", False):
+            # before our thread touches the database (the worker does the same)
+            self.ext.store.dispose_inherited_connections()
+            self.start()
+
+    def _loop(self):
+        while not self._stop.is_set():
+            if "sqlalchemy" not in self.ext.app.extensions:  # dservercore still starting
+                self._stop.wait(0.5)
+                continue
+            try:
+                pause = self.run_once()
+            except Exception:
+                logger.exception("reconciler failed; trying again in %.0f s",
+                                  ERROR_PAUSE_SECONDS)
+                pause = ERROR_PAUSE_SECONDS
+            self._stop.wait(pause)
+
+    # work -----------------------------------------------------------------------
+    @property
+    def _renew_every(self):
+        return self.settings.reconcile_lease_seconds / 3
+
+    def run_once(self, at=None):
+        """Hold the lease, then start or resume a pass when one is due.
+
+        Returns the seconds to wait before asking again.
+        """
+        if not self.lease.acquire():
+            return self.settings.reconcile_lease_seconds / 2
+        self._renewed_at, self._lease_lost = now(), False
+        state = self.ext.ledger.pass_state(SCOPE)
+        at = now() if at is None else at
+        if state is not None and state.finished_at is not None:
+            due = state.started_at + self.settings.reconcile_interval_seconds
+            if at < due:
+                return min(self._renew_every, due - at)
+            state = None
+        if state is None:
+            state = self.ext.ledger.start_pass(SCOPE, self.lease.holder, at)
+            logger.info("reconcile pass started by %s", self.lease.holder)
+        else:
+            logger.info("reconcile pass resumed by %s at %s after %s", self.lease.holder,
+                        state.base_uri, state.after_uuid)
+        if self._walk(state):
+            self.ext.ledger.finish_pass(SCOPE)
+            self.ext.tally.add("reconcile_passes")
+            logger.info("reconcile pass finished by %s: %s", self.lease.holder,
+                        self.ext.ledger.pass_state(SCOPE).figures())
+        self.ext.worker.flush_stats()
+        return self._renew_every
+
+    def _walk(self, state):
+        """Every mapped base URI from the cursor on; False if interrupted."""
+        pacer = Pacer(self.settings.reconcile_max_rps, should_stop=self._stop.is_set)
+        base_uris = sorted(set(self.settings.bucket_to_base_uri.values()))
+        if state.base_uri in base_uris:
+            base_uris = base_uris[base_uris.index(state.base_uri):]
+        with self.ext.app.app_context():
+            for base_uri in base_uris:
+                after = state.after_uuid if base_uri == state.base_uri else None
+                walk = BaseUriPass(self.ext, base_uri, pacer,
+                                   debounce=self.settings.debounce_seconds,
+                                   on_chunk=self._save_progress, heartbeat=self._heartbeat)
+                if not walk.run(after):
+                    return False
+        return True
+
+    def _save_progress(self, base_uri, after_uuid, figures, final):
+        """Called after each chunk: save the cursor; go on?"""
+        self.ext.ledger.advance(SCOPE, base_uri, after_uuid, figures.as_dict(),
+                                self.lease.holder)
+        for name, value in figures.as_dict().items():
+            self.ext.tally.add(f"reconcile_{name}", value)
+        return not (self._stop.is_set() or self._lease_lost)
+
+    def _heartbeat(self):
+        """Called before each dataset: renew the lease in time. When it was
+        lost, the chunk ends (another holder checking the same datasets
+        meanwhile only enqueues them twice) and the pass stops."""
+        if self._lease_lost or now() - self._renewed_at < self._renew_every:
+            return
+        if self.lease.renew():
+            self._renewed_at = now()
+        else:
+            self._lease_lost = True
+            logger.warning("reconciler lease lost by %s; the next holder resumes the pass",
+                           self.lease.holder)
