@@ -176,7 +176,7 @@ class BaseUriPass:
 
     def __init__(self, extension, base_uri, pacer, dry_run=False, debounce=0.0,
                  on_chunk: Optional[Callable] = None, heartbeat: Optional[Callable] = None,
-                 chunk=CHUNK):
+                 chunk=None):
         self.ext = extension
         self.base_uri = base_uri
         self.bucket = bucket_of(base_uri)
@@ -185,7 +185,7 @@ class BaseUriPass:
         self.debounce = debounce
         self.on_chunk = on_chunk or (lambda *_: True)
         self.heartbeat = heartbeat or (lambda: None)
-        self.chunk = chunk
+        self.chunk = chunk or CHUNK
         self.findings: List[Finding] = []
         self.figures = Figures()
 
