@@ -97,7 +97,8 @@ def _reconcile_status(extension, totals):
         # the running pass, or the last one when none runs
         "pass": None if state is None else {
             "started_at": state.started_at, "finished_at": state.finished_at,
-            "base_uri": state.base_uri, "after_uuid": state.after_uuid, **state.figures()},
+            "base_uri": state.base_uri, "after_uuid": state.after_uuid,
+            "holder": state.holder, **state.figures()},
         "total": _pick(totals, RECONCILE_COUNTERS),
     }
 
