@@ -6,7 +6,8 @@ notifications arrive *while* dtool is still copying.
 """
 import threading
 
-from tests.services import list_keys, put_dtool_dataset, remove_all_objects
+from devstack.datasets import put_dtool_dataset
+from devstack.s3 import list_keys, remove_all_objects
 
 from .watch import DserverClient, InboxReader, InboxStory, counter, poll_until, status_counters
 

@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 URI = re.compile(r"s3://demo[0-9a-f]{8}/[0-9a-f-]{36}")
-SERVER_COMMANDS = ("moto_server", "nx_mongo_server.py", "gunicorn")
+SERVER_COMMANDS = ("moto_server", "devstack.mongo", "gunicorn")
 
 
 def run_demo(*args, timeout=240):

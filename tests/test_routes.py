@@ -7,8 +7,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from dservercore import sql_db
 
+from devstack.payloads import minio_webhook_body
 from dserver_notification_plugin import inbox
-from tests.payloads import minio_webhook_body
 
 DATA = Path(__file__).parent / "data" / "formats"
 UUID = "49f0bf41-471b-4781-855e-161fe81ffb0d"
