@@ -1,4 +1,4 @@
-"""Status, metrics, resync and retry against the real Mongo-wire and S3 servers.
+"""Status, metrics and retry against the real Mongo-wire and S3 servers.
 
 CLI commands run through ``app.test_cli_runner()``, i.e. in the process and
 with the app of the test, exactly as ``flask notification ...`` would run
@@ -7,19 +7,11 @@ them against the same database.
 import json
 import re
 
-import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
-from tests.conftest import Bucket, auth_headers
-from tests.dserver import ADMIN, USER
-from tests.payloads import minio_bodies_for_keys
-from tests.services import list_keys, remove_all_objects
-
-EXTENSION = "dserver_notification"
+from devstack.dserver import ADMIN, USER
+from devstack.payloads import minio_bodies_for_keys
+from devstack.s3 import list_keys
 
 
-def cli(app, *args):
-    return app.test_cli_runner().invoke(args=["notification", *args])
 
 
 def notify_dataset(client, bucket):
@@ -32,38 +24,17 @@ def notify_dataset(client, bucket):
     return answers
 
 
-def drain(app):
-    return app.extensions[EXTENSION].worker.drain(include_waiting=True)
 
 
-def listed(client, headers):
-    """The SQL listing (POST /uris without a query)."""
-    response = client.post("/uris", json={}, headers=headers)
-    assert response.status_code == 200, response.get_json()
-    return sorted(d["uri"] for d in response.get_json())
 
 
-def searched(client, headers, **query):
-    """The search plugin's answer (POST /uris with a query)."""
-    response = client.post("/uris", json=query, headers=headers)
-    assert response.status_code == 200, response.get_json()
-    return sorted(d["uri"] for d in response.get_json())
 
 
-def readme_status(client, headers, uri):
-    """The retrieve plugin's answer for a dataset's README."""
-    return client.get("/readmes/" + uri.replace("://", "/"), headers=headers).status_code
-
-
-def status_json(app):
-    result = cli(app, "status", "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.output)
 
 
 # --- status ---------------------------------------------------------------------
 
-def test_status_counts_notifications_and_inbox(app, client, bucket):
+def test_status_counts_notifications_and_inbox(app, client, bucket, drain, cli, status_json):
     bucket.put_dataset("counted", items=3)
     answers = notify_dataset(client, bucket)
     accepted = sum(a["accepted"] for a in answers)
@@ -93,7 +64,8 @@ def test_status_counts_notifications_and_inbox(app, client, bucket):
     assert "done" in text.output and "oldest pending entry: none" in text.output
 
 
-def test_status_route_is_for_admins_only(app, client, bucket, admin_headers, user_headers):
+def test_status_route_is_for_admins_only(app, client, bucket, admin_headers, user_headers,
+                                         status_json):
     bucket.put_dataset("watched", items=1)
     accepted = sum(a["accepted"] for a in notify_dataset(client, bucket))
 
@@ -118,15 +90,9 @@ def test_status_route_is_not_behind_the_network_guard(app, client, admin_headers
 
 # --- metrics ---------------------------------------------------------------------
 
-def samples(text):
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
 
 
-def test_metrics_in_prometheus_text_format(app, client, bucket):
+def test_metrics_in_prometheus_text_format(app, client, bucket, drain, metric_samples):
     bucket.put_dataset("scraped", items=2)
     accepted = sum(a["accepted"] for a in notify_dataset(client, bucket))
     assert client.get("/webhook/metrics",
@@ -136,7 +102,7 @@ def test_metrics_in_prometheus_text_format(app, client, bucket):
     response = client.get("/webhook/metrics")
     assert response.status_code == 200
     assert response.content_type.startswith("text/plain")
-    found = samples(response.get_data(as_text=True))
+    found = metric_samples(response.get_data(as_text=True))
     assert found[("dserver_notification_events_total", (("kind", "accepted"),))] == accepted
     assert found[("dserver_notification_events_total", (("kind", "refused"),))] == 1
     assert found[("dserver_notification_process_events_total",
@@ -165,112 +131,13 @@ def test_metrics_route_asks_for_the_notification_secret(make_app, bucket):
     assert response.status_code == 200
 
 
-# --- resync ----------------------------------------------------------------------
-
-@pytest.fixture
-def drifted(app, client, bucket):
-    """An index that missed a creation and a deletion.
-
-    ``kept`` was notified and indexed; ``gone`` was indexed, then all its
-    objects removed with no notification; ``missed`` was copied with no
-    notification.
-    """
-    gone = bucket.put_dataset("gone", items=2, readme="project: phoenix\n")
-    notify_dataset(client, bucket)
-    kept = bucket.put_dataset("kept", items=2, readme="project: unicorn\n")
-    notify_dataset(client, bucket)
-    drain(app)
-    prefix_of_gone = _prefix_of(bucket, gone)
-    remove_all_objects(bucket.s3, bucket.name, prefix_of_gone)
-    bucket.s3.delete_object(Bucket=bucket.name, Key="dtool-" + gone.rsplit("/", 1)[1])
-    missed = bucket.put_dataset("missed", items=3, readme="project: dragon\n", tags=["red"])
-    return {"gone": gone, "kept": kept, "missed": missed}
-
-
-def _prefix_of(bucket, uri):
-    uuid = uri.rsplit("/", 1)[1]
-    body = bucket.s3.get_object(Bucket=bucket.name, Key=f"dtool-{uuid}")["Body"].read()
-    return body.decode() + uuid + "/"
-
-
-def test_resync_repairs_a_missed_creation_and_deletion(app, client, bucket, drifted,
-                                                       admin_headers):
-    gone, kept, missed = drifted["gone"], drifted["kept"], drifted["missed"]
-    assert listed(client, admin_headers) == sorted([gone, kept])
-    assert searched(client, admin_headers, free_text="phoenix") == [gone]
-    assert readme_status(client, admin_headers, gone) == 200
-
-    result = cli(app, "resync", bucket.base_uri)
-    assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    assert f"registered: {missed}" in lines
-    assert f"deleted: {gone}" in lines
-    assert f"unchanged: {kept}" in lines
-    assert lines[-1] == (f"resync of {bucket.base_uri}: 3 datasets "
-                         "(1 deleted, 1 registered, 1 unchanged)")
-
-    assert listed(client, admin_headers) == sorted([kept, missed])
-    assert searched(client, admin_headers, free_text="dragon") == [missed]
-    assert searched(client, admin_headers, tags=["red"]) == [missed]
-    assert searched(client, admin_headers, free_text="phoenix") == []
-    assert readme_status(client, admin_headers, gone) == 404
-    assert readme_status(client, admin_headers, missed) == 200
-
-
-def test_resync_finds_leftovers_only_the_search_plugin_holds(app, client, bucket,
-                                                              drifted, admin_headers):
-    """SQL row gone, Mongo documents left behind (the Mongo plugins' delete gap)."""
-    from dservercore.utils import delete_dataset
-    gone = drifted["gone"]
-    with app.app_context():
-        delete_dataset(gone)
-    assert listed(client, admin_headers) == [drifted["kept"]]
-    assert searched(client, admin_headers, free_text="phoenix") == [gone]
-
-    result = cli(app, "resync", bucket.base_uri)
-    assert result.exit_code == 0, result.output
-    assert f"deleted: {gone}" in result.output.splitlines()
-    assert searched(client, admin_headers, free_text="phoenix") == []
-
-
-def test_resync_dry_run_changes_nothing(app, client, bucket, drifted, admin_headers):
-    gone, kept, missed = drifted["gone"], drifted["kept"], drifted["missed"]
-    before = status_json(app)
-
-    result = cli(app, "resync", bucket.base_uri, "--dry-run")
-    assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    assert f"would register: {missed}" in lines
-    assert f"would delete: {gone}" in lines
-    assert f"would check: {kept}" in lines
-    assert lines[-1].endswith("nothing changed")
-
-    assert listed(client, admin_headers) == sorted([gone, kept])
-    assert searched(client, admin_headers, free_text="dragon") == []
-    assert status_json(app)["inbox"] == before["inbox"]
-
-
-def test_resync_twice_reports_unchanged(app, bucket, drifted):
-    cli(app, "resync", bucket.base_uri)
-    result = cli(app, "resync", bucket.base_uri)
-    assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[-1] == (
-        f"resync of {bucket.base_uri}: 2 datasets (2 unchanged)")
-
-
-def test_resync_refuses_an_unknown_base_uri(app):
-    result = cli(app, "resync", "s3://no-such-bucket-anywhere")
-    assert result.exit_code == 2
-    assert "neither mapped in DSERVER_NOTIFY_BUCKET_TO_BASE_URI" in result.output
-
-
 # --- retry -----------------------------------------------------------------------
 
-def test_retry_revives_a_dead_entry(make_app, moto, bucket):
+def test_retry_revives_a_dead_entry(make_app, make_bucket, bucket, auth_headers, drain, cli,
+                                    status_json, listed):
     """A bucket mapped to a base URI dserver does not know: sync gives up at
     once; registering the base URI and retrying indexes the dataset."""
-    import uuid as uuidlib
-    stray = Bucket(moto, f"ds-{uuidlib.uuid4().hex[:10]}")
+    stray = make_bucket()
     mapping = {bucket.name: bucket.base_uri, stray.name: stray.base_uri}
     app = make_app([bucket], notify={"DSERVER_NOTIFY_BUCKET_TO_BASE_URI": json.dumps(mapping)})
     client = app.test_client()
@@ -296,7 +163,7 @@ def test_retry_revives_a_dead_entry(make_app, moto, bucket):
     assert status_json(app)["inbox"]["dead"] == 0
 
 
-def test_retry_all_dead_and_usage(app):
+def test_retry_all_dead_and_usage(app, cli):
     assert cli(app, "retry").exit_code == 2
     assert cli(app, "retry", "1", "--all-dead").exit_code == 2
     result = cli(app, "retry", "--all-dead")

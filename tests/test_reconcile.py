@@ -10,9 +10,9 @@ import dtoolcore
 import pytest
 
 from dserver_notification_plugin.reconciler import SCOPE, Reconciler, one_pass
-from tests.clones import clone_dataset
-from tests.services import list_keys, remove_all_objects
-from tests.test_operations import cli, drain, listed, readme_status, searched, status_json
+from devstack.datasets import clone_dataset
+from devstack.payloads import minio_bodies_for_keys
+from devstack.s3 import list_keys, remove_all_objects
 
 FAST = {"DSERVER_NOTIFY_RECONCILE_MAX_RPS": "1000"}
 
@@ -33,6 +33,14 @@ def remove_dataset(bucket, uri):
     bucket.s3.delete_object(Bucket=bucket.name, Key="dtool-" + uri.rsplit("/", 1)[1])
 
 
+def searched(search, client, headers, **query):
+    return sorted(search(client, headers, **query))
+
+
+def readme_status(client, headers, uri):
+    return client.get("/readmes/" + uri.replace("://", "/"), headers=headers).status_code
+
+
 def registrations(app):
     return ext(app).tally.since_start().get("index_registrations", 0)
 
@@ -44,7 +52,7 @@ def app(make_app, bucket):
 
 
 @pytest.fixture
-def drifted(app, bucket):
+def drifted(app, bucket, cli):
     """``kept`` and ``gone`` indexed by a pass; then ``gone`` removed, ``edited``'s
     README and ``tagged``'s tags changed, ``missed`` copied; no notification."""
     uris = {name: bucket.put_dataset(name, items=2, readme=f"project: {name}old\n")
@@ -59,9 +67,9 @@ def drifted(app, bucket):
 
 
 def test_a_pass_finds_missing_extra_and_changed_datasets(app, client, bucket, drifted,
-                                                         admin_headers):
+                                                         admin_headers, listed, drain, search):
     uris = drifted
-    assert searched(client, admin_headers, free_text="goneold") == [uris["gone"]]
+    assert searched(search, client, admin_headers, free_text="goneold") == [uris["gone"]]
 
     walk = one_pass(ext(app), bucket.base_uri)
     found = {f.uri: (f.drift.value, f.reason) for f in walk.findings}
@@ -74,15 +82,15 @@ def test_a_pass_finds_missing_extra_and_changed_datasets(app, client, bucket, dr
 
     assert listed(client, admin_headers) == sorted(
         uris[n] for n in ("kept", "edited", "tagged", "missed"))
-    assert searched(client, admin_headers, free_text="dragon") == [uris["missed"]]
-    assert searched(client, admin_headers, free_text="editednew") == [uris["edited"]]
-    assert searched(client, admin_headers, tags=["red"]) == [uris["tagged"]]
-    assert searched(client, admin_headers, free_text="goneold") == []
+    assert searched(search, client, admin_headers, free_text="dragon") == [uris["missed"]]
+    assert searched(search, client, admin_headers, free_text="editednew") == [uris["edited"]]
+    assert searched(search, client, admin_headers, tags=["red"]) == [uris["tagged"]]
+    assert searched(search, client, admin_headers, free_text="goneold") == []
     assert readme_status(client, admin_headers, uris["gone"]) == 404
     assert one_pass(ext(app), bucket.base_uri).findings == []  # converged
 
 
-def test_resync_repairs_the_drift_and_reports_it_by_kind(app, bucket, drifted):
+def test_resync_repairs_the_drift_and_reports_it_by_kind(app, bucket, drifted, cli):
     result = cli(app, "resync", bucket.base_uri)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -98,8 +106,8 @@ def test_resync_repairs_the_drift_and_reports_it_by_kind(app, bucket, drifted):
                                 "0 missing, 0 extra, 0 changed (")
 
 
-def test_dry_run_reports_the_drift_and_changes_nothing(app, client, bucket, drifted,
-                                                       admin_headers):
+def test_dry_run_reports_the_drift_and_changes_nothing(app, client, bucket, drifted, admin_headers,
+                                                       cli, status_json, listed, search):
     before = (status_json(app)["inbox"], listed(client, admin_headers))
     result = cli(app, "resync", bucket.base_uri, "--dry-run")
     assert result.exit_code == 0, result.output
@@ -111,16 +119,14 @@ def test_dry_run_reports_the_drift_and_changes_nothing(app, client, bucket, drif
                                 "drift: 1 missing, 1 extra, 2 changed")
     assert lines[-1].endswith("nothing changed")
     assert (status_json(app)["inbox"], listed(client, admin_headers)) == before
-    assert searched(client, admin_headers, free_text="dragon") == []
+    assert searched(search, client, admin_headers, free_text="dragon") == []
     # and the drift is still there for the real pass
     assert len(one_pass(ext(app), bucket.base_uri, dry_run=True).findings) == 4
 
 
-def test_datasets_indexed_by_notifications_are_verified_once(app, client, bucket,
-                                                             admin_headers):
+def test_datasets_indexed_by_notifications_are_verified_once(app, client, bucket, admin_headers,
+                                                             drain, notify_all):
     """Their signature was never recorded: one sync each, which registers nothing."""
-    from tests.payloads import minio_bodies_for_keys
-    from tests.test_sync_flow import notify_all
     uri = bucket.put_dataset("notified", items=2)
     notify_all(client, minio_bodies_for_keys(bucket.name, list_keys(bucket.s3, bucket.name)))
     drain(app)
@@ -136,7 +142,7 @@ def test_datasets_indexed_by_notifications_are_verified_once(app, client, bucket
 
 
 def test_leftovers_only_the_search_plugin_holds_are_extra(app, client, bucket, drifted,
-                                                          admin_headers):
+                                                          admin_headers, cli, listed):
     from dservercore.utils import delete_dataset
     kept = drifted["kept"]
     with app.app_context():
@@ -157,7 +163,7 @@ def test_a_proto_dataset_is_left_alone(app, bucket, moto):
     assert ext(app).store.entries() == []
 
 
-def test_an_unchanged_bucket_of_200_datasets_costs_a_few_lists_each(app, bucket, moto):
+def test_an_unchanged_bucket_of_200_datasets_costs_a_few_lists_each(app, bucket, moto, drain):
     source = bucket.put_dataset("many", items=3, tags=["t"], annotations={"a": 1})
     clone_dataset(bucket.s3, bucket.name, source, 199)
     first = one_pass(ext(app), bucket.base_uri)
@@ -207,8 +213,7 @@ def test_an_interrupted_pass_resumes_from_its_cursor(make_app, bucket, monkeypat
     assert ext(app).ledger.pass_state(SCOPE).checked == 3
 
 
-def test_status_and_metrics_show_the_reconciler(make_app, bucket):
-    from tests.test_operations import samples
+def test_status_and_metrics_show_the_reconciler(make_app, bucket, status_json, metric_samples):
     app = make_app([bucket], notify={**FAST, "DSERVER_NOTIFY_RECONCILE_INTERVAL_SECONDS": "60"})
     bucket.put_dataset("counted", items=1)
     reconciler = Reconciler(ext(app))
@@ -220,7 +225,7 @@ def test_status_and_metrics_show_the_reconciler(make_app, bucket):
     assert last["s3_requests"] >= 2 and last["finished_at"] >= last["started_at"]
     assert status["interval_seconds"] == 60 and status["max_rps"] == 1000
 
-    found = samples(app.test_client().get("/webhook/metrics").get_data(as_text=True))
+    found = metric_samples(app.test_client().get("/webhook/metrics").get_data(as_text=True))
     assert found[("dserver_notification_reconcile_drift_total", (("kind", "missing"),))] == 1
     assert found[("dserver_notification_reconcile_datasets_checked_total", ())] == 1
     assert found[("dserver_notification_reconcile_s3_requests_total", ())] == \
@@ -231,3 +236,9 @@ def test_status_and_metrics_show_the_reconciler(make_app, bucket):
     assert found[("dserver_notification_reconcile_last_pass_finished_timestamp_seconds",
                   ())] == last["finished_at"]
     assert json.dumps(status)  # plain JSON
+
+
+def test_resync_refuses_an_unknown_base_uri(app, cli):
+    result = cli(app, "resync", "s3://no-such-bucket-anywhere")
+    assert result.exit_code == 2
+    assert "neither mapped in DSERVER_NOTIFY_BUCKET_TO_BASE_URI" in result.output

@@ -11,9 +11,9 @@ import dtoolcore
 import pytest
 import requests
 
-from tests.dserver import LiveDserver
-from tests.e2e import Storage, check_dataset_lifecycle, start_live_index, unique_word
-from tests.services import MOTO_KEY, MOTO_SECRET, dtool_s3_env, remove_all_objects
+from devstack.datasets import Bucket
+from devstack.dserver import LiveDserver
+from devstack.s3 import remove_all_objects
 
 pytestmark = pytest.mark.e2e
 
@@ -26,68 +26,64 @@ PATIENCE = 90.0  # seconds; the machine may be loaded
 
 
 @pytest.fixture
-def storage(moto):
-    bucket = f"e2e-heal-{uuid.uuid4().hex[:10]}"
-    moto.create_bucket(bucket)
-    env = dtool_s3_env(bucket, moto.endpoint, MOTO_KEY, MOTO_SECRET)
-    return Storage(bucket=bucket, s3=moto.boto3_client("s3"), env=env)
+def bucket(moto):
+    return Bucket(moto, f"e2e-heal-{uuid.uuid4().hex[:10]}")
 
 
-def start(tmp_path, mongo, storage, name="a"):
-    return start_live_index(tmp_path / name, mongo.uri, {storage.bucket: storage.base_uri},
-                            {**storage.env, **RECONCILE})
+@pytest.fixture
+def start(fresh_index_factory, bucket):
+    """``start()``: a live dserver reconciling the bucket, stopped after the test."""
+    return lambda: fresh_index_factory({bucket.name: bucket.base_uri},
+                                       extra_env={**bucket.env, **RECONCILE})
 
 
-def reconcile_status(index):
-    answer = requests.get(f"{index.url}/webhook/status", headers=index.headers, timeout=10)
+def reconcile_status(url, headers):
+    answer = requests.get(f"{url}/webhook/status", headers=headers, timeout=10)
     assert answer.status_code == 200, answer.text
     return answer.json()["reconcile"]
 
 
-def test_without_notifications_copy_edit_and_removal_reach_the_index(tmp_path, mongo,
-                                                                     storage):
-    index = start(tmp_path, mongo, storage)
-    try:
-        check_dataset_lifecycle(index, storage)
-    finally:
-        index.stop()
+def word(stem):
+    return f"{stem}{uuid.uuid4().hex[:10]}"
 
 
-def remove_dataset(storage, uri):
+def test_without_notifications_copy_edit_and_removal_reach_the_index(start, bucket,
+                                                                     dataset_lifecycle):
+    dataset_lifecycle(start(), bucket)
+
+
+def remove_dataset(bucket, uri):
     uuid_ = uri.rsplit("/", 1)[1]
-    remove_all_objects(storage.s3, storage.bucket, f"{uuid_}/")
-    storage.s3.delete_object(Bucket=storage.bucket, Key=f"dtool-{uuid_}")
+    remove_all_objects(bucket.s3, bucket.name, f"{uuid_}/")
+    bucket.s3.delete_object(Bucket=bucket.name, Key=f"dtool-{uuid_}")
 
 
-def test_changes_made_while_dserver_was_stopped_are_found_by_one_pass(tmp_path, mongo,
-                                                                      storage):
-    index = start(tmp_path, mongo, storage)
-    words = {name: unique_word(name) for name in ("kept", "edited", "deleted", "copied")}
-    uris = {name: storage.put_dataset(name, f"project: {words[name]}\n")
+def test_changes_made_while_dserver_was_stopped_are_found_by_one_pass(start, bucket):
+    index = start()
+    words = {name: word(name) for name in ("kept", "edited", "deleted", "copied")}
+    uris = {name: bucket.put_dataset(name, readme=f"project: {words[name]}\n")
             for name in ("kept", "edited", "deleted")}
     index.wait_until(lambda: index.listing() == sorted(uris.values()), "first three indexed")
     index.server.stop()
 
     dtoolcore.DataSet.from_uri(uris["edited"]).put_readme("project: rewritten\n")
-    remove_dataset(storage, uris["deleted"])
-    uris["copied"] = storage.put_dataset("copied", f"project: {words['copied']}\n")
+    remove_dataset(bucket, uris["deleted"])
+    uris["copied"] = bucket.put_dataset("copied", readme=f"project: {words['copied']}\n")
     restarted = time.time()
     index.server.start()
-    try:
-        def one_pass_since_restart():
-            last = reconcile_status(index)["pass"]
-            return last and last["started_at"] > restarted and last["finished_at"]
-        index.wait_until(one_pass_since_restart, "a pass after the restart", PATIENCE)
-        expected = sorted(uris[n] for n in ("kept", "edited", "copied"))
-        index.wait_until(lambda: index.listing() == expected,
-                         f"listing matches the bucket: {expected}", PATIENCE)
-        index.wait_until(lambda: index.search(free_text="rewritten") == [uris["edited"]]
-                         and index.search(free_text=words["deleted"]) == []
-                         and index.search(free_text=words["copied"]) == [uris["copied"]],
-                         "search matches the bucket", PATIENCE)
-        assert index.readme(uris["deleted"]).status_code != 200
-    finally:
-        index.stop()
+
+    def one_pass_since_restart():
+        last = reconcile_status(index.url, index.headers)["pass"]
+        return last and last["started_at"] > restarted and last["finished_at"]
+    index.wait_until(one_pass_since_restart, "a pass after the restart", PATIENCE)
+    expected = sorted(uris[n] for n in ("kept", "edited", "copied"))
+    index.wait_until(lambda: index.listing() == expected,
+                     f"listing matches the bucket: {expected}", PATIENCE)
+    index.wait_until(lambda: index.search(free_text="rewritten") == [uris["edited"]]
+                     and index.search(free_text=words["deleted"]) == []
+                     and index.search(free_text=words["copied"]) == [uris["copied"]],
+                     "search matches the bucket", PATIENCE)
+    assert index.readme(uris["deleted"]).status_code != 200
 
 
 def holder_pid(status):
@@ -95,19 +91,20 @@ def holder_pid(status):
 
 
 def test_two_hosts_on_one_database_one_reconciles_and_the_other_takes_over(
-        tmp_path, mongo, storage):
-    datasets = [storage.put_dataset(f"d{n}", "project: shared\n", items=1) for n in range(3)]
-    first = start(tmp_path, mongo, storage, "host-a")
+        start, bucket, tmp_path):
+    datasets = [bucket.put_dataset(f"d{n}", items=1) for n in range(3)]
+    first = start()
     # the second host: same database, Mongo and keys; its own gunicorn
     (tmp_path / "host-b").mkdir()
     second = LiveDserver(first.server.env, tmp_path / "host-b", workers=2).start()
     servers = {"a": first.server, "b": second}
+    headers = first.headers  # both hosts share the JWT keys
     try:
         first.wait_until(lambda: first.listing() == sorted(datasets), "indexed", PATIENCE)
         seen = []
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:  # several passes, one holder throughout
-            status = reconcile_status(first)
+            status = reconcile_status(first.url, headers)
             seen.append((status["lease"]["holder"], status["pass"]["holder"]))
             if status["pass"]["finished_at"]:
                 assert status["pass"]["checked"] == len(datasets)  # one walker per pass
@@ -120,16 +117,14 @@ def test_two_hosts_on_one_database_one_reconciles_and_the_other_takes_over(
 
         servers[name].kill()  # SIGKILL master and workers: no goodbye, no release
         survivor = servers["b" if name == "a" else "a"]
-        from tests.e2e import LiveIndex
-        watcher = LiveIndex(survivor)
 
         def taken_over():
-            now = reconcile_status(watcher)
+            now = reconcile_status(survivor.url, headers)
             return now["lease"]["active"] and holder_pid(now) in survivor.pids() and now
-        status = watcher.wait_until(taken_over, "the other host holds the lease", PATIENCE)
+        status = first.wait_until(taken_over, "the other host holds the lease", PATIENCE)
         assert status["lease"]["acquired_at"] >= expired_at  # only after the lease expired
-        watcher.wait_until(lambda: reconcile_status(watcher)["total"]["reconcile_passes"]
-                           > passes_before, "a pass by the new holder", PATIENCE)
+        first.wait_until(lambda: reconcile_status(survivor.url, headers)["total"]
+                         ["reconcile_passes"] > passes_before, "a pass by the new holder",
+                         PATIENCE)
     finally:
-        for server in servers.values():
-            server.stop()
+        second.stop()
