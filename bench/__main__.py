@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import envs
+from bench import envs, reconcile
 from bench.report import table, targets, targets_text, write_json
 from bench.scenario import PluginRun
 from devstack.mongo import MongoServer
@@ -45,6 +45,12 @@ def parse_args(argv=None):
     parser.add_argument("--output", type=Path,
                         default=envs.BENCH_DIR / "results" / f"{stamp}.json",
                         help="JSON file to write (default bench/results/<timestamp>.json)")
+    parser.add_argument("--reconcile", type=reconcile.parse_series, default="3:100,300:20",
+                        metavar="ITEMS:DATASETS,...",
+                        help="reconcile passes over unchanged buckets: items per dataset "
+                             "and datasets per series (default 3:100,300:20)")
+    parser.add_argument("--reconcile-only", action="store_true",
+                        help="run only the reconcile scenario (no venvs, no gunicorn)")
     parser.add_argument("--keep-workdir", action="store_true",
                         help="keep the temp dir with the dserver logs and databases")
     return parser.parse_args(argv)
@@ -67,10 +73,13 @@ def machine():
 
 
 def run_all(options, workroot):
-    plugins = [options.only] if options.only else list(envs.PLUGINS)
+    plugins = [] if options.reconcile_only else \
+        [options.only] if options.only else list(envs.PLUGINS)
     pythons = {plugin: envs.ensure_venv(plugin) for plugin in plugins}
     runs = {}
     with MongoServer() as mongo, MotoServer() as moto:
+        if options.reconcile:
+            runs["reconcile"] = reconcile.run_series(mongo, moto, options.reconcile, workroot)
         for plugin in plugins:
             print(f"running {plugin} with {options.items} items ...", file=sys.stderr,
                   flush=True)
@@ -91,20 +100,31 @@ def main(argv=None):
     finally:
         if not options.keep_workdir:
             shutil.rmtree(workroot, ignore_errors=True)
+    reconciled = runs.pop("reconcile", None)
     checks = targets(runs, options.debounce)
-    print(f"\n{options.items} items, {options.senders} senders, debounce "
-          f"{options.debounce:g} s, gunicorn 2 workers\n")
-    print(table(runs))
+    if runs:
+        print(f"\n{options.items} items, {options.senders} senders, debounce "
+              f"{options.debounce:g} s, gunicorn 2 workers\n")
+        print(table(runs))
+    if reconciled:
+        print("\nreconcile pass over an unchanged bucket (ours, unpaced; S3 requests "
+              "counted at moto):\n")
+        print(reconcile.table(reconciled))
+        print(f"growth from fewest to most items per dataset: {reconcile.growth(reconciled)}")
     if checks:
         print("\nissue 7 targets (ours):")
         print(targets_text(checks))
-    notes = [COUNTING_NOTE] + ([PUBLISHED_NOTE] if "published" in runs else [])
-    print("\nnotes:\n" + "\n".join(f"  - {note}" for note in notes))
+    notes = ([COUNTING_NOTE] if runs else []) + \
+        ([PUBLISHED_NOTE] if "published" in runs else [])
+    if notes:
+        print("\nnotes:\n" + "\n".join(f"  - {note}" for note in notes))
     record = {"command": " ".join(["python -m bench", *(argv or sys.argv[1:])]),
               "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
               "options": {k: str(v) if isinstance(v, Path) else v
                           for k, v in vars(options).items()},
               "machine": machine(), "runs": runs, "notes": notes,
+              "reconcile": {"series": reconciled,
+                            "growth": reconcile.growth(reconciled or [])},
               "targets": [{"target": t, "measured": m, "met": ok} for t, m, ok in checks]}
     write_json(options.output, record)
     print(f"\nwritten to {options.output}")

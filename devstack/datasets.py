@@ -107,15 +107,16 @@ def copy_write_order(keys, uuid):
     return ordered + [dtool_key]
 
 
-def clone_dataset(s3, bucket, source_uri, count):
+def clone_dataset(s3, bucket, source_uri, count, workers=1):
     """``count`` copies of the dataset at ``source_uri``, fast; returns their URIs.
 
     Copying hundreds of datasets with dtool takes minutes; a clone is one
-    PUT per object, a complete frozen dataset in dtool-s3's layout with a
-    new UUID (in the admin metadata's body and in the ``dtool`` object's
-    user metadata), so dtool, dservercore and the plugin read it like any
-    other.
+    PUT per object (``workers`` clones at a time), a complete frozen dataset
+    in dtool-s3's layout with a new UUID (in the admin metadata's body and
+    in the ``dtool`` object's user metadata), so dtool, dservercore and the
+    plugin read it like any other.
     """
+    from concurrent.futures import ThreadPoolExecutor
     source = source_uri.rsplit("/", 1)[1]
     prefix = s3.get_object(Bucket=bucket, Key=f"dtool-{source}")["Body"].read().decode()
     root = f"{prefix}{source}/"
@@ -123,17 +124,20 @@ def clone_dataset(s3, bucket, source_uri, count):
     for key in list_keys(s3, bucket, root):
         answer = s3.get_object(Bucket=bucket, Key=key)
         objects.append((key[len(root):], answer["Body"].read(), answer.get("Metadata", {})))
-    uris = []
-    for _ in range(count):
+    objects.sort(key=lambda obj: obj[0] == "dtool")  # last, as dtool-s3 freezes
+
+    def clone(_):
         new = str(uuidlib.uuid4())
         s3.put_object(Bucket=bucket, Key=f"dtool-{new}", Body=prefix.encode())
-        for relative, body, metadata in sorted(objects, key=lambda o: o[0] == "dtool"):
-            if relative == "dtool":  # last, as dtool-s3 freezes
+        for relative, body, metadata in objects:
+            if relative == "dtool":
                 admin = json.loads(body)
                 admin["uuid"] = new
                 body = json.dumps(admin).encode()
                 metadata = dict(metadata, uuid=new)
             s3.put_object(Bucket=bucket, Key=f"{prefix}{new}/{relative}", Body=body,
                           Metadata=metadata)
-        uris.append(f"s3://{bucket}/{new}")
-    return uris
+        return f"s3://{bucket}/{new}"
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return list(pool.map(clone, range(count)))

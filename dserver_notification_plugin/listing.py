@@ -55,7 +55,7 @@ class Pacer:
         while not self._limiter.hit(self._item, "s3"):
             if self._should_stop():
                 break  # a stopping pass may finish its request late, never hang
-            reset = self._limiter.get_window_stats(self._item, "s3").reset_time
+            reset = self._limiter.get_window_stats(self._item, "s3")[0]  # reset time
             time.sleep(min(1.0, max(0.001, reset - time.time())))
         with self._lock:
             self.spent += 1
