@@ -21,9 +21,12 @@ WARN_PREFIXES = ("bucket ", "key is not a dtool object")
 def accept(extension, intake):
     """Enqueue what matters in ``intake``; return ``(accepted, ignored)``."""
     settings = extension.settings
-    targets, ignored = [], len(intake.ignored)
+    targets, ignored = [], len(intake.ignored) + len(intake.faults)
     for reason in intake.ignored:
         logger.debug("ignored record: %s", reason)
+    for reason in intake.faults:
+        # the sender sent something we could not read; its neighbours still count
+        logger.warning("ignored a record that could not be understood: %s", reason)
     for event in intake.events:
         target, reason = translate(event, settings.bucket_to_base_uri)
         if target is None:
@@ -37,7 +40,7 @@ def accept(extension, intake):
             inbox.enqueue(conn, targets, inbox.now(), settings.debounce_seconds,
                           settings.max_delay_seconds)
     stats = extension.stats
-    stats.add("received", len(intake.events) + len(intake.ignored))
+    stats.add("received", len(intake.events) + len(intake.ignored) + len(intake.faults))
     stats.add("accepted", len(targets))
     stats.add("ignored", ignored)
     return len(targets), ignored
