@@ -14,7 +14,7 @@ import time
 import requests
 import sqlalchemy as sa
 
-from dserver_notification_plugin import inbox
+from dserver_notification_plugin.store import inbox
 
 STATUS_PATH = "/webhook/status"
 HTTP_TIMEOUT_SECONDS = 30
@@ -104,10 +104,10 @@ class InboxReader:
         None also while the table does not exist yet: the plugin creates it
         with the first event it accepts.
         """
-        c = inbox.inbox.c
+        c = inbox.c
         try:
             with self.engine.connect() as conn:
-                row = conn.execute(sa.select(inbox.inbox).where(c.base_uri == base_uri)
+                row = conn.execute(sa.select(inbox).where(c.base_uri == base_uri)
                                    .order_by(c.last_event_at.desc()).limit(1)).mappings().first()
         except sa.exc.SQLAlchemyError:
             return None

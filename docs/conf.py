@@ -42,7 +42,7 @@ html_title = f"{project} {release}"
 
 
 class SettingsTable(Directive):
-    """``.. settings-table::`` inserts the table rendered from config.SETTINGS."""
+    """``.. settings-table::`` inserts the table rendered from config.Settings."""
 
     has_content = False
 

@@ -1,4 +1,4 @@
-"""Render the table of settings from ``config.SETTINGS``.
+"""Render the table of settings declared in ``config.Settings``.
 
 ``dserver_notification_plugin/config.py`` is the one source of truth for
 setting names, defaults and meanings. README.rst and the Sphinx docs both
@@ -70,7 +70,8 @@ def _meaning(text, secret):
 def render_table():
     """The settings as an RST list-table; raises if an example is missing."""
     config = load_config_module()
-    missing = sorted(set(config.SETTINGS) - set(EXAMPLES))
+    declared = [meta for _, meta in config.declared_settings()]
+    missing = sorted({meta["short"] for meta in declared} - set(EXAMPLES))
     if missing:
         raise SystemExit(f"settings_table.py: no example for {', '.join(missing)}")
     lines = [
@@ -83,12 +84,12 @@ def render_table():
         "     - Example",
         "     - Meaning",
     ]
-    for short, (default, secret, meaning) in config.SETTINGS.items():
+    for meta in declared:
         lines += [
-            f"   * - ``{config.PREFIX}{short}``",
-            f"     - {_literal(default)}",
-            f"     - {_literal(EXAMPLES[short])}",
-            f"     - {_meaning(meaning, secret)}",
+            f"   * - ``{config.env_name(meta)}``",
+            f"     - {_literal(meta['default'])}",
+            f"     - {_literal(EXAMPLES[meta['short']])}",
+            f"     - {_meaning(meta['meaning'], meta['secret'])}",
         ]
     return "\n".join(lines) + "\n"
 

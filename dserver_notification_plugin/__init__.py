@@ -1,11 +1,11 @@
 """dserver extension that keeps the dataset index in step with S3 buckets."""
 import logging
 import os
-import threading
 
 from dservercore import ExtensionABC
 
 from .config import ConfigSnapshot, load_settings, secret_names
+from .globals import EXTENSION_KEY, current_notification  # noqa: F401 (public)
 
 try:
     from importlib.metadata import PackageNotFoundError, version
@@ -15,8 +15,6 @@ except PackageNotFoundError:  # running from a source tree
 
 logger = logging.getLogger(__name__)
 
-EXTENSION_KEY = "dserver_notification"
-
 
 class NotificationExtension(ExtensionABC):
     """Entry point for dservercore: one Blueprint, a sync worker, a CLI."""
@@ -24,26 +22,27 @@ class NotificationExtension(ExtensionABC):
     def __init__(self):
         self.settings = None
         self.app = None
+        self.store = None
         self.worker = None
-        self._schema_lock = threading.Lock()
-        self._schema_ready = False
 
     def init_app(self, app, *args, **kwargs):
         from .cli import notification_cli
         from .guard import RejectionLog
-        from .stats import Stats
-        from .status import metrics_for
+        from .status import Metrics
+        from .store import Store
+        from .tally import Tally
         from .worker import Worker
 
         # Read here, not at import: two apps in one process may differ.
         self.settings = load_settings(app.config)
         self.app = app
-        self.stats = Stats()
+        self.tally = Tally()
+        self.store = Store(app)
         self.rejection_log = RejectionLog(self.settings.reject_log_interval_seconds)
-        self.worker = Worker(app, self.settings, self.stats)
-        app.extensions[EXTENSION_KEY] = self
+        self.worker = Worker(app, self.settings, self.store, self.tally)
         # Metrics exist from the start, so the latency histogram sees every sync.
-        metrics_for(self)
+        self.metrics = Metrics(self)
+        app.extensions[EXTENSION_KEY] = self
         app.cli.add_command(notification_cli)
         if self.settings.worker:
             if not _running_a_flask_command():
@@ -56,17 +55,6 @@ class NotificationExtension(ExtensionABC):
     def _ensure_worker_running(self):
         if not self.worker.running:
             self.worker.start()
-
-    def ensure_schema(self):
-        """Create the plugin's tables once per app (needs an app context)."""
-        if self._schema_ready:
-            return
-        from dservercore import sql_db
-        from .inbox import ensure_schema
-        with self._schema_lock:
-            if not self._schema_ready:
-                ensure_schema(sql_db.engine)
-                self._schema_ready = True
 
     def get_blueprint(self):
         from .routes import bp
@@ -84,11 +72,11 @@ class NotificationExtension(ExtensionABC):
     # Counting is all they do: it shows how often the index really changed.
     def register_dataset(self, dataset_info):
         if self.settings is not None:
-            self.stats.add("index_registrations")
+            self.tally.add("index_registrations")
 
     def delete_dataset(self, dataset_uri):
         if self.settings is not None:
-            self.stats.add("index_deletions")
+            self.tally.add("index_deletions")
 
 
 def _running_a_flask_command():

@@ -6,13 +6,9 @@ import sys
 from collections import Counter
 
 import click
-from flask import current_app
 from flask.cli import with_appcontext
 
-
-def extension():
-    from . import EXTENSION_KEY
-    return current_app.extensions[EXTENSION_KEY]
+from .globals import current_notification
 
 
 @click.group("notification")
@@ -28,14 +24,14 @@ def worker_command():
     For deployments with DSERVER_NOTIFY_WORKER=off in the web processes.
     """
     logging.basicConfig(level=logging.INFO)
-    worker = extension().worker
+    worker = current_notification.worker
     stop = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.append(True) or worker.stop())
     worker.start()
     click.echo("notification worker running; Ctrl-C to stop")
     while worker.running and not stop:
-        worker._thread.join(0.5)
+        worker.join(0.5)
     worker.stop()
 
 
@@ -45,7 +41,7 @@ def worker_command():
 @with_appcontext
 def drain_command(include_waiting):
     """Process every inbox entry that is due now, then exit."""
-    processed = extension().worker.drain(include_waiting=include_waiting)
+    processed = current_notification.worker.drain(include_waiting=include_waiting)
     click.echo(f"processed {processed} inbox entr{'y' if processed == 1 else 'ies'}")
 
 
@@ -59,7 +55,7 @@ def status_command(as_json):
     the HTTP route /webhook/status shows a server process's figures.
     """
     from .status import format_status, gather_status
-    status = gather_status(extension())
+    status = gather_status(current_notification)
     if as_json:
         click.echo(json.dumps(status, indent=2, sort_keys=True))
     else:
@@ -72,13 +68,9 @@ def status_command(as_json):
 @with_appcontext
 def retry_command(ids, all_dead):
     """Put dead inbox entries (by ID, or all of them) back in the queue."""
-    from dservercore import sql_db
-    from . import inbox
     if bool(ids) == all_dead:
         raise click.UsageError("give the IDs of dead entries or --all-dead (not both)")
-    extension().ensure_schema()
-    with sql_db.engine.begin() as conn:
-        requeued = inbox.retry(conn, inbox.now(), ids or None)
+    requeued = current_notification.store.requeue_dead(ids or None)
     click.echo(f"requeued {requeued} dead entr{'y' if requeued == 1 else 'ies'}")
     if ids and requeued < len(set(ids)):
         click.echo(f"{len(set(ids)) - requeued} of the given IDs were not dead entries")
@@ -97,7 +89,7 @@ def resync_command(base_uri, dry_run):
     ones deleted (search and retrieve included).
     """
     from . import resync
-    ext = extension()
+    ext = current_notification
     try:
         base_uri = resync.check_base_uri(ext, base_uri)
         planned, outdated = resync.plan(base_uri)
@@ -109,7 +101,7 @@ def resync_command(base_uri, dry_run):
     resync.enqueue(ext, base_uri, planned, outdated)
     with _progress_bar(len(planned)) as bar:
         resync.process(ext, on_progress=bar.update)
-    _report(resync, planned, base_uri)
+    _report(resync.outcomes(ext, [item.uri for item in planned]), planned, base_uri)
 
 
 def _progress_bar(total):
@@ -122,23 +114,32 @@ def _dry_run(planned, outdated, base_uri):
     from .resync import intended_action
     counts = Counter()
     for item in planned:
-        action = intended_action(item)
-        if item.uri in outdated and action == "would check":
-            action = "would register (index copies disagree)"
+        action = intended_action(item, outdated).value
         counts[action] += 1
         click.echo(f"{action}: {item.uri}")
     click.echo(f"dry run for {base_uri}: {_summary(counts, len(planned))}; nothing changed")
 
 
-def _report(resync, planned, base_uri):
-    results = resync.outcomes(item.uri for item in planned)
+def _report(outcomes, planned, base_uri):
     counts = Counter()
     for item in planned:
-        state, outcome, error = results.get(item.uri, ("missing", None, None))
-        word = resync.describe_outcome(state, outcome, error)
-        counts[word.split(":")[0]] += 1
-        click.echo(f"{word}: {item.uri}")
+        word, line = _describe(outcomes.get(item.uri))
+        counts[word] += 1
+        click.echo(f"{line}: {item.uri}")
     click.echo(f"resync of {base_uri}: {_summary(counts, len(planned))}")
+
+
+def _describe(outcome):
+    """(one word for the summary, the line's text) for a ResyncOutcome."""
+    from .resync import Result
+    if outcome is None:
+        return "missing", "missing"
+    if outcome.result is Result.SYNCED:
+        return outcome.outcome, outcome.outcome
+    if outcome.result is Result.DEAD:
+        return "dead", f"dead: {outcome.detail}"
+    word = f"not finished ({outcome.state.value})"
+    return "not finished", word + (f": {outcome.detail}" if outcome.detail else "")
 
 
 def _summary(counts, total):

@@ -323,18 +323,18 @@ class RejectionLog:
 def guard_request(settings, rejection_log: Optional[RejectionLog]):
     """Run the guard on the current Flask request.
 
-    None when the request may proceed; otherwise the JSON refusal to return
-    (``{"message", "status"}``, with ``WWW-Authenticate`` on 401).
+    None when the request may proceed; otherwise the refusal to return, in
+    the plugin's error envelope, with ``WWW-Authenticate`` on 401.
     """
-    from flask import jsonify, request
+    from flask import request
+
+    from .responses import error_response
 
     decision = decide(request.remote_addr, request.headers, settings)
     if decision.allowed:
         return None
     if rejection_log is not None:
         rejection_log.log(decision.client, decision.reason)
-    response = jsonify({"message": decision.reason, "status": decision.status})
-    response.status_code = decision.status
-    if decision.www_authenticate:
-        response.headers["WWW-Authenticate"] = decision.www_authenticate
-    return response
+    headers = {"WWW-Authenticate": decision.www_authenticate} \
+        if decision.www_authenticate else None
+    return error_response(decision.status, decision.reason, headers)

@@ -6,20 +6,23 @@ writes the rest to the inbox in one transaction. The caller answers the
 sender only after this returns, i.e. after the commit.
 """
 import logging
+from dataclasses import dataclass
 
-from dservercore import sql_db
-
-from . import inbox
-from .keys import translate
+from .guard import printable
+from .keys import Skip, translate
 
 logger = logging.getLogger(__name__)
 
-# reasons that deserve a warning: the operator probably misconfigured something
-WARN_PREFIXES = ("bucket ", "key is not a dtool object")
+
+@dataclass(frozen=True)
+class IntakeResult:
+    """What one request added: events stored for a sync, events ignored."""
+    accepted: int
+    ignored: int
 
 
-def accept(extension, intake):
-    """Enqueue what matters in ``intake``; return ``(accepted, ignored)``."""
+def accept(extension, intake) -> IntakeResult:
+    """Enqueue what matters in ``intake``; return the counts."""
     settings = extension.settings
     targets, ignored = [], len(intake.ignored) + len(intake.faults)
     for reason in intake.ignored:
@@ -28,28 +31,22 @@ def accept(extension, intake):
         # the sender sent something we could not read; its neighbours still count
         logger.warning("ignored a record that could not be understood: %s", reason)
     for event in intake.events:
-        target, reason = translate(event, settings.bucket_to_base_uri)
-        if target is None:
+        found = translate(event, settings.bucket_to_base_uri)
+        if isinstance(found, Skip):
             ignored += 1
-            _log_ignored(event, reason)
+            _log_skip(event, found)
         else:
-            targets.append(target)
+            targets.append(found)
     if targets:
-        extension.ensure_schema()
-        with sql_db.engine.begin() as conn:
-            inbox.enqueue(conn, targets, inbox.now(), settings.debounce_seconds,
-                          settings.max_delay_seconds)
-    stats = extension.stats
-    stats.add("received", len(intake.events) + len(intake.ignored) + len(intake.faults))
-    stats.add("accepted", len(targets))
-    stats.add("ignored", ignored)
-    return len(targets), ignored
+        extension.store.enqueue(targets, settings.debounce_seconds, settings.max_delay_seconds)
+    tally = extension.tally
+    tally.add("received", len(intake.events) + len(intake.ignored) + len(intake.faults))
+    tally.add("accepted", len(targets))
+    tally.add("ignored", ignored)
+    return IntakeResult(accepted=len(targets), ignored=ignored)
 
 
-def _log_ignored(event, reason):
-    if reason and reason.startswith(WARN_PREFIXES):
-        logger.warning("ignored %s of %r in bucket %r: %s",
-                       event.action.value, event.key, event.bucket, reason)
-    else:
-        logger.debug("ignored %s of %r in bucket %r: %s",
-                     event.action.value, event.key, event.bucket, reason)
+def _log_skip(event, skip):
+    level = logging.WARNING if skip.reason.warn else logging.DEBUG
+    logger.log(level, "ignored %s of %s in bucket %s: %s", event.action.value,
+               printable(event.key, 200), printable(event.bucket), skip.reason.text)

@@ -21,9 +21,10 @@ whatever the prefix, so no S3 request is needed to name the dataset.
 """
 import re
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from enum import Enum
+from typing import Dict, Optional, Union
 
-from .events import Action, ObjectEvent
+from .events import ObjectEvent
 
 UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 UUID_LENGTH = 36
@@ -124,7 +125,13 @@ def _under_dataset(head_segments, part):
     return DatasetObject(uuid=uuid, prefix=head[:-UUID_LENGTH], part=part)
 
 
-def can_change_index(obj: DatasetObject, action: Action) -> bool:
+def registration_uuid(key: str) -> Optional[str]:
+    """The UUID of a registration key ``dtool-<uuid>``, else None."""
+    match = _REGISTRATION.fullmatch(key)
+    return match.group(1) if match else None
+
+
+def can_change_index(obj: DatasetObject) -> bool:
     """Whether creating or removing ``obj`` can change what dserver indexes.
 
     dservercore's ``generate_dataset_info`` builds the index entry from the
@@ -145,17 +152,39 @@ def dataset_uri(base_uri: str, uuid: str) -> str:
     return f"{base_uri.rstrip('/')}/{uuid}"
 
 
+class SkipReason(Enum):
+    """Why an event needs no sync. ``warn``: the operator probably
+    misconfigured something (a bucket or prefix that should not notify)."""
+    UNMAPPED_BUCKET = ("bucket has no base URI mapping", True)
+    NOT_DTOOL_KEY = ("key is not a dtool object", True)
+    NOT_INDEXED = ("part cannot change the index", False)
+
+    def __init__(self, text, warn):
+        self.text = text
+        self.warn = warn
+
+
+@dataclass(frozen=True)
+class Skip:
+    """An event that costs no inbox row: the reason and what it concerned."""
+    reason: SkipReason
+    detail: str = ""
+
+    def __str__(self):
+        return f"{self.reason.text}: {self.detail}" if self.detail else self.reason.text
+
+
 def translate(event: ObjectEvent, bucket_to_base_uri: Dict[str, str]
-              ) -> Tuple[Optional[DatasetTarget], Optional[str]]:
-    """(target, None) if ``event`` may change the index, else (None, reason)."""
+              ) -> Union[DatasetTarget, Skip]:
+    """The dataset ``event`` may change, or why it cannot change the index."""
     base_uri = bucket_to_base_uri.get(event.bucket)
     if base_uri is None:
-        return None, f"bucket {event.bucket!r} has no base URI mapping"
+        return Skip(SkipReason.UNMAPPED_BUCKET, event.bucket)
     obj = classify_key(event.key)
     if obj is None:
-        return None, "key is not a dtool object"
-    if not can_change_index(obj, event.action):
-        return None, f"{_PART_NAMES.get(obj.part, obj.part)} cannot change the index"
+        return Skip(SkipReason.NOT_DTOOL_KEY)
+    if not can_change_index(obj):
+        return Skip(SkipReason.NOT_INDEXED, _PART_NAMES.get(obj.part, obj.part))
     return DatasetTarget(base_uri=base_uri, uri=dataset_uri(base_uri, obj.uuid),
-                         uuid=obj.uuid, part=obj.part), None
+                         uuid=obj.uuid, part=obj.part)
 

@@ -10,23 +10,60 @@ registers, updates, deletes or leaves it (unchanged, proto-dataset). Nothing
 here decides on its own what the index should hold.
 """
 import re
-from collections import namedtuple
+from dataclasses import dataclass
+from enum import Enum
+from typing import Optional
 
 import sqlalchemy as sa
 from dservercore import sql_db
 from dservercore.sql_models import BaseURI, Dataset
 from dservercore.utils import base_uri_exists
 
-from . import inbox
-from .keys import UUID_PATTERN, dataset_uri
+from .keys import UUID_PATTERN, DatasetTarget, dataset_uri, registration_uuid
+from .states import DatasetKind, State
 from .sync import plugin_collections, read_dataset
 
-Target = namedtuple("Target", "uri base_uri uuid")
-# One line of a plan: ``where`` is "bucket", "index" or "both".
-Planned = namedtuple("Planned", "uri uuid where")
-
-_REGISTRATION_KEY = re.compile(rf"dtool-({UUID_PATTERN})")
 _URI_UUID = re.compile(rf".*/({UUID_PATTERN})")
+
+
+class Presence(Enum):
+    """Where a planned dataset was found."""
+    BUCKET = "bucket"  # only in the bucket: missing from the index
+    INDEX = "index"    # only in the index: gone from the bucket?
+    BOTH = "both"
+
+
+@dataclass(frozen=True)
+class Planned:
+    uri: str
+    uuid: str
+    where: Presence
+
+
+class Intention(Enum):
+    """What a resync would do with one dataset (the dry run's verdict)."""
+    REGISTER = "would register"
+    REREGISTER = "would register (index copies disagree)"
+    CHECK = "would check"
+    SKIP_PROTO = "would skip (proto-dataset)"
+    DELETE = "would delete"
+    NOTHING = "nothing to do (no dataset)"
+
+
+class Result(Enum):
+    """How a dataset ended after a resync; ``detail`` carries the error."""
+    SYNCED = "synced"          # finished; the outcome says how
+    UNFINISHED = "not finished"
+    DEAD = "dead"
+    MISSING = "missing"        # no inbox row (should not happen)
+
+
+@dataclass(frozen=True)
+class ResyncOutcome:
+    result: Result
+    outcome: Optional[str] = None  # sync's Outcome value when SYNCED
+    state: Optional[State] = None
+    detail: Optional[str] = None   # last error
 
 
 class ResyncError(ValueError):
@@ -54,9 +91,18 @@ def _bucket_of(base_uri):
 
 
 def _s3_client(bucket):
-    """A boto3 client configured like dtool-s3 (DTOOL_S3_*_<bucket> settings)."""
+    """A boto3 client configured like dtool-s3 (DTOOL_S3_*_<bucket> settings).
+
+    dtool-s3 keeps that configuration logic in a private method; pyproject
+    bounds dtool-s3 to versions that have it, and this says so clearly
+    should it vanish.
+    """
     from dtool_s3.storagebroker import S3StorageBroker
-    _, client, _ = S3StorageBroker._get_resource_and_client(bucket)
+    make = getattr(S3StorageBroker, "_get_resource_and_client", None)
+    if make is None:
+        raise ResyncError("this dtool-s3 version has no S3StorageBroker._get_resource_and_client; "
+                          "install a dtool-s3 version this plugin supports")
+    _, client, _ = make(bucket)
     return client
 
 
@@ -72,9 +118,9 @@ def uuids_in_bucket(base_uri):
     found = set()
     for page in paginator.paginate(Bucket=bucket, Prefix="dtool-"):
         for obj in page.get("Contents", []):
-            match = _REGISTRATION_KEY.fullmatch(obj["Key"])
-            if match:
-                found.add(match.group(1))
+            uuid = registration_uuid(obj["Key"])
+            if uuid:
+                found.add(uuid)
     return found
 
 
@@ -105,8 +151,8 @@ def plan(base_uri):
     in_index = in_sql | in_plugins
     planned = []
     for uri in sorted(set(in_bucket) | in_index):
-        where = "both" if uri in in_bucket and uri in in_index else \
-            "bucket" if uri in in_bucket else "index"
+        where = Presence.BOTH if uri in in_bucket and uri in in_index else \
+            Presence.BUCKET if uri in in_bucket else Presence.INDEX
         uuid = in_bucket.get(uri) or _uuid_of(uri)
         planned.append(Planned(uri, uuid, where))
     return planned, in_sql ^ in_plugins
@@ -119,14 +165,14 @@ def _uuid_of(uri):
 
 # --- dry run ----------------------------------------------------------------------
 
-def intended_action(item):
+def intended_action(item, outdated=()):
     """What a resync would do with one planned dataset, judged from S3 now."""
     kind, _ = read_dataset(item.uri)
-    if kind == "frozen":
-        return "would register" if item.where == "bucket" else "would check"
-    if kind == "proto":
-        return "would skip (proto-dataset)" if item.where == "bucket" else "would check"
-    return "would delete" if item.where != "bucket" else "nothing to do (no dataset)"
+    if kind is DatasetKind.ABSENT:
+        return Intention.DELETE if item.where is not Presence.BUCKET else Intention.NOTHING
+    if item.where is Presence.BUCKET:
+        return Intention.REGISTER if kind is DatasetKind.FROZEN else Intention.SKIP_PROTO
+    return Intention.REREGISTER if item.uri in outdated else Intention.CHECK
 
 
 # --- the real thing ---------------------------------------------------------------
@@ -137,13 +183,10 @@ def enqueue(extension, base_uri, planned, outdated=()):
     Entries whose index copies disagree lose their remembered fingerprint,
     so that sync registers them again instead of calling them unchanged.
     """
-    extension.ensure_schema()
-    targets = [Target(item.uri, base_uri, item.uuid) for item in planned]
-    with sql_db.engine.begin() as conn:
-        inbox.enqueue(conn, targets, inbox.now(), debounce=0, max_delay=0)
-        for uri in sorted(outdated):
-            conn.execute(inbox.inbox.update().where(inbox.inbox.c.dataset_uri == uri)
-                         .values(fingerprint=None))
+    targets = [DatasetTarget(base_uri=base_uri, uri=item.uri, uuid=item.uuid, part="resync")
+               for item in planned]
+    extension.store.enqueue(targets, debounce=0, max_delay=0)
+    extension.store.forget_fingerprints(outdated)
     return targets
 
 
@@ -153,26 +196,14 @@ def process(extension, on_progress=None):
     return extension.worker.drain(include_waiting=True, on_progress=on_progress)
 
 
-def outcomes(uris):
-    """``{uri: (state, outcome, last_error)}`` read back from the inbox."""
-    c = inbox.inbox.c
-    uris = sorted(uris)
-    found = {}
-    with sql_db.engine.connect() as conn:
-        # in chunks: databases limit the number of bound parameters
-        for start in range(0, len(uris), 500):
-            rows = conn.execute(
-                sa.select(c.dataset_uri, c.state, c.last_outcome, c.last_error)
-                .where(c.dataset_uri.in_(uris[start:start + 500]))).all()
-            found.update({row.dataset_uri: (row.state, row.last_outcome, row.last_error)
-                          for row in rows})
-    return found
+def outcomes(extension, uris):
+    """``{uri: ResyncOutcome}`` read back from the inbox."""
+    return {entry.dataset_uri: _outcome_of(entry) for entry in extension.store.entries(uris)}
 
 
-def describe_outcome(state, outcome, error):
-    """One word (plus the error) for a dataset after resync."""
-    if state == "dead":
-        return f"dead: {error}"
-    if state in ("pending", "failed", "processing"):
-        return f"not finished ({state})" + (f": {error}" if error else "")
-    return outcome or state
+def _outcome_of(entry):
+    if entry.state is State.DEAD:
+        return ResyncOutcome(Result.DEAD, state=entry.state, detail=entry.last_error)
+    if entry.state is State.DONE:
+        return ResyncOutcome(Result.SYNCED, outcome=entry.last_outcome, state=entry.state)
+    return ResyncOutcome(Result.UNFINISHED, state=entry.state, detail=entry.last_error)

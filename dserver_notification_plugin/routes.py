@@ -4,22 +4,24 @@ Every route is behind the guard (networks, then secret), reads at most
 ``DSERVER_NOTIFY_MAX_BODY_BYTES``, and answers JSON. Intake answers 202
 only after the relevant events are committed to the inbox.
 """
-import json
 import logging
 import urllib.request
 import uuid
 
 from dservercore import utils_auth
 from dservercore.utils_auth import get_jwt_identity, jwt_required
-from flask import current_app, jsonify, make_response, request
+from flask import jsonify, make_response, request
 from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import elastic
+from .events import Action, Intake, ObjectEvent
 from .formats import PayloadError, parse_webhook
+from .formats.elastic import EsCall, classify, parse_document, storagegrid_object
+from .globals import current_notification
 from .guard import guard_request
 from .intake import accept
+from .responses import ErrorSchema, error_response
 
 logger = logging.getLogger(__name__)
 
@@ -44,30 +46,26 @@ def _document_intake(view):
             (413, "body larger than DSERVER_NOTIFY_MAX_BODY_BYTES"),
             (415, "unsupported content type"),
             (503, "the inbox database is unavailable; retry later")):
-        view = bp.alt_response(status, description=description)(view)
+        view = bp.alt_response(status, schema=ErrorSchema, description=description)(view)
     return bp.alt_response(202, schema=IntakeResultSchema,
                            description="stored; answered after the commit")(view)
 
 
-def extension():
-    from . import EXTENSION_KEY
-    return current_app.extensions[EXTENSION_KEY]
-
-
 @bp.before_request
 def _guard():
+    """Networks first (403), then the shared secret (401); see guard.py."""
     if request.endpoint == "notification.status":
         return None  # admins read it from anywhere, with their dserver JWT
-    ext = extension()
+    ext = current_notification
     refusal = guard_request(ext.settings, ext.rejection_log)
     if refusal is not None:
-        ext.stats.add("refused")
+        ext.tally.add("refused")
     return refusal
 
 
 def read_body():
     """The request body, refusing (413) anything over the configured limit."""
-    limit = extension().settings.max_body_bytes
+    limit = current_notification.settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         abort(413, message=f"body of {request.content_length} bytes exceeds the "
                            f"limit of {limit} bytes")
@@ -81,14 +79,12 @@ def read_body():
 def _store_unavailable(exc):
     """The database is down or busy: 503, so the sender keeps the event and retries."""
     logger.error("notification store unavailable: %s", exc)
-    return make_response(jsonify({"code": 503, "status": "Service Unavailable",
-                                  "message": "notification store unavailable; retry later"}),
-                         503)
+    return error_response(503, "notification store unavailable; retry later")
 
 
 def accepted_response(intake):
-    accepted, ignored = accept(extension(), intake)
-    return make_response(jsonify({"accepted": accepted, "ignored": ignored}), 202)
+    result = accept(current_notification, intake)
+    return make_response(jsonify({"accepted": result.accepted, "ignored": result.ignored}), 202)
 
 
 def payload_error(exc):
@@ -129,7 +125,7 @@ def confirm_subscription(confirmation):
     Confirming means fetching a URL the request names, so an unlisted topic
     is refused rather than followed.
     """
-    if confirmation.topic_arn not in extension().settings.sns_topics:
+    if confirmation.topic_arn not in current_notification.settings.sns_topics:
         logger.warning("refused SNS subscription to unlisted topic %r; add it to "
                        "DSERVER_NOTIFY_SNS_TOPICS to accept it", confirmation.topic_arn)
         abort(403, message="SNS topic is not listed in DSERVER_NOTIFY_SNS_TOPICS")
@@ -158,55 +154,90 @@ def elastic_search(path):
     object creations, and deletions of remembered document ids as
     removals.
     """
-    route = elastic.classify(request.method, path)
-    if route.kind == "info":
-        return elastic.es_response(elastic.INFO_DOCUMENT)
-    if route.kind == "resolve":
-        return elastic.es_response(elastic.resolve_document(route.index))
-    if route.kind == "index":
-        return elastic.es_response({"acknowledged": True, "shards_acknowledged": True,
-                                    "index": route.index})
-    if route.kind == "exists":
-        return elastic.es_response({}, status=200)
-    if route.kind == "exists_doc":
-        found = elastic.known_object(route.doc_id, extension()) is not None
-        return elastic.es_response({"_id": route.doc_id, "found": found},
-                                   status=200 if found else 404)
-    if route.kind == "document_or_index" and not request.content_length:
-        return elastic.es_response({"acknowledged": True, "index": route.index})
+    route = classify(request.method, path)
+    answer = _es_answers.get(route.call)
+    if answer is not None:
+        return answer(route)
+    if route.call is EsCall.DOCUMENT_OR_INDEX and not request.content_length:
+        return es_response({"acknowledged": True, "index": route.index})
     try:
-        if route.kind in ("document", "document_or_index"):
-            return _document(route)
-        if route.kind == "delete":
+        if route.call in (EsCall.DOCUMENT, EsCall.DOCUMENT_OR_INDEX):
+            return _index_document(route)
+        if route.call is EsCall.DELETE:
             return _delete_document(route)
     except PayloadError as exc:
         payload_error(exc)
     abort(400, message=f"unsupported Elasticsearch request {request.method} /{path}")
 
 
-def _document(route):
-    doc = elastic.json_document(read_body())
+# What an Elasticsearch 7.x cluster answers on GET /; clients (MinIO's
+# go-elasticsearch 7.12+) check the version and the product header.
+ES_INFO = {
+    "name": "dserver-notification",
+    "cluster_name": "dserver-notification",
+    "cluster_uuid": "dserver-notification-plugin",
+    "version": {
+        "number": "7.17.0",
+        "build_flavor": "default",
+        "build_type": "tar",
+        "lucene_version": "8.11.1",
+        "minimum_wire_compatibility_version": "6.8.0",
+        "minimum_index_compatibility_version": "6.0.0-beta1",
+    },
+    "tagline": "You Know, for Search",
+}
+
+
+def es_response(body, status=200):
+    response = make_response(jsonify(body), status)
+    response.headers["X-Elastic-Product"] = "Elasticsearch"
+    return response
+
+
+def _document_exists(route):
+    found = current_notification.store.recall_document(route.doc_id) is not None
+    return es_response({"_id": route.doc_id, "found": found}, status=200 if found else 404)
+
+
+# Calls answered without touching the inbox.
+_es_answers = {
+    EsCall.INFO: lambda route: es_response(ES_INFO),
+    EsCall.RESOLVE: lambda route: es_response(
+        {"indices": [{"name": route.index, "attributes": ["open"]}],
+         "aliases": [], "data_streams": []}),
+    EsCall.CREATE_INDEX: lambda route: es_response(
+        {"acknowledged": True, "shards_acknowledged": True, "index": route.index}),
+    EsCall.INDEX_EXISTS: lambda route: es_response({}),
+    EsCall.DOCUMENT_EXISTS: _document_exists,
+}
+
+
+def _index_document(route):
+    intake = parse_document(read_body())
     doc_id = route.doc_id or uuid.uuid4().hex
-    intake = elastic.intake_for_document(doc)
-    elastic.remember(doc_id, intake, extension())
-    response = accepted_response(intake)
-    body = json.loads(response.get_data())
-    body.update({"_index": route.index, "_id": doc_id, "result": "created"})
-    return elastic.es_response(body, status=201)
+    if intake.events:  # remembered for a later bodiless DELETE of this id
+        event = intake.events[0]
+        current_notification.store.remember_document(doc_id, event.bucket, event.key)
+    result = accept(current_notification, intake)
+    return es_response({"accepted": result.accepted, "ignored": result.ignored,
+                        "_index": route.index, "_id": doc_id, "result": "created"}, status=201)
 
 
 def _delete_document(route):
-    intake = elastic.intake_for_deletion(route.doc_id, extension())
-    if intake is None:
+    ext = current_notification
+    found = ext.store.recall_document(route.doc_id) or \
+        storagegrid_object(route.doc_id, ext.settings.bucket_to_base_uri)
+    if found is None:
         # MinIO only deletes what HEAD said exists; an unknown id is no
         # error worth a retry loop.
-        return elastic.es_response({"_index": route.index, "_id": route.doc_id,
-                                    "result": "not_found"}, status=200)
-    response = accepted_response(intake)
-    elastic.forget(route.doc_id, extension())
-    body = json.loads(response.get_data())
-    body.update({"_index": route.index, "_id": route.doc_id, "result": "deleted"})
-    return elastic.es_response(body, status=200)
+        return es_response({"_index": route.index, "_id": route.doc_id,
+                            "result": "not_found"}, status=200)
+    bucket, key = found
+    result = accept(ext, Intake(events=[ObjectEvent(bucket=bucket, key=key,
+                                                    action=Action.REMOVED)]))
+    ext.store.forget_document(route.doc_id)
+    return es_response({"accepted": result.accepted, "ignored": result.ignored,
+                        "_index": route.index, "_id": route.doc_id, "result": "deleted"})
 
 
 # --- operations: status for dserver admins, metrics for Prometheus ---------------
@@ -227,13 +258,12 @@ def status():
         abort(401, message="unknown user")
     if not utils_auth.has_admin_rights(username):
         abort(403, message="only dserver admins may read the notification status")
-    return jsonify(gather_status(extension()))
+    return jsonify(gather_status(current_notification))
 
 
 @bp.route("/webhook/metrics", methods=["GET"])
 def metrics():
     """Prometheus text exposition; guarded like the notification routes."""
     from prometheus_client import CONTENT_TYPE_LATEST
-    from .status import metrics_text
-    body = metrics_text(extension())
+    body = current_notification.metrics.text()
     return make_response(body, 200, {"Content-Type": CONTENT_TYPE_LATEST})

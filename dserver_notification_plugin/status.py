@@ -1,7 +1,7 @@
 """How the sync is doing: one status dict, and the same figures for Prometheus.
 
 The figures come from two places. Event and outcome counters are counted in
-memory by each process (:mod:`.stats`) and flushed now and then to the
+memory by each process (:mod:`.tally`) and flushed now and then to the
 ``notification_counters`` table; a total is therefore the persisted value
 plus what this process has not flushed yet (we flush first, so normally
 nothing). Inbox figures are read from the inbox table at the moment of the
@@ -11,21 +11,17 @@ Metrics live in a :class:`prometheus_client.CollectorRegistry` of their own
 per extension (i.e. per app): the global registry would mix the figures of
 two apps in one process and refuse the second app's metric names.
 """
-import threading
-
-from dservercore import sql_db
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from . import inbox
-from .stats import EVENT_COUNTERS
+from .states import Outcome, State
+from .store import process_id
+from .tally import EVENT_COUNTERS
 
-# Sync outcomes counted by the worker (see worker.Worker.process).
-OUTCOME_COUNTERS = ("registered", "unchanged", "deleted", "absent", "proto",
-                    "retried", "dead",
-                    # dservercore's calls of our hooks: every change of the index,
-                    # whoever made it (see NotificationExtension.register_dataset)
-                    "index_registrations", "index_deletions")
+# Outcomes counted by the worker (see worker.Worker.process), then
+# dservercore's calls of our hooks: every change of the index, whoever made
+# it (see NotificationExtension.register_dataset).
+OUTCOME_COUNTERS = tuple(o.value for o in Outcome) + ("index_registrations", "index_deletions")
 # Seconds from the first event of an entry to its successful sync.
 LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600, float("inf"))
 DEAD_ENTRIES_SHOWN = 100
@@ -46,49 +42,38 @@ def _unflushed(stats):
 def _totals(extension):
     """Persisted counters plus this process's unflushed deltas.
 
-    Needs an app context. Flushes first, so that another process reading the
-    table sees our counts too; if the flush fails, the deltas stay in memory
-    and are added here instead.
+    Flushes first, so that another process reading the table sees our
+    counts too; if the flush fails, the deltas stay in memory and are added
+    here instead.
     """
     extension.worker.flush_stats()
-    with sql_db.engine.connect() as conn:
-        persisted = inbox.counter_totals(conn)
-    totals = dict(persisted)
-    for name, delta in _unflushed(extension.stats).items():
+    totals = dict(extension.store.counter_totals())
+    for name, delta in _unflushed(extension.tally).items():
         totals[name] = totals.get(name, 0) + delta
     return totals
-
-
-def _inbox_figures(conn):
-    now = inbox.now()
-    age = inbox.oldest_pending_age(conn, now)
-    dead = [
-        {"id": row["id"], "dataset_uri": row["dataset_uri"],
-         "attempts": row["attempts"], "last_error": row["last_error"]}
-        for row in inbox.dead_entries(conn, limit=DEAD_ENTRIES_SHOWN)]
-    return inbox.state_counts(conn), age, dead
 
 
 def gather_status(extension):
     """The status dict shown by ``flask notification status`` and the route.
 
-    Needs an app context. ``oldest_pending_age_seconds`` is None when no
-    entry is waiting (pending, failed or processing).
+    ``oldest_pending_age_seconds`` is None when no entry is waiting
+    (pending, failed or processing).
     """
-    extension.ensure_schema()
-    since_start = extension.stats.since_start()
+    store = extension.store
+    since_start = extension.tally.since_start()
     totals = _totals(extension)
-    with sql_db.engine.connect() as conn:
-        states, age, dead = _inbox_figures(conn)
+    states = store.state_counts()
+    dead = [{"id": e.id, "dataset_uri": e.dataset_uri, "attempts": e.attempts,
+             "last_error": e.last_error} for e in store.dead_entries(DEAD_ENTRIES_SHOWN)]
     return {
-        "process": inbox.process_id(),
-        "process_started_at": extension.stats.started_at,
+        "process": process_id(),
+        "process_started_at": extension.tally.started_at,
         "events": {"since_start": _pick(since_start, EVENT_COUNTERS),
                    "total": _pick(totals, EVENT_COUNTERS)},
         "sync": {"since_start": _pick(since_start, OUTCOME_COUNTERS),
                  "total": _pick(totals, OUTCOME_COUNTERS)},
-        "inbox": {state: int(states.get(state, 0)) for state in inbox.STATES},
-        "oldest_pending_age_seconds": age,
+        "inbox": {state.value: int(states.get(state, 0)) for state in State},
+        "oldest_pending_age_seconds": store.oldest_waiting_age(),
         "dead_entries": dead,
     }
 
@@ -125,8 +110,7 @@ class _StatusCollector:
 
     A collector (rather than Counter/Gauge objects that we would keep
     setting) because totals and inbox figures live in the database: they are
-    read when Prometheus asks, never cached. ``collect`` needs an app
-    context, which the metrics route has.
+    read when Prometheus asks, never cached.
     """
 
     def __init__(self, extension):
@@ -181,25 +165,9 @@ class Metrics:
             f"{METRIC_PREFIX}_processing_latency_seconds",
             "Seconds from the first event of an inbox entry to its successful sync "
             "(this process).", buckets=LATENCY_BUCKETS, registry=self.registry)
-        extension.stats.latency_observers.append(self.latency.observe)
+        extension.tally.latency_observers.append(self.latency.observe)
 
-
-_metrics_lock = threading.Lock()
-
-
-def metrics_for(extension):
-    """The extension's :class:`Metrics`, created (and hooked up) on first use."""
-    metrics = getattr(extension, "_notification_metrics", None)
-    if metrics is None:
-        with _metrics_lock:
-            metrics = getattr(extension, "_notification_metrics", None)
-            if metrics is None:
-                metrics = Metrics(extension)
-                extension._notification_metrics = metrics
-    return metrics
-
-
-def metrics_text(extension):
-    """The Prometheus text exposition of the extension's metrics (app context)."""
-    from prometheus_client import generate_latest
-    return generate_latest(metrics_for(extension).registry)
+    def text(self):
+        """The Prometheus text exposition (reads the database)."""
+        from prometheus_client import generate_latest
+        return generate_latest(self.registry)

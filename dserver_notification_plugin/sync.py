@@ -23,15 +23,11 @@ from dservercore.utils import (
 )
 from flask import current_app
 
+from .states import DatasetKind, Outcome
+
 logger = logging.getLogger(__name__)
 
 NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}
-
-REGISTERED = "registered"
-UNCHANGED = "unchanged"
-DELETED = "deleted"
-ABSENT = "absent"
-PROTO = "proto"
 
 
 class PermanentSyncError(Exception):
@@ -43,23 +39,39 @@ def _is_not_found(exc):
     return code in NOT_FOUND_CODES
 
 
+def storage_broker(uri):
+    """dtoolcore's storage broker for ``uri``.
+
+    dtoolcore offers no public way to read admin metadata without also
+    swallowing S3 errors, so this uses its private ``_get_storage_broker``
+    (pyproject bounds dtoolcore to the versions where it exists) and fails
+    with a clear message should it vanish.
+    """
+    get_broker = getattr(dtoolcore, "_get_storage_broker", None)
+    if get_broker is None:
+        raise PermanentSyncError(
+            f"dtoolcore {getattr(dtoolcore, '__version__', '?')} has no _get_storage_broker; "
+            "install a dtoolcore version this plugin supports (see its pyproject.toml)")
+    return get_broker(uri, config_path=None)
+
+
 def read_dataset(uri):
-    """Return ``(kind, dataset)``: kind is "frozen", "proto" or "absent".
+    """Return ``(DatasetKind, dataset or None)``.
 
     dtool-s3 swallows every ClientError as "no such dataset"; a throttled or
     failing S3 would then look like a deletion. Only a definite not-found
     counts as absent; anything else is raised so the entry is retried.
     """
-    broker = dtoolcore._get_storage_broker(uri, config_path=None)
+    broker = storage_broker(uri)
     try:
         admin_metadata = broker.get_admin_metadata()
     except botocore.exceptions.ClientError as exc:
         if _is_not_found(exc):
-            return "absent", None
+            return DatasetKind.ABSENT, None
         raise
     if admin_metadata.get("type") != "dataset":
-        return "proto", None
-    return "frozen", dtoolcore.DataSet(uri, admin_metadata=admin_metadata)
+        return DatasetKind.PROTO, None
+    return DatasetKind.FROZEN, dtoolcore.DataSet(uri, admin_metadata=admin_metadata)
 
 
 def fingerprint(dataset_info):
@@ -71,14 +83,14 @@ def fingerprint(dataset_info):
 def sync_dataset(base_uri, uri, known_fingerprint=None):
     """Bring one dataset's index entry in line with S3.
 
-    Returns ``(outcome, fingerprint)``. Must run inside an app context.
+    Returns ``(Outcome, fingerprint)``. Must run inside an app context.
     """
     kind, dataset = read_dataset(uri)
-    if kind == "frozen":
+    if kind is DatasetKind.FROZEN:
         return _register(base_uri, dataset, known_fingerprint)
-    if kind == "absent":
+    if kind is DatasetKind.ABSENT:
         return _delete(uri), None
-    return PROTO, known_fingerprint
+    return Outcome.PROTO, known_fingerprint
 
 
 def _register(base_uri, dataset, known_fingerprint):
@@ -89,19 +101,19 @@ def _register(base_uri, dataset, known_fingerprint):
     info = generate_dataset_info(dataset, base_uri)
     digest = fingerprint(info)
     if digest == known_fingerprint and dataset_uri_exists(dataset.uri):
-        return UNCHANGED, digest
+        return Outcome.UNCHANGED, digest
     try:
         register_dataset(info)
     except ValidationError as exc:
         raise PermanentSyncError(f"dserver refused {dataset.uri}: {exc}")
     logger.info("registered %s", dataset.uri)
-    return REGISTERED, digest
+    return Outcome.REGISTERED, digest
 
 
 def _delete(uri):
     leftovers = _plugins_holding(uri)
     if not dataset_uri_exists(uri) and not leftovers:
-        return ABSENT
+        return Outcome.ABSENT
     delete_dataset(uri)
     # dservercore's delete only asks the plugins; the Mongo search and
     # retrieve plugins implement no delete_dataset and keep their documents.
@@ -110,7 +122,7 @@ def _delete(uri):
         plugin.collection.delete_many({"uri": uri})
         logger.info("removed %s left behind by %s", uri, type(plugin).__name__)
     logger.info("deleted %s", uri)
-    return DELETED
+    return Outcome.DELETED
 
 
 def plugin_collections():

@@ -9,14 +9,13 @@ with the inherited database connections discarded, never shared.
 """
 import logging
 import os
+import random
 import threading
 import time
 import weakref
 
-import tenacity
-from dservercore import sql_db
-
-from . import inbox
+from .states import Outcome, State
+from .store import now
 from .sync import PermanentSyncError, sync_dataset
 
 logger = logging.getLogger(__name__)
@@ -24,18 +23,21 @@ logger = logging.getLogger(__name__)
 FLUSH_INTERVAL_SECONDS = 2.0
 
 
+def retry_delay(attempts, base, ceiling):
+    """Exponential backoff with jitter: base, 2*base, 4*base ... up to ``ceiling``."""
+    exponential = base * 2 ** min(max(attempts - 1, 0), 32)
+    return min(ceiling, exponential) + random.uniform(0, base)
+
+
 class Worker:
-    def __init__(self, app, settings, stats):
+    def __init__(self, app, settings, store, tally):
         self.app = app
         self.settings = settings
-        self.stats = stats
+        self.store = store
+        self.tally = tally
         self._thread = None
         self._stop = threading.Event()
-        self._schema_ready = False
         self._last_flush = 0.0
-        self._backoff = tenacity.wait_exponential_jitter(
-            multiplier=settings.retry_base_seconds, max=settings.retry_max_seconds,
-            jitter=settings.retry_base_seconds)
         _install_fork_hooks(self)
 
     # life cycle ---------------------------------------------------------
@@ -50,9 +52,13 @@ class Worker:
 
     def stop(self, timeout=10.0):
         self._stop.set()
+        self.join(timeout)
+        self.flush_stats()
+
+    def join(self, timeout=None):
+        """Wait for the worker thread to end (at most ``timeout`` seconds)."""
         if self._thread is not None:
             self._thread.join(timeout)
-        self.flush_stats()
 
     @property
     def running(self):
@@ -79,25 +85,18 @@ class Worker:
                 self._stop.wait(self.settings.poll_seconds)
 
     # work ---------------------------------------------------------------
-    def ensure_schema(self):
-        if not self._schema_ready:
-            with self.app.app_context():
-                inbox.ensure_schema(sql_db.engine)
-            self._schema_ready = True
-
     def run_once(self, ignore_due=False):
         """Claim one batch of due entries and process it; return its size."""
-        self.ensure_schema()
+        from dservercore import sql_db
         with self.app.app_context():
-            with sql_db.engine.begin() as conn:
-                entries = inbox.claim(conn, inbox.now(), self.settings.claim_timeout_seconds,
+            claims = self.store.claim(self.settings.claim_timeout_seconds,
                                       ignore_due=ignore_due)
-            for entry in entries:
+            for claim in claims:
                 if self._stop.is_set() and not ignore_due:
                     break  # the claim times out and another process takes it
-                self.process(entry)
+                self.process(claim)
             sql_db.session.remove()
-        return len(entries)
+        return len(claims)
 
     def drain(self, include_waiting=False, on_progress=None):
         """Process everything due now (or everything, if asked); return count.
@@ -115,53 +114,62 @@ class Worker:
         self.flush_stats()
         return total
 
-    def process(self, entry):
-        """Sync one claimed entry and record the outcome. Needs an app context."""
-        uri = entry["dataset_uri"]
+    def process(self, claim):
+        """Sync one claimed entry and record the outcome. Needs an app context.
+
+        Returns the :class:`Outcome`, or None when the claim was lost to
+        another process meanwhile (its result is that process's to record).
+        """
+        from dservercore import sql_db
         try:
-            outcome, digest = sync_dataset(entry["base_uri"], uri, entry["fingerprint"])
+            outcome, digest = sync_dataset(claim.base_uri, claim.dataset_uri, claim.fingerprint)
         except PermanentSyncError as exc:
             sql_db.session.rollback()
-            logger.error("giving up on %s: %s", uri, exc)
-            with sql_db.engine.begin() as conn:
-                inbox.bury(conn, entry, str(exc), inbox.now())
-            self.stats.add("dead")
-            return "dead"
+            logger.error("giving up on %s: %s", claim.dataset_uri, exc)
+            return self._record_failure(claim, exc, give_up=True)
         except Exception as exc:  # S3, Mongo or SQL unreachable: retry later
             sql_db.session.rollback()
-            return self._record_failure(entry, exc)
-        with sql_db.engine.begin() as conn:
-            inbox.finish(conn, entry, outcome, inbox.now(), fingerprint=digest)
-        self.stats.add(outcome)
-        self.stats.observe_latency(max(0.0, time.time() - entry["first_event_at"]))
-        logger.info("synced %s: %s", uri, outcome)
+            return self._record_failure(claim, exc)
+        if not self.store.finish(claim, outcome, fingerprint=digest):
+            return self._claim_lost(claim, outcome)
+        self.tally.add(outcome.value)
+        self.tally.observe_latency(max(0.0, time.time() - claim.first_event_at))
+        logger.info("synced %s: %s", claim.dataset_uri, outcome)
         return outcome
 
-    def _record_failure(self, entry, exc):
+    def _record_failure(self, claim, exc, give_up=False):
         error = f"{type(exc).__name__}: {exc}"
-        delay = self._backoff(_retry_state(entry["attempts"]))
-        now = inbox.now()
-        with sql_db.engine.begin() as conn:
-            state = inbox.fail(conn, entry, error, now, now + delay,
-                               self.settings.max_attempts)
-        self.stats.add("dead" if state == "dead" else "retried")
-        logger.warning("sync of %s failed (attempt %d of %d, %s): %s",
-                       entry["dataset_uri"], entry["attempts"], self.settings.max_attempts,
-                       "giving up" if state == "dead" else f"retry in {delay:.1f}s", error)
-        return state
+        delay = retry_delay(claim.attempts, self.settings.retry_base_seconds,
+                            self.settings.retry_max_seconds)
+        state = self.store.fail(claim, error, now() + delay, self.settings.max_attempts,
+                                give_up=give_up)
+        if state is None:
+            return self._claim_lost(claim, "error")
+        outcome = Outcome.DEAD if state is State.DEAD else Outcome.RETRIED
+        self.tally.add(outcome.value)
+        if not give_up:
+            logger.warning("sync of %s failed (attempt %d of %d, %s): %s",
+                           claim.dataset_uri, claim.attempts, self.settings.max_attempts,
+                           "giving up" if state is State.DEAD else f"retry in {delay:.1f}s",
+                           error)
+        return outcome
+
+    def _claim_lost(self, claim, outcome):
+        logger.warning("claim of %s expired before it finished (%s) and another process "
+                       "took it; its result is not recorded here (raise "
+                       "DSERVER_NOTIFY_CLAIM_TIMEOUT_SECONDS if syncs take that long)",
+                       claim.dataset_uri, outcome)
+        return None
 
     def flush_stats(self):
-        deltas = self.stats.take_unflushed()
+        deltas = self.tally.take_unflushed()
         self._last_flush = time.time()
         if not deltas:
             return
         try:
-            self.ensure_schema()
-            with self.app.app_context():
-                with sql_db.engine.begin() as conn:
-                    inbox.add_counters(conn, deltas)
+            self.store.add_counters(deltas)
         except Exception:
-            self.stats.give_back(deltas)
+            self.tally.give_back(deltas)
             logger.warning("could not persist notification counters; will retry")
 
     # fork safety --------------------------------------------------------
@@ -177,21 +185,13 @@ class Worker:
     def _after_fork_in_child(self):
         self._thread = None
         self._stop = threading.Event()
-        self.stats.take_unflushed()  # the parent flushes its own counts
+        self.tally.take_unflushed()  # the parent flushes its own counts
         try:
-            with self.app.app_context():
-                for engine in sql_db.engines.values():
-                    engine.dispose(close=False)
+            self.store.dispose_inherited_connections()
         except Exception:
             logger.debug("no engines to dispose after fork", exc_info=True)
         if self.settings.worker and getattr(self, "_was_running", False):
             self.start()
-
-
-def _retry_state(attempt_number):
-    state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
-    state.attempt_number = max(1, attempt_number)
-    return state
 
 
 _workers = weakref.WeakSet()

@@ -9,8 +9,7 @@ import json
 
 import pytest
 
-from dserver_notification_plugin.elastic import intake_for_document, json_document
-from dserver_notification_plugin.formats import parse_webhook
+from dserver_notification_plugin.formats import elastic, parse_webhook
 from tests.corpus import CORPUS, PAYLOADS
 
 SENDERS = {"AWS S3", "AWS SNS", "AWS EventBridge", "Ceph RGW", "MinIO",
@@ -21,7 +20,7 @@ def parse(payload):
     if payload.path.startswith("/webhook/notify"):
         return parse_webhook(payload.body, payload.content_type)
     assert payload.path.startswith("/elastic-search/") and payload.method in ("PUT", "POST")
-    return intake_for_document(json_document(payload.body))
+    return elastic.parse_document(payload.body)
 
 
 @pytest.mark.parametrize("payload", PAYLOADS, ids=[p.file for p in PAYLOADS])

@@ -4,11 +4,9 @@ import time
 
 import pytest
 import requests
-import sqlalchemy as sa
-from dservercore import sql_db
 from dservercore.utils import register_dataset
 
-from dserver_notification_plugin import inbox
+from dserver_notification_plugin.states import State
 from tests.dserver import LiveDserver, dserver_env, prepare_index_in_subprocess, token_for
 from tests.payloads import minio_bodies_for_keys
 from tests.services import MongoServer, list_keys, remove_all_objects
@@ -53,12 +51,12 @@ def test_a_burst_of_1000_item_copy_gives_one_registration_and_bounded_s3_request
     for uri in (small, large):
         uuid = uri.rsplit("/", 1)[1]
         keys = copy_order([k for k in list_keys(bucket.s3, bucket.name) if uuid in k])
-        before_registrations = extension(app).stats.since_start().get("index_registrations", 0)
+        before_registrations = extension(app).tally.since_start().get("index_registrations", 0)
         notify_all(client, minio_bodies_for_keys(bucket.name, keys))
         before = moto.request_count()
         drain(app)
         requests_per_dataset[uri] = moto.request_count() - before
-        registrations = extension(app).stats.since_start()["index_registrations"]
+        registrations = extension(app).tally.since_start()["index_registrations"]
         assert registrations - before_registrations == 1
     assert sorted(search(client, admin_headers)) == sorted([small, large])
     assert requests_per_dataset[large] == requests_per_dataset[small], requests_per_dataset
@@ -139,9 +137,7 @@ def test_registrations_by_dservercore_do_not_enqueue(app, bucket):
     uri = bucket.put_dataset("direct", items=1)
     with app.app_context():
         register_dataset(generate_dataset_info(dtoolcore.DataSet.from_uri(uri), bucket.base_uri))
-        extension(app).ensure_schema()
-        with sql_db.engine.connect() as conn:
-            assert conn.execute(sa.select(sa.func.count()).select_from(inbox.inbox)).scalar() == 0
+    assert extension(app).store.entries() == []
 
 
 def test_mongo_down_during_processing_is_retried_and_recorded(make_app, bucket, tmp_path):
@@ -157,16 +153,14 @@ def test_mongo_down_during_processing_is_retried_and_recorded(make_app, bucket, 
         notify_all(client, minio_bodies_for_keys(bucket.name, list_keys(bucket.s3, bucket.name)))
         mongo.kill()
         drain(app)
-        with app.app_context(), sql_db.engine.connect() as conn:
-            row = conn.execute(sa.select(inbox.inbox)).mappings().one()
-        assert row["state"] == "failed" and row["attempts"] == 1
-        assert row["last_error"].startswith(("AutoReconnect", "ServerSelectionTimeout"))
+        [row] = extension(app).store.entries()
+        assert row.state is State.FAILED and row.attempts == 1
+        assert row.last_error.startswith(("AutoReconnect", "ServerSelectionTimeout"))
         mongo.restart()
         time.sleep(1.0)  # the backoff
         drain(app)
-        with app.app_context(), sql_db.engine.connect() as conn:
-            row = conn.execute(sa.select(inbox.inbox)).mappings().one()
-        assert (row["state"], row["attempts"], row["last_outcome"]) == ("done", 2, "registered")
+        [row] = extension(app).store.entries()
+        assert (row.state, row.attempts, row.last_outcome) == (State.DONE, 2, "registered")
         from tests.conftest import auth_headers
         assert search(client, auth_headers(app)) == [uri]
     finally:

@@ -387,7 +387,8 @@ def test_guard_request_allows_and_refuses(caplog):
 
     missing = client.post("/hook")
     assert missing.status_code == 401
-    assert missing.get_json() == {"message": "no credentials", "status": 401}
+    assert missing.get_json() == {"code": 401, "status": "Unauthorized",
+                                  "message": "no credentials"}
     assert missing.headers["WWW-Authenticate"] == 'Bearer realm="dserver-notification"'
 
     wrong = client.post("/hook", headers={"Authorization": "Bearer secret-tokeN"})
@@ -401,7 +402,7 @@ def test_guard_request_refuses_spoofing_from_remote_peer():
     response = client.post("/hook", headers={"X-Forwarded-For": "127.0.0.1"},
                            environ_base={"REMOTE_ADDR": "203.0.113.9"})
     assert response.status_code == 403
-    assert response.get_json()["status"] == 403
+    assert response.get_json()["code"] == 403
     assert "WWW-Authenticate" not in response.headers
     head = client.head("/hook", environ_base={"REMOTE_ADDR": "203.0.113.9"})
     assert head.status_code == 403

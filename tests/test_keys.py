@@ -4,7 +4,8 @@ from hypothesis import given, settings, strategies as st
 
 from dserver_notification_plugin.events import Action, ObjectEvent
 from dserver_notification_plugin.keys import (
-    DatasetObject, DatasetTarget, can_change_index, classify_key, dataset_uri, translate)
+    DatasetObject, DatasetTarget, Skip, SkipReason, can_change_index, classify_key, dataset_uri,
+    registration_uuid, translate)
 
 U = "49f0bf41-471b-4781-855e-161fe81ffb0d"
 OTHER = "3f0c1d2e-0000-4000-8000-123456789abc"
@@ -61,8 +62,13 @@ def test_non_dtool_keys(key):
     ("structure", False), ("readme_txt", False), ("overlays", False), ("http_manifest", False),
 ])
 def test_can_change_index(part, indexed):
-    for action in Action:
-        assert can_change_index(DatasetObject(U, "", part), action) is indexed
+    assert can_change_index(DatasetObject(U, "", part)) is indexed
+
+
+def test_registration_uuid():
+    assert registration_uuid(f"dtool-{U}") == U
+    assert registration_uuid(f"dtool-{U}/x") is None
+    assert registration_uuid(f"x/dtool-{U}") is None
 
 
 def test_dataset_uri_ignores_prefix_and_trailing_slash():
@@ -72,25 +78,27 @@ def test_dataset_uri_ignores_prefix_and_trailing_slash():
 
 def test_translate_names_the_dataset():
     event = ObjectEvent("test-bucket", f"u/testuser/{U}/dtool", Action.CREATED)
-    assert translate(event, BASES) == (
-        DatasetTarget("s3://test-bucket", f"s3://test-bucket/{U}", U, "admin"), None)
+    assert translate(event, BASES) == \
+        DatasetTarget("s3://test-bucket", f"s3://test-bucket/{U}", U, "admin")
     removal = ObjectEvent("test-bucket", f"dtool-{U}", Action.REMOVED)
-    assert translate(removal, BASES)[0].part == "registration"
+    assert translate(removal, BASES).part == "registration"
 
 
-@pytest.mark.parametrize("event,reason", [
+@pytest.mark.parametrize("event,skip,warn", [
     (ObjectEvent("elsewhere", f"{U}/dtool", Action.CREATED),
-     "bucket 'elsewhere' has no base URI mapping"),
-    (ObjectEvent("test-bucket", "dir/hello.txt", Action.CREATED), "key is not a dtool object"),
+     Skip(SkipReason.UNMAPPED_BUCKET, "elsewhere"), True),
+    (ObjectEvent("test-bucket", "dir/hello.txt", Action.CREATED),
+     Skip(SkipReason.NOT_DTOOL_KEY), True),
     (ObjectEvent("test-bucket", f"{U}/data/ab", Action.REMOVED),
-     "data item cannot change the index"),
+     Skip(SkipReason.NOT_INDEXED, "data item"), False),
     (ObjectEvent("test-bucket", f"{U}/fragments/x.json", Action.CREATED),
-     "item metadata fragment cannot change the index"),
+     Skip(SkipReason.NOT_INDEXED, "item metadata fragment"), False),
     (ObjectEvent("test-bucket", f"{U}/structure.json", Action.CREATED),
-     "structure.json cannot change the index"),
+     Skip(SkipReason.NOT_INDEXED, "structure.json"), False),
 ])
-def test_translate_reasons(event, reason):
-    assert translate(event, BASES) == (None, reason)
+def test_translate_reasons(event, skip, warn):
+    assert translate(event, BASES) == skip
+    assert skip.reason.warn is warn
 
 
 # ---- properties ------------------------------------------------------------------------
@@ -124,9 +132,7 @@ def test_classify_never_raises(key):
 
 
 def test_readme_backups_are_dtool_objects_that_cannot_change_the_index():
-    from dserver_notification_plugin.events import Action
-    from dserver_notification_plugin.keys import can_change_index, classify_key
     uuid = "49f0bf41-471b-4781-855e-161fe81ffb0d"
     obj = classify_key(f"u/me/{uuid}/README.yml-2026-11-28T12:00:00.123456")
     assert (obj.uuid, obj.part) == (uuid, "readme_backup")
-    assert not can_change_index(obj, Action.CREATED)
+    assert not can_change_index(obj)

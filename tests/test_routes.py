@@ -4,10 +4,6 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
-import sqlalchemy as sa
-from dservercore import sql_db
-
-from dserver_notification_plugin import inbox
 from tests.payloads import minio_webhook_body
 
 DATA = Path(__file__).parent / "data" / "formats"
@@ -15,10 +11,7 @@ UUID = "49f0bf41-471b-4781-855e-161fe81ffb0d"
 
 
 def inbox_rows(app):
-    with app.app_context():
-        app.extensions["dserver_notification"].ensure_schema()
-        with sql_db.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(sa.select(inbox.inbox)).mappings()]
+    return app.extensions["dserver_notification"].store.entries()
 
 
 def test_head_probes_answer_200(client):
@@ -34,7 +27,7 @@ def test_every_record_of_a_batch_is_accepted(app, client, bucket):
     answer = client.post("/webhook/notify", json={"Records": records})
     assert answer.status_code == 202
     assert answer.get_json() == {"accepted": 3, "ignored": 0}
-    assert sorted(row["uuid"] for row in inbox_rows(app)) == sorted(k.split("/")[2] for k in keys)
+    assert sorted(row.uuid for row in inbox_rows(app)) == sorted(k.split("/")[2] for k in keys)
 
 
 def test_events_of_one_dataset_fold_into_one_entry(app, client, bucket):
@@ -45,15 +38,15 @@ def test_events_of_one_dataset_fold_into_one_entry(app, client, bucket):
             .status_code == 202
     rows = inbox_rows(app)
     assert len(rows) == 1
-    assert rows[0]["dataset_uri"] == f"{bucket.base_uri}/{UUID}"
-    assert rows[0]["events"] == 5  # the data item costs nothing
+    assert rows[0].dataset_uri == f"{bucket.base_uri}/{UUID}"
+    assert rows[0].events == 5  # the data item costs nothing
 
 
 def test_keys_are_decoded_exactly(app, client, bucket):
     body = minio_webhook_body(bucket.name, f"my data+x/{UUID}/README.yml")
     assert body["Records"][0]["s3"]["object"]["key"].startswith("my+data%2Bx")
     assert client.post("/webhook/notify", json=body).get_json()["accepted"] == 1
-    assert inbox_rows(app)[0]["uuid"] == UUID
+    assert inbox_rows(app)[0].uuid == UUID
 
 
 def test_unmapped_bucket_and_foreign_keys_are_acknowledged_and_ignored(app, client, bucket,
@@ -102,7 +95,7 @@ def test_a_bad_record_is_ignored_and_its_neighbours_accepted(app, client, bucket
         {"eventName": "s3:ObjectCreated:Put"}, bad_key, good]})
     assert answer.status_code == 202
     assert answer.get_json() == {"accepted": 1, "ignored": 2}
-    assert [row["uuid"] for row in inbox_rows(app)] == [UUID]
+    assert [row.uuid for row in inbox_rows(app)] == [UUID]
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("Records[0].s3" in w for w in warnings), warnings
     assert any("'%FF%FE' does not decode" in w for w in warnings), warnings
@@ -159,7 +152,7 @@ def test_minio_elasticsearch_target_start_up_and_documents(app, client, bucket):
     deleted = client.delete("/elastic-search/notify/all/_doc/abc=")
     assert deleted.status_code == 200 and deleted.get_json()["accepted"] == 1
     rows = inbox_rows(app)
-    assert [row["events"] for row in rows] == [2]
+    assert [row.events for row in rows] == [2]
 
 
 def test_storagegrid_search_integration_documents(app, client, bucket):
@@ -170,4 +163,24 @@ def test_storagegrid_search_integration_documents(app, client, bucket):
     assert put.status_code == 201
     gone = client.delete(f"/elastic-search/idx/type/{bucket.name}_{UUID}%2Fmanifest.json")
     assert gone.status_code == 200 and gone.get_json()["accepted"] == 1
-    assert inbox_rows(app)[0]["events"] == 2
+    assert inbox_rows(app)[0].events == 2
+
+
+def test_refusals_and_errors_share_one_documented_envelope(make_app, bucket):
+    app = make_app([bucket], notify={"DSERVER_NOTIFY_AUTH_TOKEN": "right-token"})
+    client = app.test_client()
+    refused = client.post("/webhook/notify", json={"Records": []},
+                          headers={"Authorization": "Bearer wrong"})
+    assert refused.status_code == 401
+    assert refused.get_json() == {"code": 401, "status": "Unauthorized",
+                                  "message": "invalid credentials"}
+    malformed = client.post("/webhook/notify", data=b"{", content_type="application/json",
+                            headers={"Authorization": "Bearer right-token"})
+    assert malformed.status_code == 400
+    assert set(malformed.get_json()) >= {"code", "status", "message"}
+
+    spec = client.get("/doc/openapi.json").get_json()
+    answers = spec["paths"]["/webhook/notify"]["post"]["responses"]
+    for status in ("400", "401", "403", "413", "415", "503"):
+        schema = answers[status]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Error"}, (status, schema)

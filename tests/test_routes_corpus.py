@@ -10,9 +10,8 @@ import json
 
 import pytest
 import sqlalchemy as sa
-from dservercore import sql_db
 
-from dserver_notification_plugin import inbox
+from dserver_notification_plugin.store import inbox
 from tests.corpus import CORPUS_BASE_URI, CORPUS_BUCKET, PAYLOADS
 from tests.dserver import app_config, dserver_env, prepare_index
 
@@ -29,16 +28,12 @@ def corpus_app(tmp_path_factory, mongo):
 
 
 def clear_inbox(app):
-    with app.app_context():
-        app.extensions["dserver_notification"].ensure_schema()
-        with sql_db.engine.begin() as conn:
-            conn.execute(sa.delete(inbox.inbox))
+    with app.extensions["dserver_notification"].store.transaction() as conn:
+        conn.execute(sa.delete(inbox))
 
 
 def inbox_uris(app):
-    with app.app_context():
-        with sql_db.engine.connect() as conn:
-            return sorted(conn.execute(sa.select(inbox.inbox.c.dataset_uri)).scalars())
+    return sorted(entry.dataset_uri for entry in app.extensions["dserver_notification"].store.entries())
 
 
 @pytest.mark.parametrize("payload", PAYLOADS, ids=[p.file for p in PAYLOADS])

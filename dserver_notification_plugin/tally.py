@@ -1,4 +1,4 @@
-"""In-process counters, persisted to the inbox database now and then.
+"""In-process tallies of events and outcomes, added to the counters table now and then.
 
 Incrementing a SQL row per notification would cost a write for every data
 item of a copy; instead each process counts in memory and its worker
@@ -11,7 +11,7 @@ from collections import Counter
 EVENT_COUNTERS = ("received", "accepted", "ignored", "refused")
 
 
-class Stats:
+class Tally:
     def __init__(self):
         self._lock = threading.Lock()
         self._since_start = Counter()

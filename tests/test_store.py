@@ -1,0 +1,152 @@
+"""The store's queue operations on a real SQLite file, no other server."""
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from dserver_notification_plugin.keys import DatasetTarget
+from dserver_notification_plugin.states import Outcome, State
+from dserver_notification_plugin.store import Claim, Store
+
+
+def target(n):
+    uuid = f"{n:08d}-0000-4000-8000-000000000000"
+    return DatasetTarget("s3://b", f"s3://b/{uuid}", uuid, "admin")
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store(engine=sa.create_engine(f"sqlite:///{tmp_path / 'inbox.db'}"))
+
+
+def enqueue(store, targets, at, debounce=2, max_delay=30):
+    return store.enqueue(targets, debounce, max_delay, at=at)
+
+
+def claim(store, at, **kwargs):
+    return store.claim(claim_timeout=60, at=at, **kwargs)
+
+
+def test_events_of_a_dataset_fold_and_push_the_due_time_back(store):
+    assert enqueue(store, [target(1), target(1)], at=100) == 2
+    enqueue(store, [target(1)], at=101)
+    [row] = store.entries()
+    assert (row.state, row.events, row.due_at) == (State.PENDING, 3, 103)
+    assert claim(store, at=102.9) == []
+    [claimed] = claim(store, at=103)
+    assert isinstance(claimed, Claim) and claimed.dataset_uri == target(1).uri
+
+
+def test_a_never_ending_stream_is_still_due_after_max_delay(store):
+    for second in range(0, 60):
+        enqueue(store, [target(1)], at=1000 + second, debounce=2, max_delay=30)
+    [row] = store.entries()
+    assert row.due_at == 1030
+    assert len(claim(store, at=1030)) == 1
+
+
+def test_events_during_processing_send_the_entry_back_to_pending(store):
+    enqueue(store, [target(1)], at=0)
+    [entry] = claim(store, at=5)
+    enqueue(store, [target(1)], at=6)           # arrives while we sync
+    assert store.finish(entry, Outcome.REGISTERED, at=7)
+    [row] = store.entries()
+    assert row.state is State.PENDING
+    assert len(claim(store, at=row.due_at)) == 1
+
+
+def test_finished_entry_is_done_and_revived_by_a_new_event(store):
+    enqueue(store, [target(1)], at=0)
+    [entry] = claim(store, at=5)
+    assert store.finish(entry, Outcome.REGISTERED, fingerprint="f", at=6)
+    [row] = store.entries()
+    assert (row.state, row.last_outcome) == (State.DONE, "registered")
+    enqueue(store, [target(1)], at=50)
+    [row] = store.entries()
+    assert (row.state, row.events, row.fingerprint) == (State.PENDING, 1, "f")
+
+
+def test_failures_back_off_then_die_and_can_be_requeued(store):
+    enqueue(store, [target(1)], at=0)
+    for attempt in range(1, 4):
+        [entry] = claim(store, at=10 * attempt, ignore_due=True)
+        assert entry.attempts == attempt
+        state = store.fail(entry, "S3 down", retry_at=10 * attempt + 5, max_attempts=3,
+                           at=10 * attempt)
+        # a drain does not spin on a failing entry: backoff is respected
+        assert claim(store, at=10 * attempt + 1, ignore_due=True) == []
+    assert state is State.DEAD
+    assert store.dead_entries()[0].last_error == "S3 down"
+    assert store.requeue_dead(at=100) == 1
+    [row] = store.entries()
+    assert (row.state, row.attempts) == (State.PENDING, 0)
+
+
+def test_giving_up_kills_at_once(store):
+    enqueue(store, [target(1)], at=0)
+    [entry] = claim(store, at=5)
+    assert store.fail(entry, "base URI unknown", retry_at=5, max_attempts=8,
+                      give_up=True) is State.DEAD
+    assert [e.dataset_uri for e in store.dead_entries()] == [target(1).uri]
+
+
+def test_a_vanished_claim_is_reclaimed_after_the_timeout(store):
+    enqueue(store, [target(1)], at=0)
+    assert len(claim(store, at=5, owner="gone:1")) == 1
+    assert claim(store, at=30) == []
+    [entry] = claim(store, at=70, owner="alive:2")
+    assert entry.claimed_by == "alive:2"
+
+
+def test_a_lost_claim_is_noticed_and_changes_nothing(store):
+    enqueue(store, [target(1)], at=0)
+    [lost] = claim(store, at=5, owner="slow:1")
+    [taken] = claim(store, at=70, owner="other:2")   # the slow claim expired
+    assert store.finish(lost, Outcome.REGISTERED, fingerprint="stale", at=80) is False
+    assert store.fail(lost, "late error", retry_at=90, max_attempts=8, at=80) is None
+    [row] = store.entries()
+    assert (row.state, row.claimed_by, row.fingerprint) == (State.PROCESSING, "other:2", None)
+    assert store.finish(taken, Outcome.DELETED, at=81) is True
+    assert store.entries()[0].state is State.DONE
+
+
+def test_every_entry_is_claimed_by_exactly_one_of_several_claimers(store):
+    enqueue(store, [target(n) for n in range(60)], at=0, debounce=0)
+    claimed, errors = [], []
+
+    def claimer(name):
+        try:
+            while True:
+                got = store.claim(claim_timeout=60, limit=5, owner=name, at=1)
+                if not got:
+                    return
+                claimed.extend((name, e.id) for e in got)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=claimer, args=(f"p{i}",)) for i in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert errors == []
+    ids = [entry_id for _, entry_id in claimed]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == 60
+
+
+def test_counters_add_up_and_documents_are_remembered(store):
+    store.add_counters({"received": 3, "accepted": 0})
+    store.add_counters({"received": 2, "ignored": 1})
+    assert store.counter_totals() == {"received": 5, "ignored": 1}
+    store.remember_document("doc1", "b", "k1")
+    store.remember_document("doc1", "b", "k2")
+    assert store.recall_document("doc1") == ("b", "k2")
+    store.forget_document("doc1")
+    assert store.recall_document("doc1") is None
+
+
+def test_state_counts_and_oldest_waiting_age(store):
+    enqueue(store, [target(1), target(2)], at=10)
+    [entry] = claim(store, at=12, limit=1)
+    store.finish(entry, Outcome.UNCHANGED, at=13)
+    counts = store.state_counts()
+    assert (counts[State.DONE], counts[State.PENDING], counts[State.DEAD]) == (1, 1, 0)
+    assert store.oldest_waiting_age(at=20) == 10
