@@ -43,6 +43,7 @@ def accept(extension, intake) -> IntakeResult:
     tally.add("received", len(intake.events) + len(intake.ignored) + len(intake.faults))
     tally.add("accepted", len(targets))
     tally.add("ignored", ignored)
+    tally.add("unreadable", len(intake.faults))
     return IntakeResult(accepted=len(targets), ignored=ignored)
 
 

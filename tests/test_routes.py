@@ -99,6 +99,9 @@ def test_a_bad_record_is_ignored_and_its_neighbours_accepted(app, client, bucket
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("Records[0].s3" in w for w in warnings), warnings
     assert any("'%FF%FE' does not decode" in w for w in warnings), warnings
+    metrics = client.get("/webhook/metrics").get_data(as_text=True)
+    assert 'dserver_notification_process_events_total{kind="unreadable"} 2.0' in metrics
+    assert 'dserver_notification_process_events_total{kind="ignored"} 2.0' in metrics
 
 
 class _ConfirmationCatcher(BaseHTTPRequestHandler):
