@@ -363,7 +363,14 @@ near_valid = st.one_of(
             "old_entry": {"name": n}, "new_parent_path": p}},
         st.sampled_from(["create", "update", "delete", "rename"]), st.just("/buckets/") | texts,
         st.just("/buckets/b/") | texts | json_values, texts | json_values,
-        st.booleans() | json_values))
+        st.booleans() | json_values),
+    st.builds(lambda t, src, b, k: {"detail-type": t, "source": src,
+                                    "detail": {"bucket": {"name": b}, "object": {"key": k}}},
+              st.sampled_from(["Object Created", "Object Deleted", "Object Tags Added"]) | texts,
+              st.just("aws.s3") | texts, texts | json_values, texts | json_values),
+    st.builds(lambda src, k: {"Records": [dict(record(key=k), eventSource=src)]},
+              st.sampled_from(["aws:s3", "ceph:s3", "noobaa:s3"]) | json_values,
+              texts.map(lambda t: t + "%") | texts))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
