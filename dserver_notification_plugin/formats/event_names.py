@@ -46,6 +46,8 @@ _CHANGES = {
     "reducedredundancylostobject": Action.REMOVED,
 }
 
+_CHANGES_LONGEST_FIRST = sorted(_CHANGES.items(), key=lambda item: len(item[0]), reverse=True)
+
 # Names that are understood and leave every object where it was. The
 # reason logged for them is the name as sent.
 _NO_CHANGE = (
@@ -83,9 +85,9 @@ def classify_event_name(name: str) -> Tuple[Optional[Action], Optional[str], boo
     """
     bare = name[len(PREFIX):] if name.startswith(PREFIX) else name
     folded = bare.lower()
-    for prefix in sorted(_CHANGES, key=len, reverse=True):
+    for prefix, action in _CHANGES_LONGEST_FIRST:
         if _matches(folded, prefix):
-            return _CHANGES[prefix], None, False
+            return action, None, False
     for full, reason in _NOTHING_VISIBLE.items():
         if folded == full:
             return None, f"{name}: {reason}", False
