@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from dserver_notification_plugin.store import inbox
 from tests.corpus import CORPUS_BASE_URI, CORPUS_BUCKET, PAYLOADS
-from tests.dserver import app_config, dserver_env, prepare_index
+from devstack.dserver import app_config, dserver_env, prepare_index
 
 
 @pytest.fixture(scope="module")
