@@ -158,7 +158,8 @@ def test_mongo_down_during_processing_is_retried_and_recorded(make_app, bucket, 
 def test_sigkill_after_the_202s_still_ends_indexed(tmp_path, mongo, bucket, preload):
     env = dserver_env(tmp_path, mongo.uri, {bucket.name: bucket.base_uri}, {
         "DSERVER_NOTIFY_DEBOUNCE_SECONDS": "3", "DSERVER_NOTIFY_CLAIM_TIMEOUT_SECONDS": "5",
-        **bucket.env})
+        # the inbox alone must bring the dataset back, not a reconcile pass
+        "DSERVER_NOTIFY_RECONCILE_INTERVAL_SECONDS": "0", **bucket.env})
     prepare_index_in_subprocess(env, [bucket.base_uri])
     uri = bucket.put_dataset("survivor", items=3)
     server = LiveDserver(env, tmp_path, workers=2, preload=preload).start()

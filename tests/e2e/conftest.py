@@ -17,11 +17,14 @@ WAIT_SECONDS = 30.0
 POLL_INTERVAL = 0.2
 
 # Small debounce and poll interval so the tests are quick; everything else
-# is the production default. Loopback is where the storage servers run.
+# is the production default. Loopback is where the storage servers run. The
+# reconciler is off: these tests show what notifications alone achieve (its
+# own tests switch it on through ``extra_env``).
 E2E_NOTIFY = {
     "DSERVER_NOTIFY_DEBOUNCE_SECONDS": "0.5",
     "DSERVER_NOTIFY_POLL_SECONDS": "0.2",
     "DSERVER_NOTIFY_ALLOW_ACCESS_FROM": "127.0.0.1/32,::1/128",
+    "DSERVER_NOTIFY_RECONCILE_INTERVAL_SECONDS": "0",
 }
 
 
