@@ -38,10 +38,13 @@ class Intake:
     but is not an object creation or removal (access events, test events,
     directory entries ...), so the route can count and log them.
     ``sns_confirmation`` is set for an SNS SubscriptionConfirmation.
+    ``sns_envelope`` is the SNS envelope (a dict) the records came in, if
+    any: its topic and signature are checked before anything is stored.
     """
     events: List[ObjectEvent] = field(default_factory=list)
     ignored: List[str] = field(default_factory=list)
     sns_confirmation: Optional["SnsConfirmation"] = None
+    sns_envelope: Optional[dict] = None
 
 
 @dataclass(frozen=True)
