@@ -4,7 +4,9 @@ import os
 
 from dservercore import ExtensionABC
 
-from .config import ConfigSnapshot, load_settings, secret_names
+from .config import (
+    ConfigSnapshot, load_settings, open_configuration_warnings, secret_names,
+)
 from .globals import EXTENSION_KEY, current_notification  # noqa: F401 (public)
 
 try:
@@ -26,12 +28,15 @@ class NotificationExtension(ExtensionABC):
         self.worker = None
         self.ledger = None
         self.reconciler = None
+        self.warnings = []
 
     def init_app(self, app, *args, **kwargs):
         from .cli import notification_cli
-        from .guard import RejectionLog
+        from .intake import IgnoredLog
         from .ledger import Ledger
+        from .logbudget import RejectionLog
         from .reconciler import Reconciler
+        from .sns_trust import SnsTrust
         from .status import Metrics
         from .store import Store
         from .tally import Tally
@@ -43,6 +48,13 @@ class NotificationExtension(ExtensionABC):
         self.tally = Tally()
         self.store = Store(app)
         self.rejection_log = RejectionLog(self.settings.reject_log_interval_seconds)
+        self.ignored_log = IgnoredLog(self.settings.reject_log_interval_seconds)
+        self.sns = SnsTrust(self.settings)
+        # Configurations that start but leave a door open: said now, and
+        # shown by /webhook/status for as long as they last.
+        self.warnings = open_configuration_warnings(self.settings)
+        for warning in self.warnings:
+            logger.warning("dserver-notification-plugin: %s", warning)
         self.ledger = Ledger(self.store)
         self.worker = Worker(app, self.settings, self.store, self.tally, self.ledger)
         self.reconciler = Reconciler(self)

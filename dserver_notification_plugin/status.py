@@ -60,7 +60,8 @@ def gather_status(extension):
     """The status dict shown by ``flask notification status`` and the route.
 
     ``oldest_pending_age_seconds`` is None when no entry is waiting
-    (pending, failed or processing).
+    (pending, failed or processing). ``warnings`` lists the settings that
+    leave a door open (see config.open_configuration_warnings).
     """
     store = extension.store
     since_start = extension.tally.since_start()
@@ -79,6 +80,7 @@ def gather_status(extension):
         "oldest_pending_age_seconds": store.oldest_waiting_age(),
         "dead_entries": dead,
         "reconcile": _reconcile_status(extension, totals),
+        "warnings": list(getattr(extension, "warnings", [])),
     }
 
 
@@ -105,7 +107,8 @@ def _reconcile_status(extension, totals):
 
 def format_status(status):
     """A human-readable table of :func:`gather_status`'s dict."""
-    lines = ["events                 since start      total"]
+    lines = [f"WARNING: {warning}" for warning in status.get("warnings", [])]
+    lines.append("events                 since start      total")
     for name in EVENT_COUNTERS:
         lines.append(f"  {name:<20} {status['events']['since_start'][name]:>11} "
                      f"{status['events']['total'][name]:>10}")
