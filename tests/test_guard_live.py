@@ -25,6 +25,8 @@ def live(tmp_path_factory, mongo, make_bucket):
         "DSERVER_NOTIFY_AUTH_TOKEN": TOKENS,
         "DSERVER_NOTIFY_BASIC_AUTH": "minio:es-password",
         "DSERVER_NOTIFY_DEBOUNCE_SECONDS": "0",
+        # only requests may change the index here, not a reconcile pass
+        "DSERVER_NOTIFY_RECONCILE_INTERVAL_SECONDS": "0",
         **bucket.env})
     prepare_index_in_subprocess(env, [bucket.base_uri])
     server = LiveDserver(env, workdir, workers=2, ipv6=True).start()
