@@ -154,6 +154,15 @@ class Store:
             with self.app.app_context():
                 yield sql_db.engine
 
+    def ready(self):
+        """False until dservercore has set up its SQLAlchemy (after the extensions)."""
+        return self._engine is not None or "sqlalchemy" in self.app.extensions
+
+    def ping(self):
+        """Raise unless the database answers (and holds the plugin's tables)."""
+        with self.transaction() as conn:
+            conn.execute(sa.select(1))
+
     @contextmanager
     def transaction(self):
         """One transaction on the plugin's tables (created if missing)."""

@@ -12,8 +12,8 @@ import os
 import random
 import threading
 import time
-import weakref
 
+from .forking import register_fork_hooks
 from .states import Outcome, State
 from .store import now
 from .sync import PermanentSyncError, sync_dataset
@@ -38,7 +38,7 @@ class Worker:
         self._thread = None
         self._stop = threading.Event()
         self._last_flush = 0.0
-        _install_fork_hooks(self)
+        register_fork_hooks(self)
 
     # life cycle ---------------------------------------------------------
     def start(self):
@@ -64,13 +64,9 @@ class Worker:
     def running(self):
         return self._thread is not None and self._thread.is_alive()
 
-    def _app_ready(self):
-        # dservercore initialises its SQLAlchemy after the extensions.
-        return "sqlalchemy" in self.app.extensions
-
     def _loop(self):
         while not self._stop.is_set():
-            if not self._app_ready():
+            if not self.store.ready():
                 self._stop.wait(self.settings.poll_seconds)
                 continue
             try:
@@ -162,15 +158,8 @@ class Worker:
         return None
 
     def flush_stats(self):
-        deltas = self.tally.take_unflushed()
         self._last_flush = time.time()
-        if not deltas:
-            return
-        try:
-            self.store.add_counters(deltas)
-        except Exception:
-            self.tally.give_back(deltas)
-            logger.warning("could not persist notification counters; will retry")
+        self.tally.flush_to(self.store)
 
     # fork safety --------------------------------------------------------
     def _before_fork(self):
@@ -193,18 +182,3 @@ class Worker:
         if self.settings.worker and getattr(self, "_was_running", False):
             self.start()
 
-
-_workers = weakref.WeakSet()
-_hooks_installed = False
-
-
-def _install_fork_hooks(worker):
-    global _hooks_installed
-    _workers.add(worker)
-    if _hooks_installed or not hasattr(os, "register_at_fork"):
-        return
-    os.register_at_fork(
-        before=lambda: [w._before_fork() for w in list(_workers)],
-        after_in_parent=lambda: [w._after_fork_in_parent() for w in list(_workers)],
-        after_in_child=lambda: [w._after_fork_in_child() for w in list(_workers)])
-    _hooks_installed = True

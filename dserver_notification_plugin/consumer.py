@@ -1,0 +1,261 @@
+"""Pull S3 events from Amazon SQS queues into the inbox.
+
+For dservers that the storage side cannot reach: S3 notifies a queue
+(directly, through SNS or through EventBridge) and dserver fetches from it.
+One thread per queue runs in every dserver process when
+``DSERVER_NOTIFY_WORKER`` is on, or in ``flask notification consume``. Each
+round of a thread:
+
+1. long-polls up to 10 messages (``WaitTimeSeconds=20``);
+2. parses every body with the webhook's adapters (:mod:`.formats.queue`);
+   a message that cannot be parsed is left in the queue, counted and
+   logged: SQS shows it again after its visibility timeout, and the queue's
+   redrive policy moves it to the dead-letter queue after
+   ``maxReceiveCount`` receives;
+3. puts the events of the parsed messages into the inbox in one
+   transaction (:func:`.intake.accept`, the path of the HTTP routes);
+4. only then deletes those messages, in one ``DeleteMessageBatch``.
+
+A failure before step 4 deletes nothing: the messages reappear after the
+visibility timeout and are read again, by this process or another one, and
+the inbox folds the duplicates. After a failure the thread backs off with
+jitter, and checks that the database answers before it takes messages
+again, so an outage does not push good messages towards the dead-letter
+queue by receiving them over and over.
+"""
+import hashlib
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import List, Tuple
+
+from .events import Intake
+from .forking import register_fork_hooks
+from .formats import PayloadError
+from .formats.queue import parse_queue_message
+from .guard import printable
+from .intake import accept
+from .worker import FLUSH_INTERVAL_SECONDS, retry_delay
+
+logger = logging.getLogger(__name__)
+
+WAIT_SECONDS = 20          # the longest long poll SQS allows: fewest empty receives
+MAX_MESSAGES = 10          # the most SQS hands out per receive
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 60.0
+STOP_JOIN_SECONDS = 1.0    # a thread inside a long poll is left to end on its own
+#: Per-queue counters: messages received, deleted after their events were
+#: committed, left for redrive (not understood), whose deletion SQS refused,
+#: and failed rounds (SQS or database unavailable).
+QUEUE_COUNTERS = ("received", "deleted", "left_for_redrive", "delete_failed", "errors")
+_AWS_QUEUE_HOST = re.compile(r"^sqs[.-]([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
+
+
+def counter_name(queue_url, kind):
+    """The counter of one queue's figure (counter names are at most 64 characters)."""
+    digest = hashlib.sha1(queue_url.encode("utf-8")).hexdigest()[:12]
+    return f"sqs.{digest}.{kind}"
+
+
+def region_in_url(queue_url):
+    """``eu-central-1`` for ``https://sqs.eu-central-1.amazonaws.com/...``, else None."""
+    from urllib.parse import urlsplit
+    match = _AWS_QUEUE_HOST.match(urlsplit(queue_url).hostname or "")
+    return match.group(1) if match else None
+
+
+@dataclass
+class Batch:
+    """One receive, sorted: the events to commit, and what to do with each message."""
+    intake: Intake = field(default_factory=Intake)
+    done: List[dict] = field(default_factory=list)              # delete after the commit
+    left: List[Tuple[dict, str]] = field(default_factory=list)  # (message, why) for redrive
+
+
+def read_batch(messages, max_bytes) -> Batch:
+    """Parse each message on its own, so one bad message spoils nothing else."""
+    batch = Batch()
+    for message in messages:
+        try:
+            parsed = parse_queue_message(message.get("Body"), max_bytes)
+        except PayloadError as exc:
+            batch.left.append((message, exc.message))
+            continue
+        except Exception as exc:  # a parser bug must not block the other messages
+            logger.exception("parsing SQS message %s failed", message.get("MessageId"))
+            batch.left.append((message, f"parser failed: {type(exc).__name__}"))
+            continue
+        if parsed.sns_confirmation is not None:
+            batch.left.append((message, "an SNS subscription confirmation for topic "
+                               f"{printable(parsed.sns_confirmation.topic_arn, 200)}; "
+                               "confirm it with `aws sns confirm-subscription`"))
+            continue
+        batch.intake.events.extend(parsed.events)
+        batch.intake.ignored.extend(parsed.ignored)
+        batch.done.append(message)
+    return batch
+
+
+class QueueConsumer:
+    """One SQS queue, consumed by one thread of this process."""
+
+    def __init__(self, extension, queue_url):
+        self.extension = extension
+        self.queue_url = queue_url
+        self.last_error = None
+        self.last_error_at = None
+        self._client = None
+        self._inherited_clients = []
+        self._thread = None
+        self._stop = threading.Event()
+        # Held while a received batch is being committed and deleted; a
+        # fork waits for it, so no child inherits a half-done batch.
+        self._busy = threading.Lock()
+        self._last_flush = 0.0
+        register_fork_hooks(self)
+
+    # life cycle ---------------------------------------------------------
+    def start(self):
+        if self.running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._loop, name="dserver-notification-sqs", daemon=True)
+        self._thread.start()
+        logger.info("consuming SQS queue %s in process %s", self.queue_url, os.getpid())
+
+    def stop(self, timeout=STOP_JOIN_SECONDS):
+        """Ask the thread to end and wait briefly. A thread inside a long
+        poll ends when the poll returns; messages it has not committed by
+        then are not deleted and come back after the visibility timeout."""
+        self._stop.set()
+        self.join(timeout)
+        self.extension.tally.flush_to(self.extension.store)
+
+    def join(self, timeout=None):
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def running(self):
+        return self._thread is not None and self._thread.is_alive()
+
+    def _loop(self):
+        failures = 0
+        while not self._stop.is_set():
+            if not self.extension.store.ready():
+                self._stop.wait(1.0)
+                continue
+            try:
+                if failures:
+                    self.extension.store.ping()  # database back? only then take messages
+                self.poll_once()
+                failures = 0
+            except Exception as exc:  # SQS or the database unavailable
+                failures += 1
+                delay = retry_delay(failures, BACKOFF_BASE_SECONDS, BACKOFF_MAX_SECONDS)
+                self._record_error(exc, delay)
+                self._stop.wait(delay)
+            if time.time() - self._last_flush > FLUSH_INTERVAL_SECONDS:
+                self._last_flush = time.time()
+                self.extension.tally.flush_to(self.extension.store)
+
+    # work ---------------------------------------------------------------
+    def poll_once(self, wait_seconds=WAIT_SECONDS):
+        """Receive one batch, commit its events, delete what was committed.
+
+        Returns the :class:`Batch`. Raises when SQS or the database fails;
+        then no message of the batch has been deleted.
+        """
+        answer = self.client().receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=MAX_MESSAGES,
+            WaitTimeSeconds=wait_seconds,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"])
+        messages = answer.get("Messages") or []
+        if not messages:
+            return Batch()
+        with self._busy:
+            self._count("received", len(messages))
+            batch = read_batch(messages, self.extension.settings.max_body_bytes)
+            self._leave(batch.left)
+            if batch.done:
+                accept(self.extension, batch.intake)  # committed when it returns
+                self._delete(batch.done)
+        return batch
+
+    def client(self):
+        """This process's SQS client, made on first use with boto3's usual
+        configuration (credentials chain, region, ``AWS_ENDPOINT_URL_SQS``)."""
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+            session = boto3.session.Session()
+            region = session.region_name or region_in_url(self.queue_url)
+            if region is None:
+                raise RuntimeError("no AWS region for SQS: set AWS_DEFAULT_REGION")
+            self._client = session.client("sqs", region_name=region, config=Config(
+                connect_timeout=10, read_timeout=WAIT_SECONDS + 20,
+                retries={"mode": "standard"}))
+        return self._client
+
+    def _leave(self, left):
+        """Count and log messages left for the queue's redrive policy."""
+        self._count("left_for_redrive", len(left))
+        for message, reason in left:
+            attributes = message.get("Attributes") or {}
+            logger.warning(
+                "left SQS message %s in %s for its redrive policy (received %s times): %s",
+                printable(message.get("MessageId"), 100), self.queue_url,
+                printable(attributes.get("ApproximateReceiveCount", "?")),
+                printable(reason, 300))
+
+    def _delete(self, messages):
+        entries = [{"Id": str(number), "ReceiptHandle": message["ReceiptHandle"]}
+                   for number, message in enumerate(messages)]
+        answer = self.client().delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+        self._count("deleted", len(answer.get("Successful") or []))
+        failed = answer.get("Failed") or []
+        self._count("delete_failed", len(failed))
+        for failure in failed:
+            # Its events are committed: reading it again costs one folded event.
+            logger.warning("SQS did not delete a message of %s: %s %s", self.queue_url,
+                           printable(failure.get("Code")), printable(failure.get("Message"), 200))
+
+    def _count(self, kind, amount):
+        self.extension.tally.add(counter_name(self.queue_url, kind), amount)
+
+    def _record_error(self, exc, delay):
+        self._count("errors", 1)
+        self.last_error = printable(f"{type(exc).__name__}: {exc}", 500)
+        self.last_error_at = time.time()
+        logger.warning("SQS queue %s: %s; nothing deleted, retrying in %.1f s",
+                       self.queue_url, self.last_error, delay)
+
+    # fork safety --------------------------------------------------------
+    def _before_fork(self):
+        self._was_running = self.running
+        self._busy.acquire()
+
+    def _after_fork_in_parent(self):
+        self._busy.release()
+
+    def _after_fork_in_child(self):
+        # The parent's thread did not come along and its lock stays held
+        # here. Its client shares the parent's sockets: keep it unused and
+        # unclosed, and make a fresh one on first use.
+        self._busy = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+        if self._client is not None:
+            self._inherited_clients.append(self._client)
+            self._client = None
+        if self.extension.settings.worker and getattr(self, "_was_running", False):
+            self.start()
+
+
+def make_consumers(extension):
+    """One consumer per queue in ``DSERVER_NOTIFY_SQS_QUEUE_URLS``."""
+    return [QueueConsumer(extension, url) for url in extension.settings.sqs_queue_urls]
