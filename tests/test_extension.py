@@ -57,6 +57,10 @@ def test_two_apps_in_one_process_differ(make_app, bucket, moto):
     ("DSERVER_NOTIFY_MAX_BODY_BYTES", "lots", "not a number"),
     ("DSERVER_NOTIFY_DEBOUNCE_SECONDS", "-1", "at least"),
     ("DSERVER_NOTIFY_WORKER", "sometimes", "neither on nor off"),
+    ("DSERVER_NOTIFY_SQS_QUEUE_URLS", "dserver-events", "not an SQS queue URL"),
+    ("DSERVER_NOTIFY_SQS_QUEUE_URLS", "https://sqs.eu-central-1.amazonaws.com/",
+     "not an SQS queue URL"),
+    ("DSERVER_NOTIFY_SQS_QUEUE_URLS", "http://h/1/q,http://h/1/q", "listed twice"),
 ])
 def test_invalid_setting_stops_start_up_naming_the_variable(tmp_path, mongo, name, value,
                                                             complaint):

@@ -1,0 +1,104 @@
+"""SQS message bodies and batches, without a server: what is committed and
+deleted, and what is left in the queue for its redrive policy.
+
+Bodies are moto_server's captured SQS messages (S3 -> SQS) and SNS
+envelopes (what S3 -> SNS -> SQS delivers without raw message delivery);
+provenance in tests/data/README.md.
+"""
+import json
+from pathlib import Path
+
+import pytest
+
+from dserver_notification_plugin.consumer import (
+    QUEUE_COUNTERS, counter_name, read_batch, region_in_url)
+from dserver_notification_plugin.events import Action
+from dserver_notification_plugin.formats import PayloadError
+from dserver_notification_plugin.formats.queue import parse_queue_message
+
+DATA = Path(__file__).parent / "data" / "formats"
+LIMIT = 1 << 20
+
+
+def body(name):
+    return (DATA / name).read_text()
+
+
+def message(number, text):
+    return {"MessageId": f"m{number}", "ReceiptHandle": f"r{number}", "Body": text,
+            "Attributes": {"ApproximateReceiveCount": "1"}}
+
+
+@pytest.mark.parametrize("name, events, ignored", [
+    ("moto-sqs/moto-sqs-001.json", [], ["s3:TestEvent"]),
+    ("moto-sqs/moto-sqs-002.json", [("notif", "a/b.txt", Action.CREATED)], []),
+    ("moto-sqs/moto-sqs-003.json", [("notif", "a/b.txt", Action.REMOVED)], []),
+    ("moto-sns/moto-sns-001.json", [], ["s3:TestEvent"]),
+    ("moto-sns/moto-sns-002.json", [("notif-sns", "ds/README.yml", Action.CREATED)], []),
+])
+def test_bodies_from_s3_and_from_sns_envelopes(name, events, ignored):
+    intake = parse_queue_message(body(name), LIMIT)
+    assert [(e.bucket, e.key, e.action) for e in intake.events] == events
+    assert intake.ignored == ignored
+
+
+@pytest.mark.parametrize("text, complaint", [
+    ("", "empty"),
+    ("   ", "empty"),
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "JSON object"),
+    ('{"hello": "world"}', "not a known notification"),
+    ('{"Records": "nope"}', "must be an array"),
+    ('{"Type": "Notification", "Message": "{broken"}', "not valid JSON"),
+])
+def test_bodies_that_are_no_notification_are_refused_with_a_reason(text, complaint):
+    with pytest.raises(PayloadError) as error:
+        parse_queue_message(text, LIMIT)
+    assert complaint in error.value.message
+
+
+def test_a_body_over_the_limit_is_refused_before_parsing():
+    text = body("moto-sqs/moto-sqs-002.json")
+    with pytest.raises(PayloadError) as error:
+        parse_queue_message(text, len(text.encode()) - 1)
+    assert "exceeds the limit" in error.value.message
+    assert parse_queue_message(text, len(text.encode())).events
+
+
+def test_a_batch_commits_the_good_messages_and_leaves_the_bad_ones():
+    confirmation = json.dumps({
+        "Type": "SubscriptionConfirmation", "TopicArn": "arn:aws:sns:us-east-1:1:t",
+        "SubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription"})
+    messages = [message(1, body("moto-sqs/moto-sqs-001.json")),
+                message(2, "{not json"),
+                message(3, body("moto-sqs/moto-sqs-002.json")),
+                message(4, confirmation),
+                message(5, body("moto-sns/moto-sns-003.json")),
+                {"MessageId": "m6", "ReceiptHandle": "r6"}]  # no body at all
+    batch = read_batch(messages, LIMIT)
+    assert [m["MessageId"] for m in batch.done] == ["m1", "m3", "m5"]
+    assert [m["MessageId"] for m, _ in batch.left] == ["m2", "m4", "m6"]
+    reasons = dict((m["MessageId"], why) for m, why in batch.left)
+    assert "not valid JSON" in reasons["m2"]
+    assert "subscription confirmation" in reasons["m4"]
+    assert "empty" in reasons["m6"]
+    assert [(e.bucket, e.key, e.action) for e in batch.intake.events] == [
+        ("notif", "a/b.txt", Action.CREATED), ("notif-sns", "ds/README.yml", Action.REMOVED)]
+    assert batch.intake.ignored == ["s3:TestEvent"]
+
+
+def test_region_comes_from_an_aws_queue_url_only():
+    assert region_in_url("https://sqs.eu-central-1.amazonaws.com/123456789012/q") == \
+        "eu-central-1"
+    assert region_in_url("https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q") == \
+        "cn-north-1"
+    assert region_in_url("http://127.0.0.1:5000/123456789012/q") is None
+    assert region_in_url("https://sqs.eu-central-1.amazonaws.com.evil.org/1/q") is None
+
+
+def test_each_queue_has_its_own_counters_that_fit_the_counters_table():
+    long_url = "https://sqs.eu-central-1.amazonaws.com/123456789012/" + "q" * 80
+    names = {counter_name(url, kind) for url in (long_url, long_url + "2")
+             for kind in QUEUE_COUNTERS}
+    assert len(names) == 2 * len(QUEUE_COUNTERS)
+    assert max(len(name) for name in names) <= 64
