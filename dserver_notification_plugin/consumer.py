@@ -19,7 +19,7 @@ round of a thread:
 A failure before step 4 deletes nothing: the messages reappear after the
 visibility timeout and are read again, by this process or another one, and
 the inbox folds the duplicates. After a failure the thread backs off with
-jitter, and checks that the database answers before it takes messages
+jitter, and checks that the database takes writes before it receives messages
 again, so an outage does not push good messages towards the dead-letter
 queue by receiving them over and over.
 """
@@ -151,7 +151,8 @@ class QueueConsumer:
                 continue
             try:
                 if failures:
-                    self.extension.store.ping()  # database back? only then take messages
+                    # Take messages again only once they can be committed.
+                    self.extension.store.check_writable()
                 self.poll_once()
                 failures = 0
             except Exception as exc:  # SQS or the database unavailable

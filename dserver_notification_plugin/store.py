@@ -158,10 +158,12 @@ class Store:
         """False until dservercore has set up its SQLAlchemy (after the extensions)."""
         return self._engine is not None or "sqlalchemy" in self.app.extensions
 
-    def ping(self):
-        """Raise unless the database answers (and holds the plugin's tables)."""
+    def check_writable(self):
+        """Raise unless a write would go through now: an UPDATE that matches
+        no row still needs the database's write lock."""
         with self.transaction() as conn:
-            conn.execute(sa.select(1))
+            conn.execute(counters.update().where(counters.c.name == "")
+                         .values(value=counters.c.value))
 
     @contextmanager
     def transaction(self):
