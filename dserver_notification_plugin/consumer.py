@@ -25,7 +25,6 @@ queue by receiving them over and over.
 """
 import hashlib
 import logging
-import os
 import re
 import threading
 import time
@@ -33,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import List, Tuple
 
 from .events import Intake
-from .forking import register_fork_hooks
+from .background import BackgroundThread
 from .formats import PayloadError
 from .formats.queue import parse_queue_message
 from .guard import printable
@@ -99,49 +98,36 @@ def read_batch(messages, max_bytes) -> Batch:
     return batch
 
 
-class QueueConsumer:
-    """One SQS queue, consumed by one thread of this process."""
+class QueueConsumer(BackgroundThread):
+    """One SQS queue, consumed by one thread of this process.
+
+    ``stop`` waits only briefly: a thread inside a long poll ends when the
+    poll returns, and messages it has not committed by then are not deleted
+    and come back after the visibility timeout.
+    """
+
+    thread_name = "dserver-notification-sqs"
+    stop_timeout = STOP_JOIN_SECONDS
 
     def __init__(self, extension, queue_url):
+        super().__init__()
         self.extension = extension
         self.queue_url = queue_url
         self.last_error = None
         self.last_error_at = None
         self._client = None
         self._inherited_clients = []
-        self._thread = None
-        self._stop = threading.Event()
         # Held while a received batch is being committed and deleted; a
         # fork waits for it, so no child inherits a half-done batch.
         self._busy = threading.Lock()
         self._last_flush = 0.0
-        register_fork_hooks(self)
 
     # life cycle ---------------------------------------------------------
-    def start(self):
-        if self.running:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._loop, name="dserver-notification-sqs", daemon=True)
-        self._thread.start()
-        logger.info("consuming SQS queue %s in process %s", self.queue_url, os.getpid())
+    def describe(self):
+        return f"consumer of SQS queue {self.queue_url}"
 
-    def stop(self, timeout=STOP_JOIN_SECONDS):
-        """Ask the thread to end and wait briefly. A thread inside a long
-        poll ends when the poll returns; messages it has not committed by
-        then are not deleted and come back after the visibility timeout."""
-        self._stop.set()
-        self.join(timeout)
+    def _after_stop(self):
         self.extension.tally.flush_to(self.extension.store)
-
-    def join(self, timeout=None):
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    @property
-    def running(self):
-        return self._thread is not None and self._thread.is_alive()
 
     def _loop(self):
         failures = 0
@@ -248,8 +234,7 @@ class QueueConsumer:
         # here. Its client shares the parent's sockets: keep it unused and
         # unclosed, and make a fresh one on first use.
         self._busy = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = None
+        self._forget_thread()
         if self._client is not None:
             self._inherited_clients.append(self._client)
             self._client = None

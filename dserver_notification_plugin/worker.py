@@ -8,12 +8,10 @@ thread is paused around every fork and a fresh one is started in each child,
 with the inherited database connections discarded, never shared.
 """
 import logging
-import os
 import random
-import threading
 import time
 
-from .forking import register_fork_hooks
+from .background import BackgroundThread
 from .states import Outcome, State
 from .store import now
 from .sync import PermanentSyncError, sync_dataset
@@ -29,40 +27,20 @@ def retry_delay(attempts, base, ceiling):
     return min(ceiling, exponential) + random.uniform(0, base)
 
 
-class Worker:
+class Worker(BackgroundThread):
+    thread_name = "dserver-notification-worker"
+
     def __init__(self, app, settings, store, tally):
+        super().__init__()
         self.app = app
         self.settings = settings
         self.store = store
         self.tally = tally
-        self._thread = None
-        self._stop = threading.Event()
         self._last_flush = 0.0
-        register_fork_hooks(self)
 
     # life cycle ---------------------------------------------------------
-    def start(self):
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._loop, name="dserver-notification-worker", daemon=True)
-        self._thread.start()
-        logger.info("notification worker started in process %s", os.getpid())
-
-    def stop(self, timeout=10.0):
-        self._stop.set()
-        self.join(timeout)
+    def _after_stop(self):
         self.flush_stats()
-
-    def join(self, timeout=None):
-        """Wait for the worker thread to end (at most ``timeout`` seconds)."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    @property
-    def running(self):
-        return self._thread is not None and self._thread.is_alive()
 
     def _loop(self):
         while not self._stop.is_set():
@@ -172,8 +150,7 @@ class Worker:
             self.start()
 
     def _after_fork_in_child(self):
-        self._thread = None
-        self._stop = threading.Event()
+        self._forget_thread()
         self.tally.take_unflushed()  # the parent flushes its own counts
         try:
             self.store.dispose_inherited_connections()
