@@ -4,7 +4,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
-from tests.payloads import minio_webhook_body
+from devstack.payloads import minio_webhook_body
 
 DATA = Path(__file__).parent / "data" / "formats"
 UUID = "49f0bf41-471b-4781-855e-161fe81ffb0d"
