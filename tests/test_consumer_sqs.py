@@ -6,7 +6,6 @@ thread, and look at what a user would: the queue's depth, its dead-letter
 queue, the inbox, the index and ``flask notification status``.
 """
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -16,13 +15,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import auth_headers
-from tests.dserver import dserver_env, prepare_index_in_subprocess
-from tests.queues import consumer_env, create_queue, notify_queue
-from tests.services import free_port
-from tests.test_operations import EXTENSION, cli, drain, searched, status_json
+from devstack.dserver import dserver_env, prepare_index_in_subprocess
+from devstack.ports import free_port, python_env
+from devstack.sqs import consumer_env, create_queue, notify_queue
 
 ROOT = Path(__file__).resolve().parent.parent
+EXTENSION = "dserver_notification"
 PATIENCE = 60.0
 
 
@@ -70,8 +68,15 @@ def consume_until_empty(consumer, queue):
     eventually(empty, f"{queue.url} emptied")
 
 
+def cli(app, *args):
+    return app.test_cli_runner().invoke(args=["notification", *args])
+
+
 def queue_figures(app):
-    [figures] = status_json(app)["queues"]
+    """The queue's part of ``flask notification status --json``."""
+    result = cli(app, "status", "--json")
+    assert result.exit_code == 0, result.output
+    [figures] = json.loads(result.output)["queues"]
     return figures
 
 
@@ -79,7 +84,8 @@ def inbox_uris(app):
     return [entry.dataset_uri for entry in app.extensions[EXTENSION].store.entries()]
 
 
-def test_a_copied_dataset_goes_from_the_queue_to_the_index(sqs_app, bucket, queue):
+def test_a_copied_dataset_goes_from_the_queue_to_the_index(sqs_app, bucket, queue, drain,
+                                                          search, auth_headers):
     uri = bucket.put_dataset("from-the-queue", items=2)
     consume_until_empty(consumer_of(sqs_app), queue)
     assert inbox_uris(sqs_app) == [uri]
@@ -89,7 +95,7 @@ def test_a_copied_dataset_goes_from_the_queue_to_the_index(sqs_app, bucket, queu
     assert figures["total"]["left_for_redrive"] == 0
     drain(sqs_app)
     client = sqs_app.test_client()
-    assert searched(client, auth_headers(sqs_app), base_uris=[bucket.base_uri]) == [uri]
+    assert search(client, auth_headers(sqs_app), base_uris=[bucket.base_uri]) == [uri]
 
 
 def test_a_malformed_message_is_left_for_the_dead_letter_queue(sqs_app, bucket, queue):
@@ -169,7 +175,7 @@ def test_flask_notification_consume_fills_the_inbox_and_stops_on_sigterm(
     bucket.put_dataset("from-the-command", items=1)
     flask = [sys.executable, "-m", "flask", "--app", "dservercore:create_app()",
              "notification"]
-    consume = subprocess.Popen([*flask, "consume"], env={**os.environ, **env}, cwd=ROOT,
+    consume = subprocess.Popen([*flask, "consume"], env=python_env(env), cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         eventually(lambda: queue.depth() == (0, 0), "the command emptied the queue")
@@ -177,7 +183,7 @@ def test_flask_notification_consume_fills_the_inbox_and_stops_on_sigterm(
         consume.terminate()
         output, _ = consume.communicate(timeout=PATIENCE)
     assert consume.returncode == 0, output
-    status = subprocess.run([*flask, "status", "--json"], env={**os.environ, **env},
+    status = subprocess.run([*flask, "status", "--json"], env=python_env(env),
                             cwd=ROOT, capture_output=True, text=True, check=True)
     report = json.loads(status.stdout)
     assert report["inbox"]["pending"] == 1

@@ -3,14 +3,14 @@
 moto_server serves SQS on the port of S3 and delivers bucket notifications
 to queues itself: ``QueueConfigurations`` for S3 -> SQS, and an SNS topic
 with an ``sqs`` subscription for S3 -> SNS -> SQS (raw message delivery on
-or off). The first message of either is an ``s3:TestEvent``. Plain module
-(no pytest), like tests/services.py.
+or off). The first message of either is an ``s3:TestEvent``.
 """
 import json
 import uuid
 from dataclasses import dataclass
 
-from tests.services import DUMMY_REGION, MOTO_KEY, MOTO_SECRET
+from devstack.moto import MOTO_KEY, MOTO_SECRET
+from devstack.s3 import DUMMY_REGION
 
 EVENTS = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
 
