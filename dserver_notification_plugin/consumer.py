@@ -1,7 +1,7 @@
 """Pull S3 events from Amazon SQS queues into the inbox.
 
 For dservers that the storage side cannot reach: S3 notifies a queue
-(directly, through SNS or through EventBridge) and dserver fetches from it.
+(directly or through SNS) and dserver fetches from it.
 One thread per queue runs in every dserver process when
 ``DSERVER_NOTIFY_WORKER`` is on, or in ``flask notification consume``. Each
 round of a thread:

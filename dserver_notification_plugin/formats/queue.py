@@ -2,10 +2,11 @@
 
 A queue that a bucket notifies directly holds S3 event JSON (its first
 message is an ``s3:TestEvent``); a queue subscribed to an SNS topic holds
-SNS envelopes, or the S3 event itself when raw message delivery is on; a
-queue that an EventBridge rule targets holds EventBridge events. A body has
-no content type, so its top-level keys tell the dialects apart, exactly as
-for a JSON webhook request.
+SNS envelopes, or the S3 event itself when raw message delivery is on. A
+body has no content type, so its top-level keys tell the dialects apart,
+exactly as for a JSON webhook request; one dispatch serves both, so a
+dialect added there (EventBridge events, for a rule that targets the
+queue) is read here too.
 """
 from .errors import PayloadError, load_json_text
 from .webhook import parse_json_document
