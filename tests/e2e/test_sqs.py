@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from devstack.datasets import Bucket
-from devstack.dserver import LiveDserver
+from devstack.dserver import LiveDserver, dserver_env, prepare_index_in_subprocess
 from devstack.sqs import consumer_env, create_queue, notify_queue, notify_queue_through_sns
 from dserver_notification_plugin.worker import FLUSH_INTERVAL_SECONDS
 
@@ -129,3 +129,29 @@ def test_two_dservers_on_one_queue_register_each_dataset_once(
         for server in (index.server, second):  # both hosts pull from the queue
             [figures] = admin_status(server)["queues"]
             assert figures["queue_url"] == queue.url and figures["consuming"]
+
+
+def test_a_preloaded_dserver_consumes_after_forking(tmp_path, mongo, moto, lone_queue):
+    """gunicorn --preload creates the app, and its consumer, in the master
+    before forking the workers: the fork must not wedge, and the workers
+    consume with clients of their own."""
+    bucket, queue = lone_queue
+    env = dserver_env(tmp_path, mongo.uri, {bucket.name: bucket.base_uri}, {
+        "DSERVER_NOTIFY_DEBOUNCE_SECONDS": "0.5", "DSERVER_NOTIFY_POLL_SECONDS": "0.2",
+        **consumer_env(moto, queue), **bucket.env})
+    prepare_index_in_subprocess(env, [bucket.base_uri])
+    with LiveDserver(env, tmp_path, workers=2, preload=True) as server:
+        uri = bucket.put_dataset("preloaded", items=1)
+        deadline = time.monotonic() + 90
+        while uri not in listing(server):
+            assert time.monotonic() < deadline, server.log_tail(80)
+            time.sleep(0.5)
+        [figures] = admin_status(server)["queues"]
+        assert figures["consuming"] and figures["last_error"] is None
+        assert queue.dead_letters() == []
+
+
+def listing(server):
+    answer = requests.get(f"{server.url}/uris", headers=server.admin_headers(), timeout=10)
+    assert answer.status_code == 200, answer.text
+    return [d["uri"] for d in answer.json()]
