@@ -165,8 +165,8 @@ class Settings:
         "`flask notification worker` separately.")
     sqs_queue_urls: Tuple[str, ...] = setting(
         "SQS_QUEUE_URLS", "", parse_queue_urls,
-        "Comma-separated Amazon SQS queue URLs to pull S3 events from (S3 to SQS, "
-        "directly or through SNS), in each dserver process or with `flask notification "
+        "Comma-separated Amazon SQS queue URLs to pull S3 events from (S3, SNS or "
+        "EventBridge to SQS), in each dserver process or with `flask notification "
         "consume`, as DSERVER_NOTIFY_WORKER says; boto3 finds credentials, region and "
         "AWS_ENDPOINT_URL_SQS as usual.")
     reject_log_interval_seconds: float = setting(

@@ -1,15 +1,16 @@
 """Pull S3 events from Amazon SQS queues into the inbox.
 
 For dservers that the storage side cannot reach: S3 notifies a queue
-(directly or through SNS) and dserver fetches from it.
+(directly, through SNS or through EventBridge) and dserver fetches from it.
 One thread per queue runs in every dserver process when
 ``DSERVER_NOTIFY_WORKER`` is on, or in ``flask notification consume``. Each
 round of a thread:
 
 1. long-polls up to 10 messages (``WaitTimeSeconds=20``);
 2. parses every body with the webhook's adapters (:mod:`.formats.queue`);
-   a message that cannot be parsed is left in the queue, counted and
-   logged: SQS shows it again after its visibility timeout, and the queue's
+   a message that cannot be parsed, or holds a record that cannot be
+   understood, is left in the queue, counted and logged (the events it
+   does hold are committed all the same): SQS shows it again after its visibility timeout, and the queue's
    redrive policy moves it to the dead-letter queue after
    ``maxReceiveCount`` receives;
 3. puts the events of the parsed messages into the inbox in one
@@ -87,13 +88,18 @@ def read_batch(messages, max_bytes) -> Batch:
             logger.exception("parsing SQS message %s failed", message.get("MessageId"))
             batch.left.append((message, f"parser failed: {type(exc).__name__}"))
             continue
+        if parsed.faults:
+            # Its readable events still go in; the message itself stays for
+            # the dead-letter queue, where someone can look at it.
+            batch.intake.extend(parsed)
+            batch.left.append((message, "unreadable record(s): " + "; ".join(parsed.faults[:3])))
+            continue
         if parsed.sns_confirmation is not None:
             batch.left.append((message, "an SNS subscription confirmation for topic "
                                f"{printable(parsed.sns_confirmation.topic_arn, 200)}; "
                                "confirm it with `aws sns confirm-subscription`"))
             continue
-        batch.intake.events.extend(parsed.events)
-        batch.intake.ignored.extend(parsed.ignored)
+        batch.intake.extend(parsed)
         batch.done.append(message)
     return batch
 
@@ -168,8 +174,9 @@ class QueueConsumer(BackgroundThread):
             self._count("received", len(messages))
             batch = read_batch(messages, self.extension.settings.max_body_bytes)
             self._leave(batch.left)
-            if batch.done:
+            if batch.done or batch.intake.faults:
                 accept(self.extension, batch.intake)  # committed when it returns
+            if batch.done:
                 self._delete(batch.done)
         return batch
 

@@ -11,7 +11,8 @@ from collections import Counter
 
 logger = logging.getLogger(__name__)
 
-EVENT_COUNTERS = ("received", "accepted", "ignored", "refused")
+# "unreadable" counts the records among "ignored" that could not be understood.
+EVENT_COUNTERS = ("received", "accepted", "ignored", "unreadable", "refused")
 
 
 class Tally:

@@ -1,9 +1,10 @@
 """SQS message bodies and batches, without a server: what is committed and
 deleted, and what is left in the queue for its redrive policy.
 
-Bodies are moto_server's captured SQS messages (S3 -> SQS) and SNS
-envelopes (what S3 -> SNS -> SQS delivers without raw message delivery);
-provenance in tests/data/README.md.
+Bodies are moto_server's captured SQS messages (S3 -> SQS), SNS
+envelopes (what S3 -> SNS -> SQS delivers without raw message delivery)
+and an EventBridge event of the corpus (what EventBridge -> SQS delivers);
+provenance in tests/data/README.md and tests/data/corpus/index.toml.
 """
 import json
 from pathlib import Path
@@ -17,6 +18,8 @@ from dserver_notification_plugin.formats import PayloadError
 from dserver_notification_plugin.formats.queue import parse_queue_message
 
 DATA = Path(__file__).parent / "data" / "formats"
+EVENTBRIDGE = "../corpus/aws/eventbridge-object-created-dtool.json"
+EVENTBRIDGE_KEY = "lab+shared 100%/c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f/dtool"
 LIMIT = 1 << 20
 
 
@@ -35,6 +38,7 @@ def message(number, text):
     ("moto-sqs/moto-sqs-003.json", [("notif", "a/b.txt", Action.REMOVED)], []),
     ("moto-sns/moto-sns-001.json", [], ["s3:TestEvent"]),
     ("moto-sns/moto-sns-002.json", [("notif-sns", "ds/README.yml", Action.CREATED)], []),
+    (EVENTBRIDGE, [("dtool-corpus", EVENTBRIDGE_KEY, Action.CREATED)], []),
 ])
 def test_bodies_from_s3_and_from_sns_envelopes(name, events, ignored):
     intake = parse_queue_message(body(name), LIMIT)
@@ -49,7 +53,6 @@ def test_bodies_from_s3_and_from_sns_envelopes(name, events, ignored):
     ("[1, 2]", "JSON object"),
     ('{"hello": "world"}', "not a known notification"),
     ('{"Records": "nope"}', "must be an array"),
-    ('{"Type": "Notification", "Message": "{broken"}', "not valid JSON"),
 ])
 def test_bodies_that_are_no_notification_are_refused_with_a_reason(text, complaint):
     with pytest.raises(PayloadError) as error:
@@ -66,6 +69,8 @@ def test_a_body_over_the_limit_is_refused_before_parsing():
 
 
 def test_a_batch_commits_the_good_messages_and_leaves_the_bad_ones():
+    readable = json.loads(body("moto-sqs/moto-sqs-002.json"))["Records"][0]
+    half_readable = json.dumps({"Records": [readable, {"eventName": "ObjectCreated:Put"}]})
     confirmation = json.dumps({
         "Type": "SubscriptionConfirmation", "TopicArn": "arn:aws:sns:us-east-1:1:t",
         "SubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription"})
@@ -74,17 +79,24 @@ def test_a_batch_commits_the_good_messages_and_leaves_the_bad_ones():
                 message(3, body("moto-sqs/moto-sqs-002.json")),
                 message(4, confirmation),
                 message(5, body("moto-sns/moto-sns-003.json")),
-                {"MessageId": "m6", "ReceiptHandle": "r6"}]  # no body at all
+                {"MessageId": "m6", "ReceiptHandle": "r6"},  # no body at all
+                message(7, json.dumps({"Type": "Notification", "Message": "{broken"})),
+                message(8, half_readable)]
     batch = read_batch(messages, LIMIT)
     assert [m["MessageId"] for m in batch.done] == ["m1", "m3", "m5"]
-    assert [m["MessageId"] for m, _ in batch.left] == ["m2", "m4", "m6"]
+    assert [m["MessageId"] for m, _ in batch.left] == ["m2", "m4", "m6", "m7", "m8"]
     reasons = dict((m["MessageId"], why) for m, why in batch.left)
     assert "not valid JSON" in reasons["m2"]
     assert "subscription confirmation" in reasons["m4"]
     assert "empty" in reasons["m6"]
+    assert "unreadable record" in reasons["m7"] and "not valid JSON" in reasons["m7"]
+    assert "unreadable record" in reasons["m8"]
+    # The readable record of a half-readable message is committed all the same.
     assert [(e.bucket, e.key, e.action) for e in batch.intake.events] == [
-        ("notif", "a/b.txt", Action.CREATED), ("notif-sns", "ds/README.yml", Action.REMOVED)]
+        ("notif", "a/b.txt", Action.CREATED), ("notif-sns", "ds/README.yml", Action.REMOVED),
+        ("notif", "a/b.txt", Action.CREATED)]
     assert batch.intake.ignored == ["s3:TestEvent"]
+    assert len(batch.intake.faults) == 2
 
 
 def test_region_comes_from_an_aws_queue_url_only():

@@ -65,7 +65,7 @@ def test_status_counts_notifications_and_inbox(app, client, bucket, drain):
 
     status = status_json(app)
     expected = {"received": accepted + ignored, "accepted": accepted,
-                "ignored": ignored, "refused": 0}
+                "ignored": ignored, "unreadable": 0, "refused": 0}
     assert status["events"]["since_start"] == expected
     assert status["events"]["total"] == expected
     assert status["inbox"] == {"pending": 1, "processing": 0, "failed": 0,

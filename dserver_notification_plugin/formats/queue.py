@@ -2,14 +2,13 @@
 
 A queue that a bucket notifies directly holds S3 event JSON (its first
 message is an ``s3:TestEvent``); a queue subscribed to an SNS topic holds
-SNS envelopes, or the S3 event itself when raw message delivery is on. A
-body has no content type, so its top-level keys tell the dialects apart,
-exactly as for a JSON webhook request; one dispatch serves both, so a
-dialect added there (EventBridge events, for a rule that targets the
-queue) is read here too.
+SNS envelopes, or the S3 event itself when raw message delivery is on; a
+queue that an EventBridge rule targets holds EventBridge events. A body has
+no content type, so its top-level keys tell the dialects apart, exactly as
+for a JSON webhook request (:func:`.documents.parse_document`).
 """
+from .documents import parse_document
 from .errors import PayloadError, load_json_text
-from .webhook import parse_json_document
 
 
 def parse_queue_message(body, max_bytes):
@@ -21,4 +20,4 @@ def parse_queue_message(body, max_bytes):
     if size > max_bytes:
         raise PayloadError(f"message body of {size} bytes exceeds the limit of "
                            f"{max_bytes} bytes.", status=413)
-    return parse_json_document(load_json_text(body, "message body"))
+    return parse_document(load_json_text(body, "message body"))
