@@ -1,9 +1,10 @@
 """SQS queues on moto_server, notified by buckets as AWS would do it.
 
 moto_server serves SQS on the port of S3 and delivers bucket notifications
-to queues itself: ``QueueConfigurations`` for S3 -> SQS, and an SNS topic
-with an ``sqs`` subscription for S3 -> SNS -> SQS (raw message delivery on
-or off). The first message of either is an ``s3:TestEvent``.
+to queues itself: ``QueueConfigurations`` for S3 -> SQS, an SNS topic with
+an ``sqs`` subscription for S3 -> SNS -> SQS (raw message delivery on or
+off; the first message of either is an ``s3:TestEvent``), and an
+EventBridge rule with the queue as target for S3 -> EventBridge -> SQS.
 """
 import json
 import uuid
@@ -78,6 +79,18 @@ def notify_queue_through_sns(moto, bucket, queue, raw_delivery):
         Bucket=bucket, NotificationConfiguration={"TopicConfigurations": [
             {"TopicArn": topic_arn, "Events": EVENTS}]})
     return topic_arn
+
+
+def notify_queue_through_eventbridge(moto, bucket, queue):
+    """S3 -> EventBridge (the default bus) -> a rule whose target is the queue."""
+    moto.boto3_client("s3").put_bucket_notification_configuration(
+        Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
+    events = moto.boto3_client("events")
+    rule = f"dserver-{bucket}"
+    events.put_rule(Name=rule, EventPattern=json.dumps({
+        "source": ["aws.s3"], "detail-type": ["Object Created", "Object Deleted"],
+        "detail": {"bucket": {"name": [bucket]}}}))
+    events.put_targets(Rule=rule, Targets=[{"Id": "dserver", "Arn": queue.arn}])
 
 
 def consumer_env(moto, *queues):

@@ -1,8 +1,9 @@
-"""Pull intake end to end: S3 -> (SNS ->) SQS -> live dserver, which polls the queue.
+"""Pull intake end to end: S3 -> (SNS or EventBridge ->) SQS -> live dserver,
+which polls the queue.
 
-moto_server plays S3, SNS and SQS and delivers the bucket's notifications
-itself; the live gunicorn dserver is never called by the storage side, it
-long-polls the queues (``DSERVER_NOTIFY_SQS_QUEUE_URLS``, with boto3 finding
+moto_server plays S3, SNS, EventBridge and SQS and delivers the bucket's
+notifications itself; the live gunicorn dserver is never called by the
+storage side, it long-polls the queues (``DSERVER_NOTIFY_SQS_QUEUE_URLS``, with boto3 finding
 moto through ``AWS_ENDPOINT_URL_SQS``). The index is observed through
 dserver's HTTP API only.
 """
@@ -15,12 +16,14 @@ import requests
 
 from devstack.datasets import Bucket
 from devstack.dserver import LiveDserver, dserver_env, prepare_index_in_subprocess
-from devstack.sqs import consumer_env, create_queue, notify_queue, notify_queue_through_sns
+from devstack.sqs import (
+    consumer_env, create_queue, notify_queue, notify_queue_through_eventbridge,
+    notify_queue_through_sns)
 from dserver_notification_plugin.worker import FLUSH_INTERVAL_SECONDS
 
 pytestmark = pytest.mark.e2e
 
-ROUTES = ("s3-to-sqs", "sns-raw-delivery", "sns-envelope")
+ROUTES = ("s3-to-sqs", "sns-raw-delivery", "sns-envelope", "eventbridge")
 
 
 def make_bucket(moto, stem):
@@ -30,6 +33,8 @@ def make_bucket(moto, stem):
 def connect(moto, bucket, route, queue):
     if route == "s3-to-sqs":
         notify_queue(moto, bucket.name, queue)
+    elif route == "eventbridge":
+        notify_queue_through_eventbridge(moto, bucket.name, queue)
     else:
         notify_queue_through_sns(moto, bucket.name, queue,
                                  raw_delivery=route == "sns-raw-delivery")
