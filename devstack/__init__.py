@@ -14,6 +14,8 @@ One module per server, plus what they share:
 * ``moto``: moto_server, S3 and SNS with HTTP deliveries;
 * ``sqs``: SQS queues on moto_server, notified by buckets directly or
   through SNS, and the environment a dserver needs to consume them;
+* ``sns``: a fake SNS host that signs messages with its own key and
+  serves the certificate, confirms subscriptions, or misbehaves;
 * ``seaweed``: SeaweedFS, S3 gateway and filer webhook;
 * ``s3``: boto3 clients, listing and bulk removal, for any of those;
 * ``datasets``: dtool-s3 settings, dataset copies, buckets, write order;

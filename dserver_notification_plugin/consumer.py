@@ -38,6 +38,7 @@ from .formats import PayloadError
 from .formats.queue import parse_queue_message
 from .guard import printable
 from .intake import accept
+from .sns_trust import SnsRefusal
 from .worker import FLUSH_INTERVAL_SECONDS, retry_delay
 
 logger = logging.getLogger(__name__)
@@ -75,14 +76,28 @@ class Batch:
     left: List[Tuple[dict, str]] = field(default_factory=list)  # (message, why) for redrive
 
 
-def read_batch(messages, max_bytes) -> Batch:
-    """Parse each message on its own, so one bad message spoils nothing else."""
+def read_batch(messages, max_bytes, check_sns) -> Batch:
+    """Parse each message on its own, so one bad message spoils nothing else.
+
+    ``check_sns(envelope)`` applies the webhook's SNS checks (listed topic,
+    signature) to messages that came through SNS without raw delivery; it
+    raises :class:`SnsRefusal`, and one with status 502 (SNS unreachable to
+    fetch its certificate) fails the whole round, to be tried again.
+    """
     batch = Batch()
     for message in messages:
         try:
             parsed = parse_queue_message(message.get("Body"), max_bytes)
+            if parsed.sns_envelope is not None:
+                check_sns(parsed.sns_envelope)
         except PayloadError as exc:
             batch.left.append((message, exc.message))
+            continue
+        except SnsRefusal as exc:
+            if exc.status >= 500:
+                raise
+            batch.left.append((message, f"{exc.message} ({exc.detail})" if exc.detail
+                               else exc.message))
             continue
         except Exception as exc:  # a parser bug must not block the other messages
             logger.exception("parsing SQS message %s failed", message.get("MessageId"))
@@ -172,7 +187,8 @@ class QueueConsumer(BackgroundThread):
             return Batch()
         with self._busy:
             self._count("received", len(messages))
-            batch = read_batch(messages, self.extension.settings.max_body_bytes)
+            batch = read_batch(messages, self.extension.settings.max_body_bytes,
+                               self.extension.sns.check)
             self._leave(batch.left)
             if batch.done or batch.intake.faults:
                 accept(self.extension, batch.intake)  # committed when it returns

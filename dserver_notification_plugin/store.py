@@ -64,6 +64,9 @@ es_documents = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 
+#: Longest Elasticsearch document id the plugin remembers (its column's size).
+MAX_DOC_ID_LENGTH = es_documents.c.doc_id.type.length
+
 # Totals across processes and restarts, flushed periodically by each worker.
 counters = sa.Table(
     "notification_counters", metadata,
@@ -74,6 +77,16 @@ counters = sa.Table(
 ERROR_TEXT_LIMIT = 4000
 # Databases limit the number of bound parameters in one statement.
 IN_CLAUSE_CHUNK = 500
+
+
+class InboxFull(Exception):
+    """Too many datasets wait already; ``refused`` were not added (after
+    ``written`` events for others were committed)."""
+
+    def __init__(self, refused, written):
+        super().__init__(f"{len(refused)} datasets not added: the inbox is full")
+        self.refused = refused
+        self.written = written
 
 
 def process_id():
@@ -192,7 +205,7 @@ class Store:
                 engine.dispose(close=False)
 
     # the queue ----------------------------------------------------------------------
-    def enqueue(self, targets, debounce, max_delay, at=None) -> int:
+    def enqueue(self, targets, debounce, max_delay, at=None, max_waiting=None) -> int:
         """Add one event per target, folding events of a dataset into its row.
 
         ``targets`` are objects with ``uri``, ``base_uri`` and ``uuid``. A new
@@ -200,13 +213,23 @@ class Store:
         ``max_delay`` after the first event of the pending window, so a
         never-ending stream of writes still gets indexed. Returns the
         number of events written.
+
+        With ``max_waiting``, datasets not yet waiting are added only while
+        fewer than that many wait; events for datasets already waiting are
+        always folded in. Whatever was written is committed, then
+        :class:`InboxFull` names the datasets that were not.
         """
         at = now() if at is None else at
         per_dataset = {}
         for target in targets:
             count, _ = per_dataset.get(target.uri, (0, target))
             per_dataset[target.uri] = (count + 1, target)
+        refused = []
         with self.transaction() as conn:
+            if max_waiting is not None:
+                refused = _over_the_cap(conn, sorted(per_dataset), max_waiting)
+                for uri in refused:
+                    del per_dataset[uri]
             for uri, (count, target) in sorted(per_dataset.items()):
                 values = dict(
                     dataset_uri=uri, base_uri=target.base_uri, uuid=target.uuid,
@@ -215,7 +238,10 @@ class Store:
                     due_at=at + debounce, attempts=0)
                 _upsert(conn, inbox, values, inbox.c.dataset_uri,
                         _fold_assignments(count, at, debounce, max_delay))
-        return sum(count for count, _ in per_dataset.values())
+        written = sum(count for count, _ in per_dataset.values())
+        if refused:
+            raise InboxFull(refused, written)
+        return written
 
     def claim(self, claim_timeout, limit=16, ignore_due=False, owner=None,
               at=None) -> List[Claim]:
@@ -313,6 +339,29 @@ class Store:
                 conn.execute(inbox.update().where(inbox.c.dataset_uri.in_(chunk))
                              .values(fingerprint=None))
 
+    def purge_done(self, older_than, at=None) -> int:
+        """Delete rows done for longer than ``older_than`` seconds.
+
+        A dataset's next event simply creates its row again (its first sync
+        then registers it once more instead of calling it unchanged).
+        """
+        cutoff = (now() if at is None else at) - older_than
+        c = inbox.c
+        with self.transaction() as conn:
+            result = conn.execute(inbox.delete().where(
+                sa.and_(c.state == State.DONE.value, c.finished_at < cutoff)))
+        return result.rowcount
+
+    def purge_dead(self, ids=None) -> int:
+        """Delete dead rows (all, or those with the given ids): an operator's
+        decision that they need no sync."""
+        where = inbox.c.state == State.DEAD.value
+        if ids:
+            where = sa.and_(where, inbox.c.id.in_(list(ids)))
+        with self.transaction() as conn:
+            result = conn.execute(inbox.delete().where(where))
+        return result.rowcount
+
     # reading the queue -----------------------------------------------------------
     def entries(self, uris: Optional[Iterable[str]] = None) -> List[Entry]:
         """Inbox rows (all, or those of the given dataset URIs), by id."""
@@ -401,6 +450,24 @@ def create_schema(engine):
             # table between our check and our CREATE. Check again.
             if attempt == 2:
                 raise
+
+
+def _over_the_cap(conn, uris, max_waiting) -> List[str]:
+    """The datasets among ``uris`` (sorted) that would push the number of
+    waiting rows past ``max_waiting``; those already waiting never do."""
+    c = inbox.c
+    waiting_states = [state.value for state in WAITING_STATES]
+    waiting = conn.execute(sa.select(sa.func.count()).select_from(inbox)
+                           .where(c.state.in_(waiting_states))).scalar()
+    if waiting + len(uris) <= max_waiting:
+        return []
+    already = set()
+    for chunk in _chunks(uris):
+        already.update(conn.execute(sa.select(c.dataset_uri).where(
+            sa.and_(c.dataset_uri.in_(chunk), c.state.in_(waiting_states)))).scalars())
+    new = [uri for uri in uris if uri not in already]
+    room = max(0, max_waiting - waiting)
+    return new[room:]
 
 
 def _owned(claim: Claim):

@@ -19,6 +19,9 @@ from .sync import PermanentSyncError, sync_dataset
 logger = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_SECONDS = 2.0
+# Done entries older than DSERVER_NOTIFY_DONE_RETENTION_SECONDS are deleted
+# this often (by every worker: the delete is one cheap statement).
+PURGE_INTERVAL_SECONDS = 60.0
 
 
 def retry_delay(attempts, base, ceiling):
@@ -37,6 +40,7 @@ class Worker(BackgroundThread):
         self.store = store
         self.tally = tally
         self._last_flush = 0.0
+        self._last_purge = 0.0
 
     # life cycle ---------------------------------------------------------
     def _after_stop(self):
@@ -55,6 +59,8 @@ class Worker(BackgroundThread):
                 self._stop.wait(min(5.0, 10 * self.settings.poll_seconds))
             if time.time() - self._last_flush > FLUSH_INTERVAL_SECONDS:
                 self.flush_stats()
+            if time.time() - self._last_purge > PURGE_INTERVAL_SECONDS:
+                self.purge_done()
             if not processed:
                 self._stop.wait(self.settings.poll_seconds)
 
@@ -134,6 +140,20 @@ class Worker(BackgroundThread):
                        "DSERVER_NOTIFY_CLAIM_TIMEOUT_SECONDS if syncs take that long)",
                        claim.dataset_uri, outcome)
         return None
+
+    def purge_done(self):
+        """Delete entries done for longer than the retention; return how many."""
+        self._last_purge = time.time()
+        try:
+            purged = self.store.purge_done(self.settings.done_retention_seconds)
+        except Exception:
+            logger.warning("could not purge old done inbox entries; will try again",
+                           exc_info=True)
+            return 0
+        if purged:
+            logger.info("purged %d inbox entries done for longer than %g s", purged,
+                        self.settings.done_retention_seconds)
+        return purged
 
     def flush_stats(self):
         self._last_flush = time.time()

@@ -17,6 +17,7 @@ from devstack.datasets import Bucket
 from devstack.dserver import ADMIN, USER, app_config, dserver_env, prepare_index, token_for
 from devstack.mongo import MongoServer
 from devstack.moto import MotoServer
+from devstack.sns import FakeSns
 
 EXTENSION = "dserver_notification"
 
@@ -31,6 +32,15 @@ def mongo():
 @pytest.fixture(scope="session")
 def moto():
     server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sns():
+    """A fake SNS host on loopback (devstack.sns): signs, serves its certificate,
+    confirms subscriptions; tests that change its ``mode`` set it back."""
+    server = FakeSns().start()
     yield server
     server.stop()
 

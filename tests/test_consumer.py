@@ -13,18 +13,27 @@ import pytest
 
 from dserver_notification_plugin.consumer import (
     QUEUE_COUNTERS, counter_name, read_batch, region_in_url)
+from dserver_notification_plugin.config import load_settings
 from dserver_notification_plugin.events import Action
 from dserver_notification_plugin.formats import PayloadError
 from dserver_notification_plugin.formats.queue import parse_queue_message
+from dserver_notification_plugin.sns_trust import SnsTrust
 
 DATA = Path(__file__).parent / "data" / "formats"
 EVENTBRIDGE = "../corpus/aws/eventbridge-object-created-dtool.json"
 EVENTBRIDGE_KEY = "lab+shared 100%/c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f/dtool"
 LIMIT = 1 << 20
+MOTO_TOPIC = "arn:aws:sns:us-east-1:123456789012:s3-events"  # of the moto-sns captures
 
 
 def body(name):
     return (DATA / name).read_text()
+
+
+def trusting(**settings):
+    """The SNS checks of an app with these settings (``sns_verify="off"`` ...)."""
+    return SnsTrust(load_settings(
+        {f"DSERVER_NOTIFY_{name.upper()}": value for name, value in settings.items()}, {}))
 
 
 def message(number, text):
@@ -80,9 +89,11 @@ def test_a_batch_commits_the_good_messages_and_leaves_the_bad_ones():
                 message(4, confirmation),
                 message(5, body("moto-sns/moto-sns-003.json")),
                 {"MessageId": "m6", "ReceiptHandle": "r6"},  # no body at all
-                message(7, json.dumps({"Type": "Notification", "Message": "{broken"})),
+                message(7, json.dumps({"Type": "Notification", "TopicArn": MOTO_TOPIC,
+                                       "Message": "{broken"})),
                 message(8, half_readable)]
-    batch = read_batch(messages, LIMIT)
+    listed = f"{MOTO_TOPIC},arn:aws:sns:us-east-1:1:t"
+    batch = read_batch(messages, LIMIT, trusting(sns_verify="off", sns_topics=listed).check)
     assert [m["MessageId"] for m in batch.done] == ["m1", "m3", "m5"]
     assert [m["MessageId"] for m, _ in batch.left] == ["m2", "m4", "m6", "m7", "m8"]
     reasons = dict((m["MessageId"], why) for m, why in batch.left)
@@ -114,3 +125,23 @@ def test_each_queue_has_its_own_counters_that_fit_the_counters_table():
              for kind in QUEUE_COUNTERS}
     assert len(names) == 2 * len(QUEUE_COUNTERS)
     assert max(len(name) for name in names) <= 64
+
+
+@pytest.mark.parametrize("settings, left", [
+    ({"sns_verify": "off"}, None),
+    ({"sns_verify": "off", "sns_topics": MOTO_TOPIC}, None),
+    ({"sns_verify": "off", "sns_topics": "arn:aws:sns:us-east-1:1:other"}, "not listed"),
+    # moto's signature is no real one, and no certificate host is reachable
+    # in this test: refused like a forged message, or the round fails.
+    ({"sns_verify": "on", "sns_hosts": "http://127.0.0.1:9"}, "SigningCertURL"),
+])
+def test_sns_envelopes_from_the_queue_pass_the_webhook_checks(settings, left):
+    messages = [message(1, body("moto-sns/moto-sns-002.json")),
+                message(2, body("moto-sqs/moto-sqs-002.json"))]  # no SNS: not checked
+    batch = read_batch(messages, LIMIT, trusting(**settings).check)
+    if left is None:
+        assert [m["MessageId"] for m in batch.done] == ["m1", "m2"]
+    else:
+        assert [m["MessageId"] for m in batch.done] == ["m2"]
+        [(refused, reason)] = batch.left
+        assert refused["MessageId"] == "m1" and left in reason
