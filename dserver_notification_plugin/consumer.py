@@ -70,14 +70,43 @@ def region_in_url(queue_url):
 
 @dataclass
 class Batch:
-    """One receive, sorted: the events to commit, and what to do with each message."""
-    intake: Intake = field(default_factory=Intake)
+    """One receive, sorted: what to commit, and what to do with each message."""
+    intakes: List[Intake] = field(default_factory=list)         # one per readable message
     done: List[dict] = field(default_factory=list)              # delete after the commit
     left: List[Tuple[dict, str]] = field(default_factory=list)  # (message, why) for redrive
 
+    @property
+    def intake(self) -> Intake:
+        """Everything the batch carried, as one intake."""
+        return merged(self.intakes)
 
-def read_batch(messages, max_bytes, check_sns) -> Batch:
-    """Parse each message on its own, so one bad message spoils nothing else.
+    def commit_groups(self, max_records):
+        """The intakes merged into as few groups as fit ``max_records`` each,
+        the limit :func:`.intake.accept` applies to one notification."""
+        group, size = [], 0
+        for intake in self.intakes:
+            if group and size + records_in(intake) > max_records:
+                yield merged(group)
+                group, size = [], 0
+            group.append(intake)
+            size += records_in(intake)
+        if group:
+            yield merged(group)
+
+
+def records_in(intake):
+    return len(intake.events) + len(intake.ignored) + len(intake.faults)
+
+
+def merged(intakes):
+    whole = Intake()
+    for intake in intakes:
+        whole.extend(intake)
+    return whole
+
+
+def read_batch(messages, max_bytes, max_records, check_sns) -> Batch:
+    """Read each message on its own, so one bad message spoils nothing else.
 
     ``check_sns(envelope)`` applies the webhook's SNS checks (listed topic,
     signature) to messages that came through SNS without raw delivery; it
@@ -86,37 +115,43 @@ def read_batch(messages, max_bytes, check_sns) -> Batch:
     """
     batch = Batch()
     for message in messages:
-        try:
-            parsed = parse_queue_message(message.get("Body"), max_bytes)
-            if parsed.sns_envelope is not None:
-                check_sns(parsed.sns_envelope)
-        except PayloadError as exc:
-            batch.left.append((message, exc.message))
-            continue
-        except SnsRefusal as exc:
-            if exc.status >= 500:
-                raise
-            batch.left.append((message, f"{exc.message} ({exc.detail})" if exc.detail
-                               else exc.message))
-            continue
-        except Exception as exc:  # a parser bug must not block the other messages
-            logger.exception("parsing SQS message %s failed", message.get("MessageId"))
-            batch.left.append((message, f"parser failed: {type(exc).__name__}"))
-            continue
-        if parsed.faults:
-            # Its readable events still go in; the message itself stays for
-            # the dead-letter queue, where someone can look at it.
-            batch.intake.extend(parsed)
-            batch.left.append((message, "unreadable record(s): " + "; ".join(parsed.faults[:3])))
-            continue
-        if parsed.sns_confirmation is not None:
-            batch.left.append((message, "an SNS subscription confirmation for topic "
-                               f"{printable(parsed.sns_confirmation.topic_arn, 200)}; "
-                               "confirm it with `aws sns confirm-subscription`"))
-            continue
-        batch.intake.extend(parsed)
-        batch.done.append(message)
+        parsed, problem = read_message(message, max_bytes, max_records, check_sns)
+        if parsed is not None:
+            batch.intakes.append(parsed)  # a faulty message's readable events too
+        if problem is None:
+            batch.done.append(message)
+        else:
+            batch.left.append((message, problem))
     return batch
+
+
+def read_message(message, max_bytes, max_records, check_sns):
+    """``(intake to commit or None, why the message stays or None)``."""
+    try:
+        parsed = parse_queue_message(message.get("Body"), max_bytes)
+        if parsed.sns_envelope is not None:
+            check_sns(parsed.sns_envelope)
+    except PayloadError as exc:
+        return None, exc.message
+    except SnsRefusal as exc:
+        if exc.status >= 500:
+            raise
+        return None, f"{exc.message} ({exc.detail})" if exc.detail else exc.message
+    except Exception as exc:  # a parser bug must not block the other messages
+        logger.exception("reading SQS message %s failed", printable(message.get("MessageId")))
+        return None, f"parser failed: {type(exc).__name__}"
+    if records_in(parsed) > max_records:
+        return None, (f"{records_in(parsed)} records exceed the limit of {max_records} "
+                      "(DSERVER_NOTIFY_MAX_RECORDS)")
+    if parsed.sns_confirmation is not None:
+        return None, ("an SNS subscription confirmation for topic "
+                      f"{printable(parsed.sns_confirmation.topic_arn, 200)}; confirm it "
+                      "with `aws sns confirm-subscription`")
+    if parsed.faults:
+        # Its readable events still go in; the message itself stays for the
+        # dead-letter queue, where someone can look at it.
+        return parsed, "unreadable record(s): " + "; ".join(parsed.faults[:3])
+    return parsed, None
 
 
 class QueueConsumer(BackgroundThread):
@@ -187,11 +222,12 @@ class QueueConsumer(BackgroundThread):
             return Batch()
         with self._busy:
             self._count("received", len(messages))
-            batch = read_batch(messages, self.extension.settings.max_body_bytes,
+            settings = self.extension.settings
+            batch = read_batch(messages, settings.max_body_bytes, settings.max_records,
                                self.extension.sns.check)
             self._leave(batch.left)
-            if batch.done or batch.intake.faults:
-                accept(self.extension, batch.intake)  # committed when it returns
+            for group in batch.commit_groups(settings.max_records):
+                accept(self.extension, group)  # committed when it returns
             if batch.done:
                 self._delete(batch.done)
         return batch

@@ -93,7 +93,7 @@ def test_a_batch_commits_the_good_messages_and_leaves_the_bad_ones():
                                        "Message": "{broken"})),
                 message(8, half_readable)]
     listed = f"{MOTO_TOPIC},arn:aws:sns:us-east-1:1:t"
-    batch = read_batch(messages, LIMIT, trusting(sns_verify="off", sns_topics=listed).check)
+    batch = read_batch(messages, LIMIT, 1000, trusting(sns_verify="off", sns_topics=listed).check)
     assert [m["MessageId"] for m in batch.done] == ["m1", "m3", "m5"]
     assert [m["MessageId"] for m, _ in batch.left] == ["m2", "m4", "m6", "m7", "m8"]
     reasons = dict((m["MessageId"], why) for m, why in batch.left)
@@ -138,10 +138,23 @@ def test_each_queue_has_its_own_counters_that_fit_the_counters_table():
 def test_sns_envelopes_from_the_queue_pass_the_webhook_checks(settings, left):
     messages = [message(1, body("moto-sns/moto-sns-002.json")),
                 message(2, body("moto-sqs/moto-sqs-002.json"))]  # no SNS: not checked
-    batch = read_batch(messages, LIMIT, trusting(**settings).check)
+    batch = read_batch(messages, LIMIT, 1000, trusting(**settings).check)
     if left is None:
         assert [m["MessageId"] for m in batch.done] == ["m1", "m2"]
     else:
         assert [m["MessageId"] for m in batch.done] == ["m2"]
         [(refused, reason)] = batch.left
         assert refused["MessageId"] == "m1" and left in reason
+
+
+def test_no_commit_exceeds_the_record_limit_of_one_notification():
+    record = json.loads(body("moto-sqs/moto-sqs-002.json"))["Records"][0]
+    sizes = [1, 2, 3, 1, 4]  # records per message
+    messages = [message(n, json.dumps({"Records": [record] * size}))
+                for n, size in enumerate(sizes)] + [
+        message(9, json.dumps({"Records": [record] * 5}))]  # over the limit alone
+    batch = read_batch(messages, LIMIT, 4, trusting(sns_verify="off").check)
+    assert [m["MessageId"] for m, _ in batch.left] == ["m9"]
+    assert "exceed the limit of 4" in batch.left[0][1]
+    groups = [len(group.events) for group in batch.commit_groups(4)]
+    assert groups == [3, 4, 4] and sum(groups) == sum(sizes)
