@@ -50,6 +50,7 @@ EXAMPLES = {
     "CLAIM_TIMEOUT_SECONDS": "600",
     "POLL_SECONDS": "1",
     "WORKER": "off",
+    "SQS_QUEUE_URLS": "https://sqs.eu-central-1.amazonaws.com/123456789012/dserver-events",
     "REJECT_LOG_INTERVAL_SECONDS": "300",
     "RECONCILE_INTERVAL_SECONDS": "21600",
     "RECONCILE_MAX_RPS": "50",

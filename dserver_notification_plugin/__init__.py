@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 class NotificationExtension(ExtensionABC):
-    """Entry point for dservercore: one Blueprint, a sync worker, a CLI."""
+    """Entry point for dservercore: one Blueprint, a sync worker, SQS consumers, a CLI."""
 
     def __init__(self):
         self.settings = None
@@ -29,9 +29,11 @@ class NotificationExtension(ExtensionABC):
         self.ledger = None
         self.reconciler = None
         self.warnings = []
+        self.consumers = []
 
     def init_app(self, app, *args, **kwargs):
         from .cli import notification_cli
+        from .consumer import make_consumers
         from .intake import IgnoredLog
         from .ledger import Ledger
         from .logbudget import RejectionLog
@@ -58,6 +60,7 @@ class NotificationExtension(ExtensionABC):
         self.ledger = Ledger(self.store)
         self.worker = Worker(app, self.settings, self.store, self.tally, self.ledger)
         self.reconciler = Reconciler(self)
+        self.consumers = make_consumers(self)
         # Metrics exist from the start, so the latency histogram sees every sync.
         self.metrics = Metrics(self)
         app.extensions[EXTENSION_KEY] = self
@@ -65,25 +68,25 @@ class NotificationExtension(ExtensionABC):
         if self.settings.worker:
             if not _running_a_flask_command():
                 # The threads wait for the database; create_app finishes first.
-                self.start_background()
-            app.before_request(self._ensure_worker_running)
+                self._ensure_threads_running()
+            app.before_request(self._ensure_threads_running)
         logger.info("dserver-notification-plugin configured for buckets %s",
                     sorted(self.settings.bucket_to_base_uri))
 
-    def start_background(self):
-        """The sync worker, and the reconciler unless its interval is 0."""
-        self.worker.start()
-        self.reconciler.start()
+    def background_threads(self):
+        """The sync worker, the reconciler unless its interval is 0, and one
+        consumer per SQS queue."""
+        return [self.worker, *([self.reconciler] if self.reconciler.enabled else []),
+                *self.consumers]
+
+    def _ensure_threads_running(self):
+        for runner in self.background_threads():  # start() is idempotent
+            if not runner.running:
+                runner.start()
 
     def stop_background(self):
-        self.reconciler.stop()
-        self.worker.stop()
-
-    def _ensure_worker_running(self):
-        if not self.worker.running:
-            self.worker.start()
-        if self.reconciler.enabled and not self.reconciler.running:
-            self.reconciler.start()
+        for runner in reversed(self.background_threads()):
+            runner.stop()
 
     def get_blueprint(self):
         from .routes import bp

@@ -11,13 +11,12 @@ apart (start to start) and spend at most
 ``DSERVER_NOTIFY_RECONCILE_MAX_RPS`` S3 requests per second.
 """
 import logging
-import threading
 
+from .background import BackgroundThread
 from .leases import Lease
 from .listing import Pacer
 from .reconcile import BaseUriPass
 from .store import now
-from .worker import install_fork_hooks
 
 logger = logging.getLogger(__name__)
 
@@ -35,57 +34,46 @@ def one_pass(extension, base_uri, dry_run=False):
     return walk
 
 
-class Reconciler:
+class Reconciler(BackgroundThread):
+    thread_name = "dserver-notification-reconciler"
+
     def __init__(self, extension):
+        super().__init__()
         self.ext = extension
         self.settings = extension.settings
         self.lease = Lease(extension.store, SCOPE, self.settings.reconcile_lease_seconds)
-        self._thread = None
-        self._stop = threading.Event()
         self._renewed_at = 0.0
         self._lease_lost = False
-        install_fork_hooks(self)
 
     @property
     def enabled(self):
         return self.settings.reconcile_interval_seconds > 0
 
-    # life cycle -----------------------------------------------------------------
     def start(self):
-        if not self.enabled or self.running:
-            return
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="dserver-notification-reconciler",
-                                        daemon=True)
-        self._thread.start()
+        if self.enabled:
+            super().start()
 
-    def stop(self, timeout=10.0):
+    def _after_stop(self):
         if self._thread is None:
-            return
-        self._stop.set()
-        self._thread.join(timeout)
+            return  # never started here: no lease to give back
         try:
-            self.lease.release()
+            self.lease.release()  # the next holder need not wait for the expiry
         except Exception:  # the database may be gone at shutdown; the lease expires
             logger.debug("could not release the reconciler lease", exc_info=True)
 
-    @property
-    def running(self):
-        return self._thread is not None and self._thread.is_alive()
-
-    # fork safety, as the worker's (see worker.install_fork_hooks)
+    # fork safety (see background.py)
     def _before_fork(self):
         self._was_running = self.running
         if self._was_running:
             self._stop.set()
-            self._thread.join(30.0)
+            self.join(30.0)
 
     def _after_fork_in_parent(self):
         if getattr(self, "_was_running", False):
             self.start()
 
     def _after_fork_in_child(self):
-        self._thread = None  # the parent's thread does not exist here
+        self._forget_thread()
         if getattr(self, "_was_running", False):
             # before our thread touches the database (the worker does the same)
             self.ext.store.dispose_inherited_connections()
@@ -93,7 +81,7 @@ class Reconciler:
 
     def _loop(self):
         while not self._stop.is_set():
-            if "sqlalchemy" not in self.ext.app.extensions:  # dservercore still starting
+            if not self.ext.store.ready():  # dservercore still starting
                 self._stop.wait(0.5)
                 continue
             try:

@@ -167,6 +167,17 @@ class Store:
             with self.app.app_context():
                 yield sql_db.engine
 
+    def ready(self):
+        """False until dservercore has set up its SQLAlchemy (after the extensions)."""
+        return self._engine is not None or "sqlalchemy" in self.app.extensions
+
+    def check_writable(self):
+        """Raise unless a write would go through now: an UPDATE that matches
+        no row still needs the database's write lock."""
+        with self.transaction() as conn:
+            conn.execute(counters.update().where(counters.c.name == "")
+                         .values(value=counters.c.value))
+
     @contextmanager
     def transaction(self):
         """One transaction on the plugin's tables (created if missing)."""
