@@ -26,50 +26,10 @@ from dataclasses import dataclass, fields
 from typing import Iterable, List, Optional
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DatabaseError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
+from .schema import counters, es_documents, inbox, migrate
 from .states import FINISHED_STATES, WAITING_STATES, State
-
-metadata = sa.MetaData()
-
-inbox = sa.Table(
-    "notification_inbox", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("dataset_uri", sa.String(1024), nullable=False, unique=True),
-    sa.Column("base_uri", sa.String(1024), nullable=False),
-    sa.Column("uuid", sa.String(64), nullable=False),
-    sa.Column("state", sa.String(16), nullable=False, index=True),
-    sa.Column("generation", sa.Integer, nullable=False, default=0),
-    sa.Column("claimed_generation", sa.Integer, nullable=False, default=0),
-    sa.Column("events", sa.Integer, nullable=False, default=0),
-    sa.Column("first_event_at", sa.Float, nullable=False),
-    sa.Column("last_event_at", sa.Float, nullable=False),
-    sa.Column("due_at", sa.Float, nullable=False, index=True),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("last_error", sa.Text),
-    sa.Column("last_outcome", sa.String(32)),
-    sa.Column("fingerprint", sa.String(64)),
-    sa.Column("claimed_by", sa.String(128)),
-    sa.Column("claimed_at", sa.Float),
-    sa.Column("finished_at", sa.Float),
-)
-
-# Elasticsearch-style targets delete by document id and send no body, so we
-# remember which object each id stood for.
-es_documents = sa.Table(
-    "notification_es_documents", metadata,
-    sa.Column("doc_id", sa.String(512), primary_key=True),
-    sa.Column("bucket", sa.String(255), nullable=False),
-    sa.Column("key", sa.Text, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-)
-
-# Totals across processes and restarts, flushed periodically by each worker.
-counters = sa.Table(
-    "notification_counters", metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("value", sa.BigInteger, nullable=False, default=0),
-)
 
 ERROR_TEXT_LIMIT = 4000
 # Databases limit the number of bound parameters in one statement.
@@ -156,18 +116,25 @@ class Store:
 
     @contextmanager
     def transaction(self):
-        """One transaction on the plugin's tables (created if missing)."""
+        """One transaction on the plugin's tables (migrated on first use)."""
         with self._engine_in_context() as engine:
             self._ensure_schema(engine)
             with engine.begin() as conn:
                 yield conn
+
+    def migrate(self):
+        """Bring the plugin's tables to the latest schema; return the steps applied."""
+        with self._engine_in_context() as engine, self._schema_lock:
+            applied = migrate(engine)
+            self._schema_ready = True
+        return applied
 
     def _ensure_schema(self, engine):
         if self._schema_ready:
             return
         with self._schema_lock:
             if not self._schema_ready:
-                create_schema(engine)
+                migrate(engine)
                 self._schema_ready = True
 
     def dispose_inherited_connections(self):
@@ -371,26 +338,6 @@ class Store:
 
 
 # --- statements -------------------------------------------------------------------
-
-def create_schema(engine):
-    """Create the plugin's tables if missing; switch SQLite to WAL.
-
-    WAL lets the HTTP workers append to the inbox while a worker thread
-    reads it, instead of failing with "database is locked".
-    """
-    if engine.dialect.name == "sqlite":
-        with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-    for attempt in range(3):
-        try:
-            metadata.create_all(engine, checkfirst=True)
-            return
-        except DatabaseError:
-            # Several gunicorn workers start at once: another one may create a
-            # table between our check and our CREATE. Check again.
-            if attempt == 2:
-                raise
-
 
 def _owned(claim: Claim):
     """The row is still the one this claim took: same owner, same claim time."""

@@ -49,15 +49,20 @@ def token_for(username, private_key_path):
     return jwt.encode(claims, Path(private_key_path).read_text(), algorithm="RS256")
 
 
-def dserver_env(workdir, mongo_uri, bucket_to_base_uri, notify=None, mongo_db=None):
-    """The environment of a production dserver with this plugin."""
+def dserver_env(workdir, mongo_uri, bucket_to_base_uri, notify=None, mongo_db=None,
+                database_uri=None):
+    """The environment of a production dserver with this plugin.
+
+    ``database_uri`` is dserver's SQL database (SQLAlchemy URI); by default
+    a fresh SQLite file in ``workdir``.
+    """
     import json
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     private, public = make_jwt_keys(workdir)
     mongo_db = mongo_db or f"dserver_{uuid.uuid4().hex[:8]}"
     env = {
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{workdir / 'dserver.db'}",
+        "SQLALCHEMY_DATABASE_URI": database_uri or f"sqlite:///{workdir / 'dserver.db'}",
         "SEARCH_MONGO_URI": mongo_uri, "SEARCH_MONGO_DB": mongo_db,
         "SEARCH_MONGO_COLLECTION": "datasets",
         "RETRIEVE_MONGO_URI": mongo_uri, "RETRIEVE_MONGO_DB": mongo_db,

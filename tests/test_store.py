@@ -1,8 +1,7 @@
-"""The store's queue operations on a real SQLite file, no other server."""
+"""The store's queue operations on SQLite and PostgreSQL, no other server."""
 import threading
 
 import pytest
-import sqlalchemy as sa
 
 from dserver_notification_plugin.keys import DatasetTarget
 from dserver_notification_plugin.states import Outcome, State
@@ -15,8 +14,8 @@ def target(n):
 
 
 @pytest.fixture
-def store(tmp_path):
-    return Store(engine=sa.create_engine(f"sqlite:///{tmp_path / 'inbox.db'}"))
+def store(engine):
+    return Store(engine=engine)
 
 
 def enqueue(store, targets, at, debounce=2, max_delay=30):
