@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 
 from .guard import printable
-from .keys import Skip, translate
+from .keys import Skip, completes_dataset, translate
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,10 @@ def accept(extension, intake) -> IntakeResult:
         else:
             targets.append(found)
     if targets:
-        extension.store.enqueue(targets, settings.debounce_seconds, settings.max_delay_seconds)
+        # The dataset is complete (or gone) now: no point waiting for more.
+        due_now = {target.uri for target in targets if completes_dataset(target)}
+        extension.store.enqueue(targets, settings.debounce_seconds,
+                                settings.max_delay_seconds, due_now=due_now)
     tally = extension.tally
     tally.add("received", len(intake.events) + len(intake.ignored))
     tally.add("accepted", len(targets))

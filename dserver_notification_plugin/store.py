@@ -1,20 +1,21 @@
-"""The plugin's tables in dservercore's SQL database, and every query on them.
+"""The queries on the plugin's tables in dservercore's SQL database.
 
 The inbox is a queue of one row per dataset, and a queue is a handful of
 operations on a table: ``enqueue`` (add or fold into the dataset's row),
 ``claim`` (take due rows, atomically, by exactly one process),
 ``finish``/``fail`` (done, retry later, or dead) and ``requeue_dead``.
 Every write is a single statement, so it is safe with several gunicorn
-workers on SQLite and on PostgreSQL alike: a claim is a compare-and-swap
-``UPDATE ... WHERE state = <seen state>`` and only the process whose update
-matched a row owns it. ``finish`` and ``fail`` say whether the row was still
+workers and several hosts, on SQLite and on PostgreSQL alike: claims are
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL and a compare-and-swap elsewhere
+(:mod:`.claims`). ``finish`` and ``fail`` say whether the row was still
 owned: a claim that expired may have been taken by another process.
 
 A row in ``processing`` that receives new events bumps its ``generation``;
 when the claim finishes, a changed generation sends the row back to
 ``pending`` instead of ``done``, so no event is lost to a race.
 
-All SQL of the plugin lives in this module; :class:`Store` is the one object
+The SQL of the plugin lives in this module and its siblings :mod:`.schema`
+(tables, migrations) and :mod:`.claims`; :class:`Store` is the one object
 the rest of the plugin talks to.
 """
 import os
@@ -28,8 +29,10 @@ from typing import Iterable, List, Optional
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from . import claims
 from .schema import counters, es_documents, inbox, migrate
 from .states import FINISHED_STATES, WAITING_STATES, State
+from .wakeup import CHANNEL, Alarm
 
 ERROR_TEXT_LIMIT = 4000
 # Databases limit the number of bound parameters in one statement.
@@ -99,6 +102,8 @@ class Store:
         self._engine = engine
         self._schema_lock = threading.Lock()
         self._schema_ready = False
+        # Rung after every enqueue; the worker of this process sleeps on it.
+        self.alarm = Alarm()
 
     # connections ----------------------------------------------------------------
     @contextmanager
@@ -137,6 +142,23 @@ class Store:
                 migrate(engine)
                 self._schema_ready = True
 
+    def listening_connection(self):
+        """A connection of its own that LISTENs for :data:`.wakeup.CHANNEL`.
+
+        None unless the database is PostgreSQL through psycopg 3 (the one
+        driver whose notifications we read).
+        """
+        with self._engine_in_context() as engine:
+            if engine.dialect.name != "postgresql" or engine.dialect.driver != "psycopg":
+                return None
+            pooled = engine.raw_connection()
+            connection = pooled.driver_connection
+            pooled.detach()  # it will listen for as long as the process lives
+        connection.rollback()
+        connection.autocommit = True
+        connection.execute(f"LISTEN {CHANNEL}")
+        return connection
+
     def dispose_inherited_connections(self):
         """After a fork: drop the parent's pooled connections, never share them."""
         if self._engine is not None:
@@ -148,34 +170,44 @@ class Store:
                 engine.dispose(close=False)
 
     # the queue ----------------------------------------------------------------------
-    def enqueue(self, targets, debounce, max_delay, at=None) -> int:
+    def enqueue(self, targets, debounce, max_delay, at=None, due_now=()) -> int:
         """Add one event per target, folding events of a dataset into its row.
 
         ``targets`` are objects with ``uri``, ``base_uri`` and ``uuid``. A new
         event pushes the due time back by ``debounce`` but never beyond
         ``max_delay`` after the first event of the pending window, so a
-        never-ending stream of writes still gets indexed. Returns the
-        number of events written.
+        never-ending stream of writes still gets indexed; an entry already
+        due stays due. Datasets whose URI is in ``due_now`` are due at once.
+        Workers are woken for the earliest due time: this process's through
+        :attr:`alarm`, the others' through ``NOTIFY`` on PostgreSQL. Returns
+        the number of events written.
         """
         at = now() if at is None else at
         per_dataset = {}
         for target in targets:
             count, _ = per_dataset.get(target.uri, (0, target))
             per_dataset[target.uri] = (count + 1, target)
+        due_times = []
         with self.transaction() as conn:
             for uri, (count, target) in sorted(per_dataset.items()):
+                urgent = uri in due_now
                 values = dict(
                     dataset_uri=uri, base_uri=target.base_uri, uuid=target.uuid,
                     state=State.PENDING.value, generation=1, claimed_generation=0,
                     events=count, first_event_at=at, last_event_at=at,
-                    due_at=at + debounce, attempts=0)
-                _upsert(conn, inbox, values, inbox.c.dataset_uri,
-                        _fold_assignments(count, at, debounce, max_delay))
+                    due_at=at if urgent else at + debounce, attempts=0)
+                due_times.append(_upsert(
+                    conn, inbox, values, inbox.c.dataset_uri,
+                    _fold_assignments(count, at, debounce, max_delay, urgent),
+                    returning=inbox.c.due_at))
+            earliest = min((t for t in due_times if t is not None), default=at)
+            announce_due(conn, earliest)
+        self.alarm.ring(earliest)
         return sum(count for count, _ in per_dataset.values())
 
     def claim(self, claim_timeout, limit=16, ignore_due=False, owner=None,
               at=None) -> List[Claim]:
-        """Claim up to ``limit`` due rows for this process.
+        """Claim up to ``limit`` due rows for this process (see :mod:`.claims`).
 
         Rows claimed by a process that vanished (SIGKILL, OOM) are reclaimed
         once their claim is older than ``claim_timeout``. ``ignore_due``
@@ -184,38 +216,18 @@ class Store:
         """
         owner = owner or process_id()
         at = now() if at is None else at
-        c = inbox.c
-        pending = c.state == State.PENDING.value
-        if not ignore_due:
-            pending = sa.and_(pending, c.due_at <= at)
-        retry_due = sa.and_(c.state == State.FAILED.value, c.due_at <= at)
-        stale = sa.and_(c.state == State.PROCESSING.value, c.claimed_at < at - claim_timeout)
         with self.transaction() as conn:
-            candidates = conn.execute(
-                sa.select(c.id, c.state, c.claimed_at)
-                .where(sa.or_(pending, retry_due, stale))
-                .order_by(c.due_at).limit(limit)).all()
-            claimed = [row.id for row in candidates
-                       if self._take(conn, row, owner, at)]
-            if not claimed:
-                return []
-            rows = conn.execute(sa.select(inbox).where(c.id.in_(claimed))).mappings().all()
+            rows = claims.claim_rows(conn, claims.claimable(at, claim_timeout, ignore_due),
+                                     limit, owner, at)
         return [Claim(id=r["id"], dataset_uri=r["dataset_uri"], base_uri=r["base_uri"],
                       uuid=r["uuid"], attempts=r["attempts"], fingerprint=r["fingerprint"],
                       first_event_at=r["first_event_at"], claimed_by=r["claimed_by"],
-                      claimed_at=r["claimed_at"]) for r in rows]
+                      claimed_at=r["claimed_at"]) for r in sorted(rows, key=_due_order)]
 
-    @staticmethod
-    def _take(conn, row, owner, at):
-        """Compare-and-swap one candidate row to ``processing``; True if ours."""
-        c = inbox.c
-        same_state = sa.and_(c.id == row.id, c.state == row.state)
-        if row.state == State.PROCESSING.value:
-            same_state = sa.and_(same_state, c.claimed_at == row.claimed_at)
-        result = conn.execute(inbox.update().where(same_state).values(
-            state=State.PROCESSING.value, claimed_by=owner, claimed_at=at,
-            claimed_generation=c.generation, attempts=c.attempts + 1))
-        return result.rowcount == 1
+    def next_due_at(self, claim_timeout):
+        """When the next entry becomes claimable (maybe already), or None."""
+        with self.transaction() as conn:
+            return claims.next_due_at(conn, claim_timeout)
 
     def finish(self, claim: Claim, outcome, fingerprint=None, at=None) -> bool:
         """Mark a claimed row done, or pending again if events arrived meanwhile.
@@ -260,6 +272,10 @@ class Store:
         with self.transaction() as conn:
             result = conn.execute(inbox.update().where(where).values(
                 state=State.PENDING.value, due_at=at, attempts=0, first_event_at=at))
+            if result.rowcount:
+                announce_due(conn, at)
+        if result.rowcount:
+            self.alarm.ring(at)
         return result.rowcount
 
     def forget_fingerprints(self, uris: Iterable[str]):
@@ -346,15 +362,26 @@ def _owned(claim: Claim):
                    c.claimed_by == claim.claimed_by, c.claimed_at == claim.claimed_at)
 
 
-def _fold_assignments(count, at, debounce, max_delay):
-    """SET clause that folds ``count`` new events into an existing row."""
+def _fold_assignments(count, at, debounce, max_delay, urgent=False):
+    """SET clause that folds ``count`` new events into an existing row.
+
+    ``urgent``: due now. Otherwise the due time moves to the end of the
+    debounce, unless the row is pending and due already: then the worker
+    is about to take it, and delaying it would only add latency.
+    """
     c = inbox.c
     finished = c.state.in_([s.value for s in FINISHED_STATES])
     window_start = sa.case((finished, at), else_=c.first_event_at)
-    # min(at + debounce, window_start + max_delay), portable SQL
-    debounced = sa.case(
-        (window_start + max_delay > at + debounce, at + debounce),
-        else_=window_start + max_delay)
+    if urgent:
+        debounced = sa.literal(at)
+    else:
+        # min(at + debounce, window_start + max_delay), portable SQL
+        debounced = sa.case(
+            (window_start + max_delay > at + debounce, at + debounce),
+            else_=window_start + max_delay)
+        debounced = sa.case(
+            (sa.and_(c.state == State.PENDING.value, c.due_at <= at), c.due_at),
+            else_=debounced)
     return {
         "state": sa.case((finished, State.PENDING.value), else_=c.state),
         "generation": c.generation + 1,
@@ -368,11 +395,12 @@ def _fold_assignments(count, at, debounce, max_delay):
     }
 
 
-def _upsert(conn, table, values, key_column, assignments):
+def _upsert(conn, table, values, key_column, assignments, returning=None):
     """INSERT ``values``, or apply ``assignments`` to the row with the same key.
 
-    SQLite and PostgreSQL (dservercore's databases) do it in one statement;
-    any other database updates first and inserts when nothing matched.
+    SQLite and PostgreSQL (dservercore's databases) do it in one statement
+    and give back the ``returning`` column of the row written; any other
+    database updates first and inserts when nothing matched (returns None).
     """
     dialect = conn.dialect.name
     if dialect in ("sqlite", "postgresql"):
@@ -380,9 +408,12 @@ def _upsert(conn, table, values, key_column, assignments):
             from sqlalchemy.dialects.sqlite import insert
         else:
             from sqlalchemy.dialects.postgresql import insert
-        conn.execute(insert(table).values(**values).on_conflict_do_update(
-            index_elements=[key_column], set_=assignments))
-        return
+        statement = insert(table).values(**values).on_conflict_do_update(
+            index_elements=[key_column], set_=assignments)
+        if returning is None:
+            conn.execute(statement)
+            return None
+        return conn.execute(statement.returning(returning)).scalar()
     key_matches = key_column == values[key_column.name]
     if conn.execute(table.update().where(key_matches).values(**assignments)).rowcount:
         return
@@ -391,6 +422,21 @@ def _upsert(conn, table, values, key_column, assignments):
             conn.execute(table.insert().values(**values))
     except IntegrityError:  # inserted by another process meanwhile
         conn.execute(table.update().where(key_matches).values(**assignments))
+    return None
+
+
+def announce_due(conn, due_at):
+    """PostgreSQL: tell every listening worker (all hosts) when work is due.
+
+    Sent with the enqueue's transaction, so it arrives after the commit,
+    when the row is there to be claimed; identical ones are folded.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_notify(CHANNEL, repr(float(due_at)))))
+
+
+def _due_order(row):
+    return row["due_at"], row["id"]
 
 
 def _chunks(items, size=IN_CLAUSE_CHUNK):

@@ -2,10 +2,15 @@
 
 One worker thread runs in every dserver process (gunicorn workers included)
 unless ``DSERVER_NOTIFY_WORKER=off``. Claims are atomic in the database, so
-any number of processes may run one. Under ``gunicorn --preload`` the app is
-created in the master before it forks: threads do not survive a fork, so the
-thread is paused around every fork and a fresh one is started in each child,
-with the inherited database connections discarded, never shared.
+any number of processes may run one. Between batches it sleeps until the
+earliest due entry, and is woken sooner by an enqueue in its own process
+or, on PostgreSQL, by a notification from any other (:mod:`.wakeup`); only
+without such notifications (SQLite) does it look every poll interval.
+
+Under ``gunicorn --preload`` the app is created in the master before it
+forks: threads do not survive a fork, so the threads are paused around
+every fork and fresh ones are started in each child, with the inherited
+database connections discarded, never shared.
 """
 import logging
 import os
@@ -17,10 +22,14 @@ import weakref
 from .states import Outcome, State
 from .store import now
 from .sync import PermanentSyncError, sync_dataset
+from .wakeup import Listener
 
 logger = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_SECONDS = 2.0
+# An entry due in the past that no claim found is held by another claimer's
+# open transaction: look again shortly instead of spinning.
+RECHECK_SECONDS = 0.05
 
 
 def retry_delay(attempts, base, ceiling):
@@ -38,6 +47,7 @@ class Worker:
         self._thread = None
         self._stop = threading.Event()
         self._last_flush = 0.0
+        self.listener = Listener(store.listening_connection, store.alarm)
         _install_fork_hooks(self)
 
     # life cycle ---------------------------------------------------------
@@ -52,7 +62,9 @@ class Worker:
 
     def stop(self, timeout=10.0):
         self._stop.set()
+        self.store.alarm.ring()  # out of its sleep
         self.join(timeout)
+        self.listener.stop(timeout)
         self.flush_stats()
 
     def join(self, timeout=None):
@@ -69,20 +81,36 @@ class Worker:
         return "sqlalchemy" in self.app.extensions
 
     def _loop(self):
+        while not self._stop.is_set() and not self._app_ready():
+            self._stop.wait(self.settings.poll_seconds)
+        self.listener.start()
         while not self._stop.is_set():
-            if not self._app_ready():
-                self._stop.wait(self.settings.poll_seconds)
-                continue
             try:
-                processed = self.run_once()
-            except Exception:  # database unreachable, app not ready yet ...
+                if not self.run_once():
+                    self._wait_for_work()
+            except Exception:  # database unreachable ...
                 logger.exception("notification worker loop failed; retrying")
-                processed = 0
                 self._stop.wait(min(5.0, 10 * self.settings.poll_seconds))
             if time.time() - self._last_flush > FLUSH_INTERVAL_SECONDS:
                 self.flush_stats()
-            if not processed:
-                self._stop.wait(self.settings.poll_seconds)
+
+    def _wait_for_work(self):
+        """Sleep until the next entry is due or someone announces one.
+
+        Without notifications from other processes, sleep at most the
+        poll interval; with them (PostgreSQL), as long as the idle
+        interval, after asking the database when the next entry is due.
+        """
+        start = now()
+        if not self.listener.listening:
+            self.store.alarm.sleep_until(start + self.settings.poll_seconds)
+            return
+        deadline = start + self.settings.idle_seconds
+        with self.app.app_context():
+            next_due = self.store.next_due_at(self.settings.claim_timeout_seconds)
+        if next_due is not None:
+            deadline = min(deadline, max(next_due, start + RECHECK_SECONDS))
+        self.store.alarm.sleep_until(deadline)
 
     # work ---------------------------------------------------------------
     def run_once(self, ignore_due=False):
@@ -176,7 +204,7 @@ class Worker:
     def _before_fork(self):
         self._was_running = self.running
         if self._was_running:
-            self.stop(timeout=30.0)
+            self.stop(timeout=30.0)  # the listener's connection is closed too
 
     def _after_fork_in_parent(self):
         if getattr(self, "_was_running", False):
@@ -185,6 +213,8 @@ class Worker:
     def _after_fork_in_child(self):
         self._thread = None
         self._stop = threading.Event()
+        self.store.alarm.reset()
+        self.listener = Listener(self.store.listening_connection, self.store.alarm)
         self.tally.take_unflushed()  # the parent flushes its own counts
         try:
             self.store.dispose_inherited_connections()
