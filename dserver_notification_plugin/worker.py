@@ -30,6 +30,12 @@ FLUSH_INTERVAL_SECONDS = 2.0
 # An entry due in the past that no claim found is held by another claimer's
 # open transaction: look again shortly instead of spinning.
 RECHECK_SECONDS = 0.05
+# The worker claims one entry at a time: a claim is one cheap statement next
+# to a sync that reads S3, and entries are better left in the table, where
+# any idle worker of any host can take them, than queued in a busy worker's
+# batch, where they wait and their claims age. A drain takes bigger bites.
+CLAIM_BATCH = 1
+DRAIN_BATCH = 16
 
 
 def retry_delay(attempts, base, ceiling):
@@ -77,8 +83,16 @@ class Worker:
         return self._thread is not None and self._thread.is_alive()
 
     def _app_ready(self):
-        # dservercore initialises its SQLAlchemy after the extensions.
-        return "sqlalchemy" in self.app.extensions
+        # dservercore initialises its SQLAlchemy after the extensions; the
+        # engines exist a moment after Flask-SQLAlchemy registers itself.
+        if "sqlalchemy" not in self.app.extensions:
+            return False
+        from dservercore import sql_db
+        with self.app.app_context():
+            try:
+                return bool(sql_db.engines)
+            except KeyError:
+                return False
 
     def _loop(self):
         while not self._stop.is_set() and not self._app_ready():
@@ -113,11 +127,11 @@ class Worker:
         self.store.alarm.sleep_until(deadline)
 
     # work ---------------------------------------------------------------
-    def run_once(self, ignore_due=False):
-        """Claim one batch of due entries and process it; return its size."""
+    def run_once(self, ignore_due=False, limit=CLAIM_BATCH):
+        """Claim due entries (up to ``limit``) and process them; return how many."""
         from dservercore import sql_db
         with self.app.app_context():
-            claims = self.store.claim(self.settings.claim_timeout_seconds,
+            claims = self.store.claim(self.settings.claim_timeout_seconds, limit=limit,
                                       ignore_due=ignore_due)
             for claim in claims:
                 if self._stop.is_set() and not ignore_due:
@@ -133,7 +147,7 @@ class Worker:
         """
         total = 0
         while True:
-            done = self.run_once(ignore_due=include_waiting)
+            done = self.run_once(ignore_due=include_waiting, limit=DRAIN_BATCH)
             if not done:
                 break
             total += done

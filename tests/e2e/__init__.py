@@ -5,6 +5,7 @@ would, and wait for the index by polling that API with a generous timeout:
 the worker's debounce and poll interval decide *when* a dataset shows up,
 and timings belong to the benchmark, not to tests.
 """
+import itertools
 import time
 import uuid
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from tests.dserver import ADMIN, LiveDserver, dserver_env, prepare_index_in_subp
 from tests.services import put_dtool_dataset, remove_all_objects
 
 WAIT_SECONDS = 30.0
+PAGE_SIZE = 100
 POLL_INTERVAL = 0.2
 
 # Small debounce and poll interval so the tests are quick; everything else
@@ -26,14 +28,16 @@ E2E_NOTIFY = {
 }
 
 
-def start_live_index(workdir, mongo_uri, bucket_to_base_uri, extra_env=None, port=None):
+def start_live_index(workdir, mongo_uri, bucket_to_base_uri, extra_env=None, port=None,
+                     database_uri=None):
     """Prepare dserver's database and serve it with gunicorn (2 workers).
 
     ``extra_env`` carries settings such as dtool-s3's endpoint and keys;
     ``port`` lets a caller tell a storage server the webhook URL before
-    dserver runs.
+    dserver runs; ``database_uri`` is its SQL database (default: SQLite).
     """
-    env = dserver_env(workdir, mongo_uri, bucket_to_base_uri, dict(E2E_NOTIFY))
+    env = dserver_env(workdir, mongo_uri, bucket_to_base_uri, dict(E2E_NOTIFY),
+                      database_uri=database_uri)
     env.update(extra_env or {})
     prepare_index_in_subprocess(env, sorted(set(bucket_to_base_uri.values())))
     server = LiveDserver(env, workdir, workers=2)
@@ -91,14 +95,23 @@ class LiveIndex:
     def search(self, **query):
         """URIs found by the search plugin (POST /uris with a non-empty query)."""
         assert query, "an empty query lists the SQL table; use listing()"
-        answer = requests.post(f"{self.url}/uris", json=query, headers=self.headers,
-                               timeout=10)
-        return sorted(d["uri"] for d in self._ok_json(answer))
+        return self._all_pages("post", json=query)
 
     def listing(self):
         """URIs in dserver's SQL table (GET /uris without a query)."""
-        answer = requests.get(f"{self.url}/uris", headers=self.headers, timeout=10)
-        return sorted(d["uri"] for d in self._ok_json(answer))
+        return self._all_pages("get")
+
+    def _all_pages(self, method, **kwargs):
+        """Every page of /uris (dservercore answers 10 per page unless asked)."""
+        uris = []
+        for page in itertools.count(1):
+            answer = requests.request(method, f"{self.url}/uris", headers=self.headers,
+                                      params={"page": page, "page_size": PAGE_SIZE},
+                                      timeout=10, **kwargs)
+            found = [d["uri"] for d in self._ok_json(answer)]
+            uris.extend(found)
+            if len(found) < PAGE_SIZE:
+                return sorted(uris)
 
     def readme(self, uri):
         """The retrieve plugin's answer for the README of ``uri``."""

@@ -95,9 +95,11 @@ def storage():
 
 
 @pytest.fixture
-def index(tmp_path, mongo, storage):
-    """A fresh live dserver per replay: each must make its dataset searchable."""
-    index = start_live_index(tmp_path, mongo.uri, {BUCKET: storage.base_uri}, storage.env)
+def index(tmp_path, mongo, storage, database):
+    """A fresh live dserver per replay (SQLite, PostgreSQL): each must make
+    its dataset searchable."""
+    index = start_live_index(tmp_path, mongo.uri, {BUCKET: storage.base_uri}, storage.env,
+                             database_uri=database)
     yield index
     index.stop()
 
