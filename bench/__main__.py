@@ -20,7 +20,8 @@ from pathlib import Path
 from bench import envs
 from bench.report import table, targets, targets_text, write_json
 from bench.scenario import PluginRun
-from tests.services import MongoServer, MotoServer
+from devstack.mongo import MongoServer
+from devstack.moto import MotoServer
 
 PUBLISHED_NOTE = (
     "published 0.4.3 declares only dservercore>0.18.0; a plain install resolves "

@@ -20,7 +20,8 @@ from bench import envs
 from bench.report import write_json
 from bench.scenario import PluginRun
 from devstack.postgres import PostgresServer
-from tests.services import MongoServer, MotoServer
+from devstack.mongo import MongoServer
+from devstack.moto import MotoServer
 
 DATABASES = ("sqlite", "postgresql")
 GOAL_SECONDS = 1.0

@@ -1,9 +1,7 @@
 """The notifications MinIO would send for a dataset copy or removal, replayed.
 
-Order: dtool-s3 writes a copy as ``dtool-<uuid>``, ``structure.json``,
-``README.txt``, ``dtool`` (proto), data items, ``README.yml``, tags,
-overlays, annotations, ``manifest.json`` and ``dtool`` (frozen) again last
-(see /work/shared/services.md), so the ``dtool`` key yields two events.
+Order: dtool-s3's write order (``devstack.datasets.copy_write_order``), in
+which the ``dtool`` key yields two events (proto, then frozen).
 Senders: a pool of threads taking events from one shared queue in order,
 so the order is roughly preserved while several requests are in flight, as
 with MinIO's parallel webhook target.
@@ -16,31 +14,10 @@ from dataclasses import dataclass, field
 
 import requests
 
-from tests.payloads import minio_webhook_body
+from devstack.payloads import minio_webhook_body
 
 CREATED = "s3:ObjectCreated:Put"
 REMOVED = "s3:ObjectRemoved:Delete"
-
-# Rank of each part of a dataset in dtool-s3's write order.
-_SECTION_RANK = {"structure.json": 1, "README.txt": 2, "dtool": 3, "data": 4,
-                 "README.yml": 5, "tags": 6, "overlays": 7, "annotations": 8,
-                 "manifest.json": 10}
-_OTHER_RANK = 9  # anything unforeseen: before manifest.json
-
-
-def _rank(key, uuid):
-    if key == f"dtool-{uuid}":
-        return 0
-    inside = key.split(f"{uuid}/", 1)[-1]
-    return _SECTION_RANK.get(inside.split("/", 1)[0], _OTHER_RANK)
-
-
-def copy_write_order(keys, uuid):
-    """The keys of one dataset as dtool-s3 writes them, ``dtool`` twice."""
-    ordered = sorted(keys, key=lambda key: (_rank(key, uuid), key))
-    dtool_key = next(key for key in keys if key.endswith(f"{uuid}/dtool"))
-    return ordered + [dtool_key]
-
 
 def bodies(bucket, keys, event_name):
     """Real-shaped MinIO webhook bodies, one per key, with rising sequencers."""

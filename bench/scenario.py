@@ -13,11 +13,11 @@ from pathlib import Path
 
 import requests
 
-from bench.replay import CREATED, REMOVED, bodies, copy_write_order, percentile, replay
+from bench.replay import CREATED, REMOVED, bodies, percentile, replay
 from bench.server import VenvDserver, prepare_index
-from tests.dserver import dserver_env
-from tests.services import (MOTO_KEY, MOTO_SECRET, dtool_s3_env, list_keys,
-                            put_dtool_dataset, remove_all_objects)
+from devstack.datasets import Bucket, copy_write_order
+from devstack.dserver import dserver_env
+from devstack.s3 import list_keys, remove_all_objects
 
 POLL_SECONDS = 0.05
 
@@ -104,16 +104,15 @@ class PluginRun:
         self.bucket = f"bench-{plugin}-{uuidlib.uuid4().hex[:8]}"
         self.base_uri = f"s3://{self.bucket}"
         self.s3 = moto.boto3_client("s3")
-        self.server = None
+        self.storage = self.server = None
         self.word = f"benchword{uuidlib.uuid4().hex[:10]}"  # unique: search is substring
 
     def start_dserver(self):
-        self.moto.create_bucket(self.bucket)
-        self.s3_env = dtool_s3_env(self.bucket, self.moto.endpoint, MOTO_KEY, MOTO_SECRET)
+        self.storage = Bucket(self.moto, self.bucket)
         notify = {"DSERVER_NOTIFY_DEBOUNCE_SECONDS": str(self.options.debounce)}
         env = dserver_env(self.workdir, self.mongo.uri, {self.bucket: self.base_uri}, notify,
                           database_uri=self.database_uri)
-        env.update(self.s3_env)
+        env.update(self.storage.env)
         prepare_index(self.python, env, self.workdir, [self.base_uri])
         self.server = VenvDserver(self.python, env, self.workdir, workers=2).start()
         self.index = Index(self.server)
@@ -132,10 +131,9 @@ class PluginRun:
 
     def copy_phase(self):
         started = time.monotonic()
-        uri = put_dtool_dataset(self.base_uri, "bench", self.options.items,
-                                readme=f"description: benchmark dataset {self.word}\n",
-                                tags=("bench",), annotations={"purpose": "benchmark"},
-                                env=self.s3_env)
+        uri = self.storage.put_dataset(
+            "bench", self.options.items, readme=f"description: benchmark dataset {self.word}\n",
+            tags=("bench",), annotations={"purpose": "benchmark"})
         self.uri, self.uuid = uri, uri.rsplit("/", 1)[1]
         copy_seconds = time.monotonic() - started
         self.keys = list_keys(self.s3, self.bucket)

@@ -1,6 +1,6 @@
 """A gunicorn-served dserver running in one of the benchmark venvs.
 
-It is ``tests.dserver.LiveDserver`` (2 workers, production gunicorn) with
+It is ``devstack.dserver.LiveDserver`` (2 workers, production gunicorn) with
 two settings that matter here: the venv's own python runs gunicorn, and the
 working directory is the run's temp dir, never the repository root: from
 the root, ``import dserver_notification_plugin``
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-from tests.dserver import ADMIN, LiveDserver, token_for
+from devstack.dserver import LiveDserver
 
 HOOKS = Path(__file__).resolve().parent / "gunicorn_hooks.py"
 
@@ -50,10 +50,6 @@ class VenvDserver(LiveDserver):
                          timeout=300, gunicorn_args=("--config", str(HOOKS)))
         self.call_log = self.workdir / "index-calls.log"
         self.env["BENCH_CALL_LOG"] = str(self.call_log)
-
-    def admin_headers(self):
-        token = token_for(ADMIN, self.env["JWT_PRIVATE_KEY_FILE"])
-        return {"Authorization": f"Bearer {token}"}
 
     def index_calls(self):
         """{"register": n, "delete": m}: successful dservercore.utils calls."""

@@ -1,9 +1,10 @@
 """The servers of the demo: Mongo-wire, S3 with notifications, dserver.
 
-Everything comes from the test harness (``tests.services``,
-``tests.dserver``), so the demo runs exactly what the tests run. Each server
-is a subprocess in its own session on a free loopback port; ``stop`` ends
-each one and then its whole process group, whatever state ``start`` reached.
+Every server comes from ``devstack``, the development stack the tests and
+the benchmark start too, so the demo runs exactly what the tests run. Each
+server is a subprocess in its own session on a free loopback port; ``stop``
+ends each one and then its whole process group, whatever state ``start``
+reached.
 """
 import os
 import shutil
@@ -15,10 +16,11 @@ from pathlib import Path
 
 import requests
 
-from tests.dserver import ADMIN, LiveDserver, dserver_env, prepare_index_in_subprocess, token_for
-from tests.services import MongoServer, MotoServer, ServerError, dtool_s3_env, free_port
-
-S3_KEY = S3_SECRET = "testing"  # moto accepts any credentials
+from devstack.datasets import Bucket
+from devstack.dserver import ADMIN, LiveDserver, dserver_env, prepare_index_in_subprocess, token_for
+from devstack.mongo import MongoServer
+from devstack.moto import MotoServer
+from devstack.ports import ServerError, free_port
 
 
 class DemoStack:
@@ -60,9 +62,8 @@ class DemoStack:
         say.explain("moto_server plays AWS: S3 for the data, SNS to deliver "
                     "bucket notifications over HTTP.")
         self.moto = MotoServer().start()
-        self.moto.create_bucket(self.bucket)
         # dtool-s3 reads per-bucket endpoint and keys from the environment.
-        self.s3_env = dtool_s3_env(self.bucket, self.moto.endpoint, S3_KEY, S3_SECRET)
+        self.s3_env = Bucket(self.moto, self.bucket).env
         say.event(f"S3 ready at {self.moto.endpoint}, bucket {self.bucket!r} created")
 
     def _subscribe(self, webhook_url):

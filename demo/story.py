@@ -1,18 +1,21 @@
 """The demo's scenes: copy a dataset, find it, delete it, find it gone.
 
 The S3 writes run in a background thread while the main thread watches
-dserver (inbox, status route, search) and draws the timeline, because the
+dserver (status route, search) and draws the timeline, because the
 notifications arrive *while* dtool is still copying.
 """
 import threading
 
-from tests.services import list_keys, put_dtool_dataset, remove_all_objects
+from devstack.datasets import put_dtool_dataset
+from devstack.s3 import list_keys, remove_all_objects
 
-from .watch import DserverClient, InboxReader, InboxStory, counter, poll_until, status_counters
+from .watch import COUNTER_FLUSH_SECONDS, DserverClient, SyncTimeline, poll_until
 
 WAIT_TIMEOUT_SECONDS = 60
 SECONDS_PER_ITEM = 0.5  # generous: each S3 write waits for its notification's 202
-COUNTER_FLUSH_SECONDS = 2.5  # the plugin's worker flushes counters every 2 s
+# After search shows the change, how long the status route may take to count
+# the sync that made it: the worker that synced flushes within 2 s.
+OUTCOME_REPORT_SECONDS = 4 * COUNTER_FLUSH_SECONDS
 
 
 class Background:
@@ -50,10 +53,10 @@ class Story:
         self.stack = stack
         self.sample = sample
         self.client = DserverClient(stack.dserver.url, stack.admin_token)
-        self.inbox = InboxReader(stack.dserver.env["SQLALCHEMY_DATABASE_URI"])
-        self.inbox_story = InboxStory(console)
+        self.timeline = SyncTimeline(console, self.client)
         self.s3 = stack.moto.boto3_client("s3")
         self.uri = None
+        self._writes_done_at = 0.0  # seconds since start when the S3 writes ended
         self._explained_ignored = False
 
     def run(self):
@@ -66,54 +69,48 @@ class Story:
         return [d["uri"] for d in self.client.search(base_uris=[self.stack.base_uri])]
 
     def _tick(self, doing):
-        row = self.inbox.latest_row(self.stack.base_uri)
-        self.inbox_story.update(row)
-        if self.say.interactive:  # the figures cost a request; only a terminal shows them
-            self.say.waiting(f"{doing} | {self._live_figures(row)}")
+        figures = self.timeline.update()
+        if self.say.interactive:
+            self.say.waiting(f"{doing} | {self._live_figures(figures)}")
 
-    def _live_figures(self, row):
-        flat = status_counters(self.client.status())
-        parts = []
-        if flat:
-            parts.append("{} events ({} accepted, {} ignored)".format(
-                *(counter(flat, name) for name in ("received", "accepted", "ignored"))))
-        if row is not None:
-            parts.append(f"inbox: {row['state']}")
-        return " | ".join(parts) or "waiting for the first notification"
+    @staticmethod
+    def _live_figures(figures):
+        events = figures.events
+        if not events["received"]:
+            return "waiting for the first notification"
+        return (f"{events['received']} events ({events['accepted']} accepted, "
+                f"{events['ignored']} ignored) | {figures.waiting} waiting in the inbox")
 
-    def _settle(self, timeout=5.0):
-        """Let the inbox row finish its story (the index changes just before
-        the row is marked done), then clear the spinner."""
-        def row_finished():
-            row = self.inbox.latest_row(self.stack.base_uri)
-            return row is None or row["state"] not in ("pending", "processing")
+    def _wait_for_outcome(self, outcome):
+        """Wait until the status route counts a sync with ``outcome`` in this
+        scene (its line is printed by the timeline); say so if it never does."""
         try:
-            poll_until(row_finished, timeout, on_tick=lambda: self._tick("finishing"))
+            poll_until(lambda: self.timeline.grown(outcome) > 0, OUTCOME_REPORT_SECONDS,
+                       on_tick=lambda: self._tick("reading the plugin's counters"))
         except TimeoutError:
-            pass
-        self._tick("done")
-        self.say.done_waiting()
+            self.say.failure(f"GET /webhook/status counted no {outcome!r} sync within "
+                             f"{OUTCOME_REPORT_SECONDS:g} s")
 
     def _report_counters(self):
         """The plugin's own event counters, from its status route.
 
         Each gunicorn worker counts in memory and adds its counts to the
-        totals about every COUNTER_FLUSH_SECONDS; wait until the last event
-        is that old, so the totals include it.
+        totals about every COUNTER_FLUSH_SECONDS; wait until the S3 writes
+        ended that long ago, so the totals include their notifications.
         """
-        row = self.inbox.latest_row(self.stack.base_uri)
-        if row is not None:
-            flushed_at = self.say.since_start(row["last_event_at"]) + COUNTER_FLUSH_SECONDS
-            poll_until(lambda: self.say.elapsed() >= flushed_at, COUNTER_FLUSH_SECONDS + 1,
-                       on_tick=lambda: self._tick("reading counters"))
-            self.say.done_waiting()
-        flat = status_counters(self.client.status())
-        if not flat:
-            return
-        received, accepted, ignored = (counter(flat, name)
+        flushed_at = self._writes_done_at + COUNTER_FLUSH_SECONDS
+        poll_until(lambda: self.say.elapsed() >= flushed_at, COUNTER_FLUSH_SECONDS + 1,
+                   on_tick=lambda: self._tick("reading the plugin's counters"))
+        figures = self.timeline.update(force=True)
+        self.say.done_waiting()
+        received, accepted, ignored = (figures.events[name]
                                        for name in ("received", "accepted", "ignored"))
         self.say.event(f"GET /webhook/status: {received} notifications received so far, "
                        f"{accepted} accepted, {ignored} ignored")
+        scene_accepted = self.timeline.grown("accepted")
+        syncs = figures.syncs() - self.timeline.scene_start.syncs()
+        self.say.explain(f"In this step: {scene_accepted} accepted notifications, "
+                         f"{syncs} sync{'s' if syncs != 1 else ''} of the dataset.")
         if not self._explained_ignored and ignored:
             self._explained_ignored = True
             self.say.explain("Ignored: objects that cannot change the index (data items, "
@@ -131,6 +128,7 @@ class Story:
                     "worker reads the dataset from S3 and registers it:")
         say.explain("a copy of many objects costs one sync, not one per object.")
         items = len(self.sample.items)
+        self.timeline.begin_scene()
         say.event(f"copy started: {self.sample.name!r}, {items} data files, "
                   f"to {stack.base_uri}")
         copy = Background(put_dtool_dataset, stack.base_uri, self.sample.name,
@@ -139,11 +137,12 @@ class Story:
         poll_until(lambda: copy.done, WAIT_TIMEOUT_SECONDS + items * SECONDS_PER_ITEM,
                    on_tick=lambda: self._tick("copying"))
         self.uri = copy.outcome()
+        self._writes_done_at = say.elapsed()
         keys = list_keys(self.s3, stack.bucket)
         say.event(f"copy finished: dtool wrote {len(keys)} objects "
                   f"(data, README, manifest, admin metadata) for {self.uri}")
         self._wait_for_search(lambda: self.uri in self.in_search(),
-                              "found in search", "after the copy finished")
+                              "found in search", "after the copy finished", "registered")
 
     def show_search_result(self):
         say = self.say
@@ -172,25 +171,27 @@ class Story:
         say.explain("Each removal is notified; once the dataset's 'dtool' object is "
                     "gone, the worker deletes it from the index.")
         keys = list_keys(self.s3, stack.bucket)
+        self.timeline.begin_scene()
         say.event(f"deleting all {len(keys)} objects under s3://{stack.bucket}/")
         removal = Background(remove_all_objects, self.s3, stack.bucket)
         poll_until(lambda: removal.done, WAIT_TIMEOUT_SECONDS + len(keys) * SECONDS_PER_ITEM,
                    on_tick=lambda: self._tick("deleting"))
+        self._writes_done_at = say.elapsed()
         say.event(f"objects deleted: {len(removal.outcome())} keys removed, the bucket is empty")
         self._wait_for_search(lambda: self.uri not in self.in_search(),
-                              "gone from search", "after the objects were deleted")
+                              "gone from search", "after the objects were deleted", "deleted")
 
-    def _wait_for_search(self, condition, outcome, since_what):
-        """Poll search until ``condition`` holds, then report how long it took."""
+    def _wait_for_search(self, condition, outcome, since_what, sync_outcome):
+        """Poll search until ``condition`` holds and report how long it took;
+        then wait for the plugin's counters to show the sync behind it."""
         say = self.say
         started = say.elapsed()
         poll_until(condition, WAIT_TIMEOUT_SECONDS,
                    on_tick=lambda: self._tick("waiting for search"))
-        self._tick("checking the inbox")  # its finish may predate this poll
         say.done_waiting()
         say.success(f"{outcome} (POST /uris), {say.elapsed() - started:.1f} s {since_what}")
-        self._settle()
+        self._wait_for_outcome(sync_outcome)
         self._report_counters()
 
     def close(self):
-        self.inbox.close()
+        self.client.session.close()

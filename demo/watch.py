@@ -1,23 +1,42 @@
 """Looking at the running dserver from outside, as an operator would.
 
-Three sources, each optional:
+Two sources, both HTTP, both public:
 
 * dservercore's own API: ``POST /uris`` (search) and ``GET /tags/<uri>``;
-* the plugin's status route ``GET /webhook/status`` (admins only) for its
-  counters of received, accepted and ignored events, if this version has it;
-* the plugin's inbox table in dserver's SQL database (read-only). The demo
-  created that database itself, so it may look inside: each row carries
-  exact server-side times (first event, claim, finish) for the timeline.
+* the plugin's status route ``GET /webhook/status`` (admins only): its
+  counters of received, accepted and ignored notifications and of sync
+  outcomes (registered, deleted, ...), totals over all gunicorn workers.
+
+The timeline is made from those counters alone. They only grow, so whatever
+happened between two polls shows in the next one, however late that poll
+comes: nothing depends on catching a passing state (an inbox entry while it
+waits, say) at the right moment. The price: each worker adds its counts to
+the totals about every ``COUNTER_FLUSH_SECONDS``, so a line may come up to
+that long after the fact.
 """
 import time
+from dataclasses import dataclass, field
 
 import requests
-import sqlalchemy as sa
-
-from dserver_notification_plugin.store import inbox
 
 STATUS_PATH = "/webhook/status"
 HTTP_TIMEOUT_SECONDS = 30
+COUNTER_FLUSH_SECONDS = 2.5  # the plugin's workers flush their counters every 2 s
+STATUS_POLL_SECONDS = 0.25
+
+EVENT_COUNTERS = ("received", "accepted", "ignored")
+# Every sync attempt ends in exactly one of these outcomes.
+OUTCOME_TEXT = {
+    "proto": "sync done: still a proto-dataset (copy running); waiting for more events",
+    "registered": "sync done: dataset registered in dserver's index",
+    "unchanged": "sync done: the index already matched S3",
+    "deleted": "sync done: dataset deleted from the index (SQL table and search plugin)",
+    "absent": "sync done: not in S3 and not in the index, nothing to do",
+    "retried": "sync failed, will retry (`flask notification status` shows why)",
+    "dead": "sync gave up: a dead entry (`flask notification status` shows why)",
+}
+OUTCOME_STYLE = {"retried": "red", "dead": "red"}
+WAITING_STATES = ("pending", "processing", "failed")
 
 
 class DserverClient:
@@ -27,7 +46,6 @@ class DserverClient:
         self.url = url
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {token}"
-        self.status_available = True
 
     def search(self, **query):
         """Datasets matching the query, via the search plugin (Mongo)."""
@@ -42,136 +60,89 @@ class DserverClient:
         return answer.json().get("tags", []) if answer.ok else []
 
     def status(self):
-        """The plugin's status JSON, or None if this version has no such route."""
-        if not self.status_available:
-            return None
+        """The plugin's status JSON, or None if it cannot be had just now."""
         try:
             answer = self.session.get(self.url + STATUS_PATH, timeout=HTTP_TIMEOUT_SECONDS)
-        except requests.RequestException:
-            return None
-        if answer.status_code in (404, 405):
-            self.status_available = False
-            return None
-        if not answer.ok:
-            return None
-        try:
+            answer.raise_for_status()
             return answer.json()
-        except ValueError:
+        except (requests.RequestException, ValueError):
             return None
 
 
-def status_counters(status):
-    """Integer fields of the status JSON, flattened: {"counters.received": 3, ...}.
-
-    Flattening keeps the demo independent of the exact layout of the route.
-    """
-    flat = {}
-
-    def walk(prefix, value):
-        if isinstance(value, dict):
-            for key, inner in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), inner)
-        elif isinstance(value, int) and not isinstance(value, bool):
-            flat[prefix] = value
-
-    walk("", status or {})
-    return flat
+def _ints(section, names):
+    section = section if isinstance(section, dict) else {}
+    return {name: int(section.get(name) or 0) for name in names}
 
 
-def counter(flat, name):
-    """The value of a counter whose last path part is ``name`` (0 if absent).
+@dataclass
+class Figures:
+    """The counters of one status answer: totals since the database was made."""
 
-    Prefers a since-start or total figure if the route reports several.
-    """
-    matches = {key: value for key, value in flat.items() if key.split(".")[-1] == name}
-    for hint in ("total", "since_start", ""):
-        for key, value in matches.items():
-            if hint in key:
-                return value
-    return 0
+    events: dict = field(default_factory=lambda: _ints({}, EVENT_COUNTERS))
+    outcomes: dict = field(default_factory=lambda: _ints({}, OUTCOME_TEXT))
+    waiting: int = 0  # inbox entries not synced yet (at the moment of the answer)
 
-
-class InboxReader:
-    """Read-only view of the plugin's inbox rows."""
-
-    def __init__(self, sqlalchemy_uri):
-        path = sqlalchemy_uri.removeprefix("sqlite:///")
-        self.engine = sa.create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
-
-    def latest_row(self, base_uri):
-        """The most recently notified inbox row of base_uri, or None.
-
-        None also while the table does not exist yet: the plugin creates it
-        with the first event it accepts.
-        """
-        c = inbox.c
-        try:
-            with self.engine.connect() as conn:
-                row = conn.execute(sa.select(inbox).where(c.base_uri == base_uri)
-                                   .order_by(c.last_event_at.desc()).limit(1)).mappings().first()
-        except sa.exc.SQLAlchemyError:
+    @classmethod
+    def from_status(cls, status):
+        if not isinstance(status, dict):
             return None
-        return dict(row) if row else None
+        inbox = status.get("inbox") or {}
+        return cls(events=_ints((status.get("events") or {}).get("total"), EVENT_COUNTERS),
+                   outcomes=_ints((status.get("sync") or {}).get("total"), OUTCOME_TEXT),
+                   waiting=sum(int(inbox.get(state) or 0) for state in WAITING_STATES))
 
-    def close(self):
-        self.engine.dispose()
-
-
-OUTCOME_TEXT = {
-    "registered": "sync done: dataset registered in dserver's index",
-    "unchanged": "sync done: the index already matched S3",
-    "deleted": "sync done: dataset deleted from the index (SQL table and search plugin)",
-    "absent": "sync done: not in S3 and not in the index, nothing to do",
-    "proto": "sync done: still a proto-dataset (copy running); waiting for more events",
-}
+    def syncs(self):
+        return sum(self.outcomes.values())
 
 
-class InboxStory:
-    """Turns successive snapshots of one inbox row into timeline lines.
+class SyncTimeline:
+    """Timeline lines from what grew in the plugin's counters since the last poll.
 
-    Times come from the row itself (server wall clock), so a poll that comes
-    late still reports when things really happened.
+    A scene (``begin_scene``) sets the baseline for "first notifications
+    accepted" and for :meth:`grown`.
     """
 
-    def __init__(self, console):
-        self.console = console
-        self.reported = set()
+    def __init__(self, console, client):
+        self.say = console
+        self.client = client
+        self.scene_start = self.last = Figures()
+        self._arrivals_told = False
+        self._next_poll = 0.0
 
-    def _once(self, key, at, text, style=None):
-        if key in self.reported or at is None:
-            return False
-        self.reported.add(key)
-        self.console.event(text, at=self.console.since_start(at), style=style)
-        return True
+    def begin_scene(self):
+        self.update(force=True)
+        self.scene_start = self.last
+        self._arrivals_told = False
 
-    def update(self, row):
-        """Report what is new in ``row``; returns the last outcome seen, if new."""
-        if row is None:
-            return None
-        self._once(("first", row["first_event_at"]), row["first_event_at"],
-                   "first notification accepted: the dataset waits in the plugin's inbox")
-        claimed_at = row["claimed_at"]
-        if claimed_at is not None and row["state"] != "pending":
-            self._once(("claim", claimed_at), claimed_at,
-                       f"sync worker claimed the inbox entry: {row['events']} event(s) "
-                       f"folded into one sync, {self._quiet_text(row)}")
-        finished_at = row["finished_at"]
-        if finished_at is not None and row["state"] in ("done", "pending", "dead", "failed"):
-            outcome = row["last_outcome"] or row["state"]
-            style = "red" if outcome == "error" else None
-            text = OUTCOME_TEXT.get(outcome, outcome)
-            if row["state"] == "dead":
-                text = f"sync gave up (dead entry): {row['last_error']}"
-            elif outcome == "error":
-                text = f"sync failed, will retry: {row['last_error']}"
-            if self._once(("finish", finished_at), finished_at, text, style=style):
-                return outcome
-        return None
+    def update(self, force=False):
+        """Poll the status route (at most every STATUS_POLL_SECONDS unless
+        ``force``), print what grew, and return the latest figures."""
+        if not force and time.monotonic() < self._next_poll:
+            return self.last
+        self._next_poll = time.monotonic() + STATUS_POLL_SECONDS
+        current = Figures.from_status(self.client.status())
+        if current is None:
+            return self.last
+        accepted = current.events["accepted"] - self.scene_start.events["accepted"]
+        if accepted > 0 and not self._arrivals_told:
+            self._arrivals_told = True
+            self.say.event(f"first notifications accepted ({accepted} so far): the dataset "
+                           "waits in the plugin's inbox")
+        for outcome, text in OUTCOME_TEXT.items():
+            count = current.outcomes[outcome] - self.last.outcomes[outcome]
+            if count > 0:
+                self.say.event(text + (f" ({count} times)" if count > 1 else ""),
+                               style=OUTCOME_STYLE.get(outcome))
+        self.last = current
+        return current
 
-    @staticmethod
-    def _quiet_text(row):
-        quiet = row["claimed_at"] - row["last_event_at"]
-        return f"{quiet:.1f} s after the last event"
+    def grown(self, counter):
+        """How much an outcome (or event) counter grew in this scene so far."""
+        for section in ("outcomes", "events"):
+            now, then = getattr(self.last, section), getattr(self.scene_start, section)
+            if counter in now:
+                return now[counter] - then[counter]
+        raise KeyError(counter)
 
 
 def poll_until(predicate, timeout, interval=0.1, on_tick=None):

@@ -37,11 +37,22 @@ class Intake:
     ``ignored`` holds a short reason for every record that was understood
     but is not an object creation or removal (access events, test events,
     directory entries ...), so the route can count and log them.
-    ``sns_confirmation`` is set for an SNS SubscriptionConfirmation.
+    ``faults`` holds a short reason for every record that could not be
+    understood (a missing field, a key that does not decode, an unknown
+    event name): it is ignored too, so that one bad record never sinks the
+    others of its request, but logged as a warning, because someone should
+    look at it. ``sns_confirmation`` is set for an SNS SubscriptionConfirmation.
     """
     events: List[ObjectEvent] = field(default_factory=list)
     ignored: List[str] = field(default_factory=list)
+    faults: List[str] = field(default_factory=list)
     sns_confirmation: Optional["SnsConfirmation"] = None
+
+    def extend(self, other: "Intake") -> None:
+        """Add what ``other`` carried (one record's outcome) to this intake."""
+        self.events.extend(other.events)
+        self.ignored.extend(other.ignored)
+        self.faults.extend(other.faults)
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,12 @@ class IntakeResult:
 def accept(extension, intake) -> IntakeResult:
     """Enqueue what matters in ``intake``; return the counts."""
     settings = extension.settings
-    targets, ignored = [], len(intake.ignored)
+    targets, ignored = [], len(intake.ignored) + len(intake.faults)
     for reason in intake.ignored:
         logger.debug("ignored record: %s", reason)
+    for reason in intake.faults:
+        # the sender sent something we could not read; its neighbours still count
+        logger.warning("ignored a record that could not be understood: %s", reason)
     for event in intake.events:
         found = translate(event, settings.bucket_to_base_uri)
         if isinstance(found, Skip):
@@ -40,9 +43,10 @@ def accept(extension, intake) -> IntakeResult:
         extension.store.enqueue(targets, settings.debounce_seconds,
                                 settings.max_delay_seconds, due_now=due_now)
     tally = extension.tally
-    tally.add("received", len(intake.events) + len(intake.ignored))
+    tally.add("received", len(intake.events) + len(intake.ignored) + len(intake.faults))
     tally.add("accepted", len(targets))
     tally.add("ignored", ignored)
+    tally.add("unreadable", len(intake.faults))
     return IntakeResult(accepted=len(targets), ignored=ignored)
 
 

@@ -33,13 +33,14 @@ class IntakeResultSchema(Schema):
     accepted = fields.Integer(metadata={"description": "events stored for a sync"})
     ignored = fields.Integer(
         metadata={"description": "events that cannot change the index (access events, "
-                                 "data items, unmapped buckets, non-dtool keys)"})
+                                 "data items, unmapped buckets, non-dtool keys) and records "
+                                 "that could not be understood (logged as warnings)"})
 
 
 def _document_intake(view):
     """OpenAPI: what an intake route answers."""
     for status, description in (
-            (400, "malformed body or wrong shape; the message names the problem"),
+            (400, "the body is no notification at all; the message names the problem"),
             (401, "a secret is configured and the request carries no valid one"),
             (403, "client outside DSERVER_NOTIFY_ALLOW_ACCESS_FROM, or unlisted SNS topic"),
             (413, "body larger than DSERVER_NOTIFY_MAX_BODY_BYTES"),
@@ -97,11 +98,14 @@ def payload_error(exc):
 def notify(path):
     """Receive S3 event notifications.
 
-    Accepts MinIO webhook JSON, AWS S3 event JSON (every record), AWS SNS
-    HTTP deliveries (text/plain envelopes, subscription confirmation for
-    the topics in DSERVER_NOTIFY_SNS_TOPICS), NetApp StorageGRID SNS form
-    posts and SeaweedFS filer webhooks. Answers 202 with the numbers of
-    accepted and ignored events once they are stored. HEAD answers 200
+    Accepts S3 event records (MinIO webhook, AWS, Ceph RGW, NooBaa;
+    every record), AWS SNS HTTP deliveries (text/plain envelopes,
+    subscription confirmation for the topics in DSERVER_NOTIFY_SNS_TOPICS),
+    AWS EventBridge events from API destinations, NetApp StorageGRID SNS
+    form posts, SeaweedFS filer webhooks and NooBaa's connection tests; a
+    JSON body may have no Content-Type. Answers 202 with the numbers of
+    accepted and ignored events once they are stored; a record that cannot
+    be understood is ignored and logged, not refused. HEAD answers 200
     (MinIO probes liveness with it).
     """
     if request.method == "HEAD":

@@ -126,7 +126,7 @@ class _StatusCollector:
     def _families(self, status):
         events = CounterMetricFamily(
             f"{METRIC_PREFIX}_events", "Notification events, all processes, persisted "
-            "totals (kind: received, accepted, ignored, refused).", labels=["kind"])
+            "totals (kind: received, accepted, ignored, unreadable, refused).", labels=["kind"])
         process_events = CounterMetricFamily(
             f"{METRIC_PREFIX}_process_events", "Notification events seen by the process "
             "that answers this scrape, since it started.", labels=["kind"])

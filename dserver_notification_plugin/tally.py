@@ -8,7 +8,8 @@ import threading
 import time
 from collections import Counter
 
-EVENT_COUNTERS = ("received", "accepted", "ignored", "refused")
+# "unreadable" counts the records among "ignored" that could not be understood.
+EVENT_COUNTERS = ("received", "accepted", "ignored", "unreadable", "refused")
 
 
 class Tally:

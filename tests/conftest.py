@@ -1,22 +1,28 @@
-"""Session-scoped real servers and per-test dserver apps.
+"""Session-scoped real servers, per-test dserver apps, and the tests' shared helpers.
 
 Mongo is nx-27017 (a MongoDB wire-protocol server) unless
 DSERVER_TEST_MONGO_URI names a real MongoDB; S3 is moto_server; SQL is
 SQLite and PostgreSQL (pgserver): every test that touches SQL takes the
-``database`` fixture and runs on both. Nothing is mocked in-process and
-nothing is skipped: a server that does not start fails the run with its log.
+``database`` fixture and runs on both. All come from ``devstack``. Nothing
+is mocked in-process and nothing is skipped: a server that does not start
+fails the run with its log.
+
+Helpers more than one test module needs are fixtures here (``drain``,
+``notify_all``, ``search``, ``auth_headers``, ``make_bucket``): test
+modules never import each other.
 """
 import uuid
 
 import pytest
 import sqlalchemy as sa
 
+from devstack.datasets import Bucket
+from devstack.dserver import ADMIN, USER, app_config, dserver_env, prepare_index, token_for
+from devstack.mongo import MongoServer
+from devstack.moto import MotoServer
 from devstack.postgres import PostgresServer
 
-from tests.dserver import ADMIN, USER, app_config, dserver_env, prepare_index, token_for
-from tests.services import MongoServer, MotoServer, dtool_s3_env, put_dtool_dataset
-
-S3_KEY, S3_SECRET = "testing", "testing"
+EXTENSION = "dserver_notification"
 
 
 @pytest.fixture(scope="session")
@@ -70,24 +76,17 @@ def moto():
     server.stop()
 
 
-class Bucket:
-    """A fresh S3 bucket that dtool-s3 is configured for."""
-
-    def __init__(self, server, name):
-        self.server = server
-        self.name = name
-        self.base_uri = f"s3://{name}"
-        server.create_bucket(name)
-        self.env = dtool_s3_env(name, server.endpoint, S3_KEY, S3_SECRET)
-        self.s3 = server.boto3_client("s3")
-
-    def put_dataset(self, name="testdata", items=3, **kwargs):
-        return put_dtool_dataset(self.base_uri, name, items, env=self.env, **kwargs)
+@pytest.fixture(scope="session")
+def make_bucket(moto):
+    """Factory: ``make_bucket(name=None)``, a fresh moto bucket dtool-s3 can use."""
+    def factory(name=None):
+        return Bucket(moto, name or f"ds-{uuid.uuid4().hex[:10]}")
+    return factory
 
 
 @pytest.fixture
-def bucket(moto):
-    return Bucket(moto, f"ds-{uuid.uuid4().hex[:10]}")
+def bucket(make_bucket):
+    return make_bucket()
 
 
 @pytest.fixture
@@ -119,7 +118,7 @@ def make_app(tmp_path, mongo, database, request):
 
     yield factory
     for app in apps:
-        ext = app.extensions.get("dserver_notification")
+        ext = app.extensions.get(EXTENSION)
         if ext is not None and ext.worker is not None:
             ext.worker.stop()
         dispose_engines(app)
@@ -142,16 +141,48 @@ def client(app):
     return app.test_client()
 
 
-def auth_headers(app, username=ADMIN):
-    token = token_for(username, app.env_for_tests["JWT_PRIVATE_KEY_FILE"])
-    return {"Authorization": f"Bearer {token}"}
+@pytest.fixture
+def auth_headers():
+    """``auth_headers(app, username=ADMIN)``: a bearer token for a user of that app."""
+    def headers(app, username=ADMIN):
+        token = token_for(username, app.env_for_tests["JWT_PRIVATE_KEY_FILE"])
+        return {"Authorization": f"Bearer {token}"}
+    return headers
 
 
 @pytest.fixture
-def admin_headers(app):
+def admin_headers(app, auth_headers):
     return auth_headers(app, ADMIN)
 
 
 @pytest.fixture
-def user_headers(app):
+def user_headers(app, auth_headers):
     return auth_headers(app, USER)
+
+
+@pytest.fixture
+def drain():
+    """``drain(app)``: sync every inbox entry now, debounce or not; returns the count."""
+    def run(app):
+        return app.extensions[EXTENSION].worker.drain(include_waiting=True)
+    return run
+
+
+@pytest.fixture
+def notify_all():
+    """``notify_all(client, bodies)``: POST each body to the webhook, expecting 202."""
+    def post(client, bodies):
+        for body in bodies:
+            response = client.post("/webhook/notify", json=body)
+            assert response.status_code == 202, response.get_json()
+    return post
+
+
+@pytest.fixture
+def search():
+    """``search(client, headers, **query)``: the URIs ``POST /uris`` answers, in order."""
+    def uris(client, headers, **query):
+        response = client.post("/uris", json=query, headers=headers)
+        assert response.status_code == 200, response.get_json()
+        return [d["uri"] for d in response.get_json()]
+    return uris

@@ -2,8 +2,10 @@
 
 Runs the demo as a subprocess (real moto, nx-27017, gunicorn dserver), then
 checks its exit code, that its output tells the story in order, and that
-it left no server behind.
+it left no server behind. Its timeline, fed by the plugin's status route,
+is also checked on its own against answers that come late.
 """
+import io
 import os
 import re
 import subprocess
@@ -12,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from demo.console import Console
+from demo.watch import SyncTimeline
+
 REPO = Path(__file__).resolve().parent.parent
 URI = re.compile(r"s3://demo[0-9a-f]{8}/[0-9a-f-]{36}")
-SERVER_COMMANDS = ("moto_server", "nx_mongo_server.py", "gunicorn")
+SERVER_COMMANDS = ("moto_server", "devstack.mongo", "gunicorn")
 
 
 def run_demo(*args, timeout=240):
@@ -53,3 +58,54 @@ def test_demo_shows_the_dataset_found_then_gone():
     assert "all servers stopped" in output
     assert "\x1b[" not in output  # --no-color and not a terminal: plain text
     assert servers_still_running(output) == []
+
+
+def status_answer(accepted=0, **outcomes):
+    """A ``GET /webhook/status`` body with these totals (the rest 0)."""
+    return {"events": {"total": {"received": accepted, "accepted": accepted, "ignored": 0}},
+            "sync": {"total": outcomes},
+            "inbox": {"pending": 0, "processing": 0, "failed": 0, "done": 1, "dead": 0}}
+
+
+class StatusAnswers:
+    """A stand-in for the demo's DserverClient: status answers in turn."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+
+    def status(self):
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+def test_timeline_tells_every_sync_even_when_it_looks_late():
+    """Between two looks the dataset was registered and then synced once more
+    (a late notification): the story still says it was registered."""
+    stream = io.StringIO()
+    client = StatusAnswers(status_answer(),
+                           status_answer(accepted=7, registered=1, unchanged=1))
+    timeline = SyncTimeline(Console(stream, color=False), client)
+    timeline.begin_scene()
+    timeline.update(force=True)
+    output = stream.getvalue()
+    assert "first notifications accepted (7 so far)" in output
+    assert "sync done: dataset registered in dserver's index" in output
+    assert "sync done: the index already matched S3" in output
+    assert timeline.grown("registered") == 1 and timeline.grown("accepted") == 7
+
+
+def test_timeline_counts_from_the_start_of_each_scene():
+    stream = io.StringIO()
+    client = StatusAnswers(status_answer(accepted=7, registered=1),
+                           status_answer(accepted=13, registered=1, deleted=1))
+    timeline = SyncTimeline(Console(stream, color=False), client)
+    timeline.begin_scene()  # the first answer: counts of an earlier scene
+    assert timeline.grown("registered") == 0
+    timeline.update(force=True)
+    assert timeline.grown("deleted") == 1 and timeline.grown("accepted") == 6
+    assert "dataset deleted from the index" in stream.getvalue()
+
+
+def test_demo_watches_from_outside():
+    """The demo reads what an operator can: HTTP, not the plugin's tables."""
+    for path in (REPO / "demo").glob("*.py"):
+        assert "dserver_notification_plugin" not in path.read_text(), path

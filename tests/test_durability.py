@@ -6,36 +6,19 @@ import pytest
 import requests
 from dservercore.utils import register_dataset
 
+from devstack.datasets import copy_write_order
+from devstack.dserver import LiveDserver, dserver_env, prepare_index_in_subprocess, token_for
+from devstack.mongo import MongoServer
+from devstack.payloads import minio_bodies_for_keys
+from devstack.s3 import list_keys, remove_all_objects
 from dserver_notification_plugin.states import State
-from tests.dserver import LiveDserver, dserver_env, prepare_index_in_subprocess, token_for
-from tests.payloads import minio_bodies_for_keys
-from tests.services import MongoServer, list_keys, remove_all_objects
-from tests.test_sync_flow import notify_all, search
-
-
-def copy_order(keys):
-    """dtool-s3's write order of a copy (services.md): dtool object last."""
-    def rank(key):
-        for position, marker in enumerate(
-                ("dtool-", "/structure.json", "/README.txt", "/data/", "/README.yml",
-                 "/tags/", "/overlays/", "/annotations/", "/manifest.json", "/dtool")):
-            if key.startswith(marker) or marker in key:
-                return position
-        return 99
-    ordered = sorted(keys, key=rank)
-    admin = [k for k in ordered if k.endswith("/dtool")]
-    return [*ordered[:3], *admin, *ordered[3:]]  # proto dtool early, frozen dtool last
 
 
 def extension(app):
     return app.extensions["dserver_notification"]
 
 
-def drain(app):
-    return extension(app).worker.drain(include_waiting=True)
-
-
-def index_snapshot(client, headers, uri):
+def index_snapshot(client, headers, uri, search):
     listing = sorted(d["uri"] for d in client.get("/uris", headers=headers).get_json())
     suffix = uri.replace("://", "/", 1)
     retrieved = {kind: client.get(f"/{kind}/{suffix}", headers=headers).get_json()
@@ -44,13 +27,14 @@ def index_snapshot(client, headers, uri):
 
 
 def test_a_burst_of_1000_item_copy_gives_one_registration_and_bounded_s3_requests(
-        app, client, bucket, moto, admin_headers):
+        app, client, bucket, moto, admin_headers, drain, notify_all, search):
     small = bucket.put_dataset("small", items=10)
     large = bucket.put_dataset("large", items=1000)
     requests_per_dataset = {}
     for uri in (small, large):
         uuid = uri.rsplit("/", 1)[1]
-        keys = copy_order([k for k in list_keys(bucket.s3, bucket.name) if uuid in k])
+        keys = copy_write_order([k for k in list_keys(bucket.s3, bucket.name) if uuid in k],
+                                uuid)
         before_registrations = extension(app).tally.since_start().get("index_registrations", 0)
         notify_all(client, minio_bodies_for_keys(bucket.name, keys))
         before = moto.request_count()
@@ -63,15 +47,15 @@ def test_a_burst_of_1000_item_copy_gives_one_registration_and_bounded_s3_request
     assert requests_per_dataset[large] <= 20
 
 
-def test_shuffled_and_duplicated_events_give_the_same_index(make_app, bucket, admin_headers):
+def test_shuffled_and_duplicated_events_give_the_same_index(make_app, bucket, auth_headers,
+                                                             drain, notify_all, search):
     uri = bucket.put_dataset("shuffle", items=20, tags=["x", "y"],
                              annotations={"colour": "red"})
-    keys = copy_order(list_keys(bucket.s3, bucket.name))
+    keys = copy_write_order(list_keys(bucket.s3, bucket.name), uri.rsplit("/", 1)[1])
     snapshots = []
     for events in (keys, random.Random(4).sample(keys * 3, len(keys) * 3)):
         app = make_app([bucket])
         client = app.test_client()
-        from tests.conftest import auth_headers
         headers = auth_headers(app)
         # deliver in two halves with processing in between, as a debounce would
         half = len(events) // 2
@@ -79,13 +63,13 @@ def test_shuffled_and_duplicated_events_give_the_same_index(make_app, bucket, ad
         drain(app)
         notify_all(client, minio_bodies_for_keys(bucket.name, events[half:]))
         drain(app)
-        snapshots.append(index_snapshot(client, headers, uri))
+        snapshots.append(index_snapshot(client, headers, uri, search))
     assert snapshots[0] == snapshots[1]
     assert snapshots[0][0] == [uri]
 
 
 def test_deleting_all_objects_removes_the_dataset_from_listing_search_and_retrieve(
-        app, client, bucket, admin_headers):
+        app, client, bucket, admin_headers, drain, notify_all, search):
     uri = bucket.put_dataset("doomed", items=5, readme="topic: doomed\n", tags=["t"])
     keys = list_keys(bucket.s3, bucket.name)
     notify_all(client, minio_bodies_for_keys(bucket.name, keys))
@@ -106,7 +90,8 @@ def test_deleting_all_objects_removes_the_dataset_from_listing_search_and_retrie
         assert app.search.collection.find_one({"uri": uri}) is None
 
 
-def test_tag_removal_updates_the_entry(app, client, bucket, admin_headers):
+def test_tag_removal_updates_the_entry(app, client, bucket, admin_headers, drain, notify_all,
+                                       search):
     uri = bucket.put_dataset("tagged", items=2, tags=["keep", "drop"])
     notify_all(client, minio_bodies_for_keys(bucket.name, list_keys(bucket.s3, bucket.name)))
     drain(app)
@@ -119,7 +104,8 @@ def test_tag_removal_updates_the_entry(app, client, bucket, admin_headers):
     assert search(client, admin_headers, tags=["keep"]) == [uri]
 
 
-def test_a_proto_dataset_is_left_for_the_event_that_freezes_it(app, client, bucket, admin_headers):
+def test_a_proto_dataset_is_left_for_the_event_that_freezes_it(app, client, bucket, admin_headers,
+                                                               drain, notify_all, search):
     import dtoolcore
     proto = dtoolcore.create_proto_dataset("unfinished", bucket.base_uri)
     notify_all(client, minio_bodies_for_keys(bucket.name, list_keys(bucket.s3, bucket.name)))
@@ -140,7 +126,9 @@ def test_registrations_by_dservercore_do_not_enqueue(app, bucket):
     assert extension(app).store.entries() == []
 
 
-def test_mongo_down_during_processing_is_retried_and_recorded(make_app, bucket, tmp_path):
+def test_mongo_down_during_processing_is_retried_and_recorded(make_app, bucket, tmp_path,
+                                                              auth_headers, drain, notify_all,
+                                                              search):
     mongo = MongoServer()
     mongo.external_uri = None  # this test stops and starts its own server
     mongo.start()
@@ -161,7 +149,6 @@ def test_mongo_down_during_processing_is_retried_and_recorded(make_app, bucket, 
         drain(app)
         [row] = extension(app).store.entries()
         assert (row.state, row.attempts, row.last_outcome) == (State.DONE, 2, "registered")
-        from tests.conftest import auth_headers
         assert search(client, auth_headers(app)) == [uri]
     finally:
         mongo.stop()

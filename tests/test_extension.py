@@ -6,9 +6,10 @@ import dservercore
 import pytest
 import requests
 
+from devstack.dserver import (LiveDserver, app_config, dserver_env, prepare_index_in_subprocess,
+                               token_for)
 from dserver_notification_plugin import NotificationExtension
 from dserver_notification_plugin.config import ConfigError
-from tests.dserver import LiveDserver, app_config, dserver_env, prepare_index_in_subprocess, token_for
 
 
 def test_entry_point_loads_the_extension():
@@ -36,9 +37,8 @@ def test_app_config_wins_over_environment(make_app, bucket, monkeypatch):
     assert settings.max_attempts == 3         # from the environment
 
 
-def test_two_apps_in_one_process_differ(make_app, bucket, moto):
-    from tests.conftest import Bucket
-    other = Bucket(moto, bucket.name + "-b")
+def test_two_apps_in_one_process_differ(make_app, bucket, make_bucket):
+    other = make_bucket(bucket.name + "-b")
     first = make_app([bucket])
     second = make_app([other])
     assert first.extensions["dserver_notification"].settings.bucket_to_base_uri == \

@@ -8,17 +8,16 @@ loopback peer is configured as a trusted proxy.
 import pytest
 import requests
 
-from tests.dserver import LiveDserver, dserver_env, prepare_index_in_subprocess, token_for
-from tests.payloads import minio_webhook_body
+from devstack.dserver import LiveDserver, dserver_env, prepare_index_in_subprocess, token_for
+from devstack.payloads import minio_webhook_body
 
 UUID = "49f0bf41-471b-4781-855e-161fe81ffb0d"
 TOKENS = "old-token-rotated-out-soon,new-token"
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory, mongo, moto):
-    from tests.conftest import Bucket
-    bucket = Bucket(moto, "guard-live")
+def live(tmp_path_factory, mongo, make_bucket):
+    bucket = make_bucket("guard-live")
     workdir = tmp_path_factory.mktemp("guard-live")
     env = dserver_env(workdir, mongo.uri, {bucket.name: bucket.base_uri}, {
         "DSERVER_NOTIFY_ALLOW_ACCESS_FROM": "10.9.0.0/16,fd00:9::/64",

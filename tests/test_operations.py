@@ -10,12 +10,9 @@ import re
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Bucket, auth_headers
-from tests.dserver import ADMIN, USER
-from tests.payloads import minio_bodies_for_keys
-from tests.services import list_keys, remove_all_objects
-
-EXTENSION = "dserver_notification"
+from devstack.dserver import ADMIN, USER
+from devstack.payloads import minio_bodies_for_keys
+from devstack.s3 import list_keys, remove_all_objects
 
 
 def cli(app, *args):
@@ -30,10 +27,6 @@ def notify_dataset(client, bucket):
         assert response.status_code == 202, response.get_json()
         answers.append(response.get_json())
     return answers
-
-
-def drain(app):
-    return app.extensions[EXTENSION].worker.drain(include_waiting=True)
 
 
 def listed(client, headers):
@@ -63,7 +56,7 @@ def status_json(app):
 
 # --- status ---------------------------------------------------------------------
 
-def test_status_counts_notifications_and_inbox(app, client, bucket):
+def test_status_counts_notifications_and_inbox(app, client, bucket, drain):
     bucket.put_dataset("counted", items=3)
     answers = notify_dataset(client, bucket)
     accepted = sum(a["accepted"] for a in answers)
@@ -72,7 +65,7 @@ def test_status_counts_notifications_and_inbox(app, client, bucket):
 
     status = status_json(app)
     expected = {"received": accepted + ignored, "accepted": accepted,
-                "ignored": ignored, "refused": 0}
+                "ignored": ignored, "unreadable": 0, "refused": 0}
     assert status["events"]["since_start"] == expected
     assert status["events"]["total"] == expected
     assert status["inbox"] == {"pending": 1, "processing": 0, "failed": 0,
@@ -126,7 +119,7 @@ def samples(text):
     return found
 
 
-def test_metrics_in_prometheus_text_format(app, client, bucket):
+def test_metrics_in_prometheus_text_format(app, client, bucket, drain):
     bucket.put_dataset("scraped", items=2)
     accepted = sum(a["accepted"] for a in notify_dataset(client, bucket))
     assert client.get("/webhook/metrics",
@@ -168,7 +161,7 @@ def test_metrics_route_asks_for_the_notification_secret(make_app, bucket):
 # --- resync ----------------------------------------------------------------------
 
 @pytest.fixture
-def drifted(app, client, bucket):
+def drifted(app, client, bucket, drain):
     """An index that missed a creation and a deletion.
 
     ``kept`` was notified and indexed; ``gone`` was indexed, then all its
@@ -266,11 +259,10 @@ def test_resync_refuses_an_unknown_base_uri(app):
 
 # --- retry -----------------------------------------------------------------------
 
-def test_retry_revives_a_dead_entry(make_app, moto, bucket):
+def test_retry_revives_a_dead_entry(make_app, make_bucket, bucket, auth_headers, drain):
     """A bucket mapped to a base URI dserver does not know: sync gives up at
     once; registering the base URI and retrying indexes the dataset."""
-    import uuid as uuidlib
-    stray = Bucket(moto, f"ds-{uuidlib.uuid4().hex[:10]}")
+    stray = make_bucket()
     mapping = {bucket.name: bucket.base_uri, stray.name: stray.base_uri}
     app = make_app([bucket], notify={"DSERVER_NOTIFY_BUCKET_TO_BASE_URI": json.dumps(mapping)})
     client = app.test_client()

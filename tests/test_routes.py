@@ -4,7 +4,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
-from tests.payloads import minio_webhook_body
+from devstack.payloads import minio_webhook_body
 
 DATA = Path(__file__).parent / "data" / "formats"
 UUID = "49f0bf41-471b-4781-855e-161fe81ffb0d"
@@ -78,7 +78,6 @@ def test_bad_input_gets_a_clear_json_4xx(client):
     cases = [
         (dict(data="{not json", content_type="application/json"), 400),
         (dict(json={"Records": "nope"}), 400),
-        (dict(json={"Records": [{"eventName": "s3:ObjectCreated:Put"}]}), 400),
         (dict(json={"something": "else"}), 400),
         (dict(data="<xml/>", content_type="application/xml"), 415),
         (dict(data=b"x" * (1024 * 1024 + 1), content_type="application/json"), 413),
@@ -87,6 +86,22 @@ def test_bad_input_gets_a_clear_json_4xx(client):
         answer = client.post("/webhook/notify", **kwargs)
         assert answer.status_code == status, (kwargs.get("content_type"), answer.data[:200])
         assert answer.is_json and answer.get_json()["message"]
+
+
+def test_a_bad_record_is_ignored_and_its_neighbours_accepted(app, client, bucket, caplog):
+    good = minio_webhook_body(bucket.name, f"u/me/{UUID}/dtool")["Records"][0]
+    bad_key = {**good, "s3": {**good["s3"], "object": {"key": "%FF%FE"}}}
+    answer = client.post("/webhook/notify", json={"Records": [
+        {"eventName": "s3:ObjectCreated:Put"}, bad_key, good]})
+    assert answer.status_code == 202
+    assert answer.get_json() == {"accepted": 1, "ignored": 2}
+    assert [row.uuid for row in inbox_rows(app)] == [UUID]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("Records[0].s3" in w for w in warnings), warnings
+    assert any("'%FF%FE' does not decode" in w for w in warnings), warnings
+    metrics = client.get("/webhook/metrics").get_data(as_text=True)
+    assert 'dserver_notification_process_events_total{kind="unreadable"} 2.0' in metrics
+    assert 'dserver_notification_process_events_total{kind="ignored"} 2.0' in metrics
 
 
 class _ConfirmationCatcher(BaseHTTPRequestHandler):

@@ -21,11 +21,13 @@ json_values = st.recursive(
     | st.dictionaries(st.sampled_from(
         ["Records", "EventName", "Key", "Type", "Message", "TopicArn", "SubscribeURL",
          "eventName", "s3", "bucket", "object", "key", "name", "event_type", "message",
-         "new_entry", "old_entry", "Action", "Event"]) | st.text(max_size=8),
+         "new_entry", "old_entry", "Action", "Event", "eventSource", "detail-type",
+         "detail", "source", "Service"]) | st.text(max_size=8),
         children, max_size=5),
     max_leaves=20)
 
-bodies = st.one_of(st.binary(max_size=300), json_values.map(lambda v: json.dumps(v).encode()))
+bodies = st.one_of(st.binary(max_size=300), json_values.map(lambda v: json.dumps(v).encode()),
+                   st.just(b'"test notification"'))
 header_values = st.text(max_size=40).filter(lambda v: "\n" not in v and "\r" not in v)
 
 

@@ -1,33 +1,23 @@
 """A dataset lands in S3, its notifications arrive, the index follows."""
-from tests.payloads import minio_bodies_for_keys
-from tests.services import list_keys
+from devstack.payloads import minio_bodies_for_keys
+from devstack.s3 import list_keys
 
 
-def search(client, headers, **query):
-    response = client.post("/uris", json=query, headers=headers)
-    assert response.status_code == 200, response.get_json()
-    return [d["uri"] for d in response.get_json()]
-
-
-def notify_all(client, bodies):
-    for body in bodies:
-        response = client.post("/webhook/notify", json=body)
-        assert response.status_code == 202, response.get_json()
-
-
-def test_copied_dataset_becomes_searchable(app, client, bucket, admin_headers):
+def test_copied_dataset_becomes_searchable(app, client, bucket, admin_headers, drain,
+                                           notify_all, search):
     uri = bucket.put_dataset("first", items=4, readme="project: unicorn\n", tags=["blue"])
     notify_all(client, minio_bodies_for_keys(bucket.name, list_keys(bucket.s3, bucket.name)))
     assert search(client, admin_headers) == []  # nothing before the worker ran
 
-    app.extensions["dserver_notification"].worker.drain(include_waiting=True)
+    drain(app)
 
     assert search(client, admin_headers) == [uri]
     assert search(client, admin_headers, tags=["blue"]) == [uri]
     assert search(client, admin_headers, free_text="unicorn") == [uri]
 
 
-def test_a_worker_whose_claim_was_taken_over_reports_nothing(app, client, bucket, caplog):
+def test_a_worker_whose_claim_was_taken_over_reports_nothing(app, client, bucket, caplog,
+                                                             notify_all):
     """A sync that outlived its claim: another process owns the entry now."""
     import time
 

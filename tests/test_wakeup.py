@@ -2,7 +2,6 @@
 import threading
 import time
 
-import pytest
 
 from dserver_notification_plugin.keys import DatasetTarget
 from dserver_notification_plugin.store import Store

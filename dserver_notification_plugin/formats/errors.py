@@ -74,3 +74,9 @@ def load_json_text(text, where):
 def short(exc, limit=120):
     text = str(exc)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def clip(value, limit=60):
+    """``repr(value)``, cut to ``limit`` characters: reasons stay short in logs."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -10,21 +10,37 @@ plain text, not form-encoded.
 Which ``event_type`` a change gets differs between SeaweedFS releases (4.48
 labels an in-place overwrite "update" although ``new_parent_path`` is set),
 so the old and new paths are compared instead of trusting the label.
+
+In a versioned bucket the S3 gateway keeps every version of ``<key>`` as a
+file ``<key>.versions/v_<version id>`` (``s3_constants.VersionsFolder`` and
+``getVersionFileName`` in ``weed/s3api``), so those paths stand for
+``<key>``. A filer event that cannot be understood is a fault: the request
+carries one event, and a 4xx would only make the filer retry it.
 """
+import re
 from datetime import datetime, timezone
 
 from ..events import Action, Intake, ObjectEvent
-from .errors import PayloadError, describe, is_utf8, require_object, require_string
+from .errors import PayloadError, clip, describe, is_utf8, require_object, require_string
 
 BUCKETS_ROOT = "/buckets/"
 EVENT_TYPES = ("create", "update", "delete", "rename")
+VERSION_FILE = re.compile(r"(?P<key>.+)\.versions/v_[^/]+", re.DOTALL)
 
 
 def parse_seaweed_event(doc):
     """Object events for one filer change; directories and internals ignored."""
+    try:
+        return _parse_change(doc)
+    except PayloadError as exc:
+        return Intake(faults=[exc.message])
+
+
+def _parse_change(doc):
     kind = require_string(doc, "event_type", "SeaweedFS event")
     if kind not in EVENT_TYPES:
-        raise PayloadError(f"SeaweedFS event_type {kind!r} is not one of {', '.join(EVENT_TYPES)}.")
+        raise PayloadError(f"SeaweedFS event_type {clip(kind)} is not one of "
+                           f"{', '.join(EVENT_TYPES)}.")
     key = require_string(doc, "key", "SeaweedFS event")
     message = require_object(doc.get("message"), "SeaweedFS event.message")
     old = optional_entry(message, "old_entry")
@@ -83,13 +99,17 @@ def split_bucket_path(path):
     """(bucket, key) for ``/buckets/<bucket>/<key>``, else None.
 
     Bucket names cannot start with a dot, so ``/buckets/.system/...`` and
-    similar are the filer's own bookkeeping, not objects.
+    similar are the filer's own bookkeeping, not objects. A version file
+    ``<key>.versions/v_<id>`` is a version of ``<key>``.
     """
     if not path.startswith(BUCKETS_ROOT):
         return None
     bucket, _, key = path[len(BUCKETS_ROOT):].partition("/")
     if not bucket or bucket.startswith(".") or not key:
         return None
+    version = VERSION_FILE.fullmatch(key)
+    if version:
+        key = version.group("key")
     return bucket, key
 
 

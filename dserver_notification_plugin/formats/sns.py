@@ -1,7 +1,10 @@
 """Amazon SNS HTTP(S) deliveries: a JSON envelope sent as ``text/plain``.
 
 ``Type`` says what the envelope is. A ``Notification`` carries the S3 event
-(or an ``s3:TestEvent``) as a JSON *string* in ``Message``. A
+(or an ``s3:TestEvent``, or an EventBridge event when the topic is an
+EventBridge rule's target) as a JSON *string* in ``Message``; a message
+that is none of these (a topic shared with other publishers) is a fault,
+not a bad request. A
 ``SubscriptionConfirmation`` is returned to the route, which decides whether
 to confirm it: confirming means fetching a URL, so it is never done here.
 """
@@ -9,7 +12,6 @@ from urllib.parse import urlsplit
 
 from ..events import Intake, SnsConfirmation
 from .errors import PayloadError, load_json_text, require_string
-from .records import parse_s3_event
 
 _IGNORED_TYPES = {"UnsubscribeConfirmation": "sns unsubscribe confirmation"}
 
@@ -29,8 +31,16 @@ def parse_sns_envelope(doc):
 
 
 def parse_notification(doc):
+    from .documents import parse_document  # documents dispatches to this module
+
     message = require_string(doc, "Message", "SNS envelope")
-    return parse_s3_event(load_json_text(message, "SNS envelope.Message"), "SNS Message")
+    try:
+        inner = load_json_text(message, "SNS Message")
+        if isinstance(inner, dict) and "Type" in inner:
+            raise PayloadError("SNS Message is itself an SNS envelope.")
+        return parse_document(inner)
+    except PayloadError as exc:
+        return Intake(faults=[exc.message])
 
 
 def parse_confirmation(doc):

@@ -3,17 +3,13 @@
 All dialects arrive at one URL because storage systems are configured with
 one endpoint each and some (SNS) cannot be told to set a content type that
 names the dialect. The content type separates StorageGRID's form posts from
-JSON; for JSON, the top-level keys separate the rest:
-
-- ``Type``: an SNS envelope (AWS, moto);
-- ``Records``: an S3 event (AWS, MinIO's webhook, StorageGRID, s3rver);
-- ``Event: s3:TestEvent``: AWS's test event sent without SNS;
-- ``event_type``: a SeaweedFS filer event.
+JSON; for JSON, :func:`~.documents.parse_document` tells the rest apart by
+their top-level keys. NooBaa posts without any content type, and it sends
+raw keys, so a JSON body without one reads keys of unknown senders raw.
 """
-from .errors import PayloadError, describe, load_json_text
-from .records import TEST_EVENT, parse_s3_event
-from .seaweed import parse_seaweed_event
-from .sns import parse_sns_envelope
+from .documents import parse_document
+from .errors import PayloadError, load_json_text
+from .records import KeyEncoding
 from .storagegrid import parse_storagegrid_form
 
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -26,8 +22,10 @@ def parse_webhook(body, content_type):
     media = media_type(content_type)
     if media == FORM_TYPE:
         return parse_storagegrid_form(body)
-    if media is None or media in JSON_TYPES or media.endswith("+json"):
-        return parse_json_document(decode_json_body(body))
+    if media is None:
+        return parse_document(decode_json_body(body), KeyEncoding.RAW)
+    if media in JSON_TYPES or media.endswith("+json"):
+        return parse_document(decode_json_body(body))
     raise PayloadError(
         f"content type {media!r} is not supported; send application/json, "
         f"text/plain (SNS) or {FORM_TYPE} (StorageGRID).", status=415)
@@ -48,17 +46,3 @@ def decode_json_body(body):
     except UnicodeDecodeError as exc:
         raise PayloadError(f"body is not valid UTF-8 (byte {exc.start}).")
     return load_json_text(text, "body")
-
-
-def parse_json_document(doc):
-    if not isinstance(doc, dict):
-        raise PayloadError(f"body must be a JSON object, not {describe(doc)}.")
-    if "Type" in doc:
-        return parse_sns_envelope(doc)
-    if "Records" in doc or doc.get("Event") == TEST_EVENT:
-        return parse_s3_event(doc)
-    if "event_type" in doc:
-        return parse_seaweed_event(doc)
-    raise PayloadError(
-        "body is not a known notification: expected an S3 event ('Records'), an SNS "
-        "envelope ('Type'), an s3:TestEvent ('Event') or a SeaweedFS event ('event_type').")

@@ -12,26 +12,22 @@ import uuid
 
 import pytest
 
-from tests.e2e import Storage, check_dataset_lifecycle
-from tests.services import MOTO_KEY, MOTO_SECRET, dtool_s3_env
+from devstack.datasets import Bucket
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def storage(moto):
-    bucket = f"e2e-sns-{uuid.uuid4().hex[:10]}"
-    moto.create_bucket(bucket)
-    env = dtool_s3_env(bucket, moto.endpoint, MOTO_KEY, MOTO_SECRET)
-    return Storage(bucket=bucket, s3=moto.boto3_client("s3"), env=env)
+def bucket(moto):
+    return Bucket(moto, f"e2e-sns-{uuid.uuid4().hex[:10]}")
 
 
 @pytest.fixture(scope="module")
-def index(index_factory, storage, moto):
-    index = index_factory({storage.bucket: storage.base_uri}, extra_env=storage.env)
-    moto.subscribe_bucket_to_webhook(storage.bucket, index.webhook_url)
+def index(index_factory, bucket, moto):
+    index = index_factory({bucket.name: bucket.base_uri}, extra_env=bucket.env)
+    moto.subscribe_bucket_to_webhook(bucket.name, index.webhook_url)
     return index
 
 
-def test_copy_edit_and_removal_reach_search_through_sns(index, storage):
-    check_dataset_lifecycle(index, storage)
+def test_copy_edit_and_removal_reach_search_through_sns(index, bucket, dataset_lifecycle):
+    dataset_lifecycle(index, bucket)

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import Storage, start_live_index
-from tests.services import MOTO_KEY, MOTO_SECRET, MotoServer, dtool_s3_env, list_keys
+from devstack.datasets import Bucket
+from devstack.moto import MotoServer
+from devstack.s3 import list_keys
 
 pytestmark = pytest.mark.e2e
 
@@ -56,7 +57,7 @@ def put_dataset_with_uuid(storage, dataset_uuid, prefix, name, creator, readme):
     """
     import dtoolcore
 
-    prefix_setting = f"DTOOL_S3_DATASET_PREFIX_{storage.bucket}"
+    prefix_setting = f"DTOOL_S3_DATASET_PREFIX_{storage.name}"
     os.environ[prefix_setting] = prefix
     try:
         with tempfile.TemporaryDirectory(prefix="dtool-src-") as tmp:
@@ -73,7 +74,7 @@ def put_dataset_with_uuid(storage, dataset_uuid, prefix, name, creator, readme):
     finally:
         del os.environ[prefix_setting]
     assert uri == f"{storage.base_uri}/{dataset_uuid}"
-    keys = list_keys(storage.s3, storage.bucket)
+    keys = list_keys(storage.s3, storage.name)
     assert f"dtool-{dataset_uuid}" in keys and f"{prefix}{dataset_uuid}/dtool" in keys
     return uri
 
@@ -82,9 +83,7 @@ def put_dataset_with_uuid(storage, dataset_uuid, prefix, name, creator, readme):
 def storage():
     """A moto of its own, so the captures' bucket name is surely free."""
     with MotoServer() as moto:
-        moto.create_bucket(BUCKET)
-        env = dtool_s3_env(BUCKET, moto.endpoint, MOTO_KEY, MOTO_SECRET)
-        storage = Storage(bucket=BUCKET, s3=moto.boto3_client("s3"), env=env)
+        storage = Bucket(moto, BUCKET)
         storage.minio_uri = put_dataset_with_uuid(
             storage, MINIO_UUID, MINIO_PREFIX, MINIO_NAME, MINIO_CREATOR,
             "description: replayed from MinIO captures\n")
@@ -95,13 +94,9 @@ def storage():
 
 
 @pytest.fixture
-def index(tmp_path, mongo, storage, database):
-    """A fresh live dserver per replay (SQLite, PostgreSQL): each must make
-    its dataset searchable."""
-    index = start_live_index(tmp_path, mongo.uri, {BUCKET: storage.base_uri}, storage.env,
-                             database_uri=database)
-    yield index
-    index.stop()
+def index(fresh_index_factory, storage):
+    """A fresh live dserver per replay: each must make its dataset searchable."""
+    return fresh_index_factory({BUCKET: storage.base_uri}, extra_env=storage.env)
 
 
 def load_requests(*directories):

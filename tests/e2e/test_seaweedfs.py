@@ -11,8 +11,9 @@ import uuid
 
 import pytest
 
-from tests.e2e import Storage, check_dataset_lifecycle
-from tests.services import HOST, SeaweedServer, dtool_s3_env, free_port
+from devstack.datasets import Bucket
+from devstack.ports import HOST, free_port
+from devstack.seaweed import SeaweedServer
 
 pytestmark = pytest.mark.e2e
 
@@ -31,18 +32,16 @@ def seaweed(dserver_port):
 
 
 @pytest.fixture(scope="module")
-def storage(seaweed):
-    bucket = f"e2e-weed-{uuid.uuid4().hex[:10]}"
-    seaweed.create_bucket(bucket)
-    env = dtool_s3_env(bucket, seaweed.s3_endpoint, seaweed.access_key, seaweed.secret_key)
-    return Storage(bucket=bucket, s3=seaweed.boto3_client(), env=env)
+def bucket(seaweed):
+    return Bucket(seaweed, f"e2e-weed-{uuid.uuid4().hex[:10]}")
 
 
 @pytest.fixture(scope="module")
-def index(index_factory, storage, dserver_port):
-    return index_factory({storage.bucket: storage.base_uri}, extra_env=storage.env,
+def index(index_factory, bucket, dserver_port):
+    return index_factory({bucket.name: bucket.base_uri}, extra_env=bucket.env,
                          port=dserver_port)
 
 
-def test_copy_edit_and_removal_reach_search_through_filer_webhook(index, storage):
-    check_dataset_lifecycle(index, storage)
+def test_copy_edit_and_removal_reach_search_through_filer_webhook(index, bucket,
+                                                                  dataset_lifecycle):
+    dataset_lifecycle(index, bucket)

@@ -15,14 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from bench.replay import CREATED, bodies, copy_write_order
-from tests.dserver import LiveDserver, dserver_env, prepare_index_in_subprocess
-from tests.e2e import E2E_NOTIFY, LiveIndex
-from tests.services import dtool_s3_env, list_keys, put_dtool_dataset
-from tests.conftest import S3_KEY, S3_SECRET
+from devstack.datasets import copy_write_order
+from devstack.dserver import LiveDserver, dserver_env, prepare_index_in_subprocess
+from devstack.payloads import minio_webhook_body
+from devstack.s3 import list_keys
+from tests.e2e.conftest import E2E_NOTIFY, LiveIndex
 
 pytestmark = pytest.mark.e2e
 
+CREATED = "s3:ObjectCreated:Put"
 HOSTS = 3
 DATASETS = 40
 BURST = 12
@@ -35,10 +36,11 @@ CLAIM_TIMEOUT = "30"
 class Cluster:
     """The hosts, a round-robin load balancer over those alive, and the bucket."""
 
-    def __init__(self, servers, bucket, base_uri, s3):
+    def __init__(self, servers, bucket):
         self.servers = servers
         self.alive = list(servers)
-        self.bucket, self.base_uri, self.s3 = bucket, base_uri, s3
+        self.storage = bucket
+        self.bucket, self.base_uri, self.s3 = bucket.name, bucket.base_uri, bucket.s3
         self.index = LiveIndex(servers[0])
         self._turn = itertools.count()
         self._lock = threading.Lock()
@@ -59,14 +61,15 @@ class Cluster:
     def copy_datasets(self, count, stem):
         """Copy datasets into the bucket; return {uri: notification bodies in write order}."""
         with ThreadPoolExecutor(SENDERS) as pool:
-            uris = list(pool.map(lambda n: put_dtool_dataset(self.base_uri, f"{stem}-{n}", 3),
+            uris = list(pool.map(lambda n: self.storage.put_dataset(f"{stem}-{n}", 3),
                                  range(count)))
         keys = list_keys(self.s3, self.bucket)
         copies = {}
         for uri in uris:
             dataset_uuid = uri.rsplit("/", 1)[1]
             mine = [key for key in keys if dataset_uuid in key]
-            copies[uri] = bodies(self.bucket, copy_write_order(mine, dataset_uuid), CREATED)
+            copies[uri] = [minio_webhook_body(self.bucket, key, CREATED, sequence=n)
+                           for n, key in enumerate(copy_write_order(mine, dataset_uuid))]
         return copies
 
     def deliver_twice(self, copies, halfway=None):
@@ -111,23 +114,21 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory, mongo, moto, postgres):
-    bucket = f"hosts-{uuid.uuid4().hex[:10]}"
-    moto.create_bucket(bucket)
-    storage_env = dtool_s3_env(bucket, moto.endpoint, S3_KEY, S3_SECRET)
+def cluster(tmp_path_factory, mongo, make_bucket, postgres):
+    bucket = make_bucket(f"hosts-{uuid.uuid4().hex[:10]}")
     workdir = tmp_path_factory.mktemp("hosts")
     notify = dict(E2E_NOTIFY, DSERVER_NOTIFY_CLAIM_TIMEOUT_SECONDS=CLAIM_TIMEOUT)
-    env = dserver_env(workdir, mongo.uri, {bucket: f"s3://{bucket}"}, notify,
+    env = dserver_env(workdir, mongo.uri, {bucket.name: bucket.base_uri}, notify,
                       database_uri=postgres.create_database())
-    env.update(storage_env)
-    prepare_index_in_subprocess(env, [f"s3://{bucket}"])
+    env.update(bucket.env)
+    prepare_index_in_subprocess(env, [bucket.base_uri])
     servers = []
     try:
         for n in range(HOSTS):
             host_dir = workdir / f"host{n}"
             host_dir.mkdir()
             servers.append(LiveDserver(env, host_dir, workers=2).start())
-        yield Cluster(servers, bucket, f"s3://{bucket}", moto.boto3_client("s3"))
+        yield Cluster(servers, bucket)
     finally:
         for server in servers:
             server.stop()

@@ -1,12 +1,14 @@
 """A real dserver for tests, demo and benchmark: in-process or under gunicorn.
 
-No pytest here, so scripts (demo, bench) can use it too. A dserver needs an
-SQL database, the Mongo search and retrieve plugins, JWT keys, users and a
-registered base URI; :func:`dserver_env` writes all of that as the
-environment a production dserver would get, and :class:`LiveDserver` serves
-``dservercore.create_app()`` with gunicorn exactly as in production.
+A dserver needs an SQL database, the Mongo search and retrieve plugins, JWT
+keys, users and a registered base URI; :func:`dserver_env` writes all of
+that as the environment a production dserver would get, and
+:class:`LiveDserver` serves ``dservercore.create_app()`` with gunicorn
+exactly as in production. The SQL database is a SQLite file in the work
+directory unless ``database_uri`` names another one.
 """
 import datetime
+import json
 import os
 import signal
 import subprocess
@@ -20,9 +22,9 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.services import HOST, ServerError, free_port, log_tail, wait_for_port
+from devstack.ports import HOST, ROOT, ServerError, free_port, log_tail, python_env, \
+    start_process, wait_for_port
 
-HERE = Path(__file__).resolve().parent
 ADMIN = "admin"
 USER = "alice"
 
@@ -56,7 +58,6 @@ def dserver_env(workdir, mongo_uri, bucket_to_base_uri, notify=None, mongo_db=No
     ``database_uri`` is dserver's SQL database (SQLAlchemy URI); by default
     a fresh SQLite file in ``workdir``.
     """
-    import json
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     private, public = make_jwt_keys(workdir)
@@ -108,18 +109,24 @@ def prepare_index(app, base_uris, users=((ADMIN, True), (USER, False))):
 
 def prepare_index_in_subprocess(env, base_uris):
     """prepare_index for a server that reads its configuration from env."""
-    code = ("import sys, dservercore; from tests.dserver import prepare_index; "
+    code = ("import sys, dservercore; from devstack.dserver import prepare_index; "
             "prepare_index(dservercore.create_app(), sys.argv[1:])")
-    full_env = dict(os.environ, **env, DSERVER_NOTIFY_WORKER="off")
+    full_env = python_env(dict(env, DSERVER_NOTIFY_WORKER="off"))
     subprocess.run([sys.executable, "-c", code, *base_uris], env=full_env, check=True,
-                   cwd=HERE.parent)
+                   cwd=ROOT)
 
 
 class LiveDserver:
-    """``gunicorn dservercore:create_app()`` on a free loopback port."""
+    """``gunicorn dservercore:create_app()`` on a free loopback port.
+
+    By default it starts in the repository root with this venv's python, so
+    its processes import the working tree's plugin (and could import
+    ``devstack``: ``python -m`` puts the working directory first on
+    ``sys.path``).
+    """
 
     def __init__(self, env, workdir, workers=2, preload=False, ipv6=False,
-                 python=sys.executable, cwd=HERE.parent, timeout=120, gunicorn_args=()):
+                 python=sys.executable, cwd=ROOT, timeout=120, gunicorn_args=()):
         """``python`` is the venv that serves (the benchmark uses others);
         ``cwd`` the directory it starts in; ``timeout`` gunicorn's worker
         timeout; ``gunicorn_args`` any further options."""
@@ -154,10 +161,8 @@ class LiveDserver:
                 "--control-socket", str(self.workdir / "gunicorn.ctl"),
                 *(["--preload"] if self.preload else []),
                 *self.gunicorn_args, "dservercore:create_app()"]
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            args, env=dict(os.environ, **self.env), stdout=log, stderr=subprocess.STDOUT,
-            cwd=self.cwd, start_new_session=True)
+        self.proc = start_process(args, self.log_path, cwd=self.cwd,
+                                  env=dict(os.environ, **self.env))
         wait_for_port(HOST, self.port, 60, self.proc, self.log_path)
         self._wait_until_serving()
         return self
@@ -174,6 +179,10 @@ class LiveDserver:
                 break
             time.sleep(0.2)
         raise ServerError(f"dserver did not come up:\n{log_tail(self.log_path)}")
+
+    def admin_headers(self):
+        """HTTP headers with a fresh access token of the admin user."""
+        return {"Authorization": f"Bearer {token_for(ADMIN, self.env['JWT_PRIVATE_KEY_FILE'])}"}
 
     def kill(self):
         """SIGKILL the whole process group: master and workers, no goodbye."""

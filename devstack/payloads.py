@@ -1,8 +1,11 @@
 """Notification bodies as storage systems send them, for keys we choose.
 
-The MinIO body is the real request MinIO sent in 2022 (tests/data/minio/
-webhook-record-template.json, see tests/data/README.md) with bucket, key,
-event name, time and sequencer replaced, so its shape is exactly MinIO's.
+The MinIO body is the first request a real MinIO server sent to its webhook
+target in 2022 while ``dtool cp`` wrote a dataset
+(``devstack/data/minio-webhook-record.json``, a byte-for-byte copy of
+``tests/data/formats/minio-2022/webhook/copy_dataset_to_bucket/001.json``;
+see tests/data/README.md for where those came from), with bucket, key, event
+name, time and sequencer replaced, so its shape is exactly MinIO's.
 """
 import copy
 import datetime
@@ -11,7 +14,7 @@ import urllib.parse
 from pathlib import Path
 
 TEMPLATE = json.loads(
-    (Path(__file__).parent / "data" / "minio" / "webhook-record-template.json").read_text())["body"]
+    (Path(__file__).parent / "data" / "minio-webhook-record.json").read_text())["body"]
 
 
 def s3_escape(key):

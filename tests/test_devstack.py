@@ -1,10 +1,12 @@
-"""Smoke tests of the real-server launchers in tests/services.py.
+"""Smoke tests of the real-server launchers in devstack/.
 
 Each server starts once for the module. Nothing is skipped: a server that
 cannot start fails the test with its log tail.
 """
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from urllib.parse import quote
@@ -14,7 +16,12 @@ import dtoolcore
 import flask
 import pytest
 
-from tests import services
+from devstack import ports
+from devstack.datasets import dtool_s3_env, put_dtool_dataset
+from devstack.mongo import MongoServer
+from devstack.moto import MOTO_KEY, MOTO_SECRET, MotoServer
+from devstack.s3 import list_keys, remove_all_objects
+from devstack.seaweed import SeaweedServer
 
 ITEMS = {"a.txt": b"alpha\n", "sub/b.txt": b"beta\n", "c.bin": b"\x00\x01\x02"}
 
@@ -34,9 +41,9 @@ class _Recorder(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def receiver():
-    server = ThreadingHTTPServer((services.HOST, 0), _Recorder)
+    server = ThreadingHTTPServer((ports.HOST, 0), _Recorder)
     server.received = []
-    server.url = f"http://{services.HOST}:{server.server_address[1]}"
+    server.url = f"http://{ports.HOST}:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -59,32 +66,39 @@ def _wait_for(condition, timeout=15.0, what="condition"):
 
 @pytest.fixture(scope="module")
 def mongo():
-    with services.MongoServer() as server:
+    with MongoServer() as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def moto():
-    with services.MotoServer() as server:
+    with MotoServer() as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def seaweed(receiver):
-    with services.SeaweedServer(webhook_url=receiver.url + "/seaweed") as server:
+    with SeaweedServer(webhook_url=receiver.url + "/seaweed") as server:
         yield server
 
 
 def test_free_port_is_bindable():
-    port = services.free_port()
-    assert services._port_is_free(port)
+    port = ports.free_port()
+    assert ports.port_is_free(port)
+
+
+def test_a_subprocess_imports_devstack_from_any_directory(tmp_path):
+    code = "import devstack; print(devstack.__file__)"
+    where = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=ports.python_env(),
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert where == str(ports.ROOT / "devstack" / "__init__.py")
 
 
 def test_wait_for_port_reports_a_dead_process(tmp_path):
     log = tmp_path / "log"
-    proc = services._start_process(["sh", "-c", "echo boom-marker; exit 3"], log)
-    with pytest.raises(services.ServerError, match="boom-marker"):
-        services.wait_for_port(services.HOST, services.free_port(), 5, proc, log)
+    proc = ports.start_process(["sh", "-c", "echo boom-marker; exit 3"], log)
+    with pytest.raises(ports.ServerError, match="boom-marker"):
+        ports.wait_for_port(ports.HOST, ports.free_port(), 5, proc, log)
 
 
 def test_mongo_insert_find_and_restart(mongo):
@@ -101,11 +115,11 @@ def test_mongo_insert_find_and_restart(mongo):
 
 
 def test_mongo_uses_an_external_server_when_configured(monkeypatch):
-    monkeypatch.setenv(services.MongoServer.ENV_URI, "mongodb://db.example:27017/")
-    with services.MongoServer() as server:
+    monkeypatch.setenv(MongoServer.ENV_URI, "mongodb://db.example:27017/")
+    with MongoServer() as server:
         assert server.uri == "mongodb://db.example:27017/"
         assert server.proc is None and not server.managed
-        with pytest.raises(services.ServerError):
+        with pytest.raises(ports.ServerError):
             server.kill()
 
 
@@ -126,8 +140,8 @@ def test_search_plugin_init_app_and_text_search(mongo):
 
 
 def _copy_and_read_back(bucket, endpoint, key, secret):
-    env = services.dtool_s3_env(bucket, endpoint, key, secret)
-    uri = services.put_dtool_dataset(f"s3://{bucket}", "smoke", ITEMS,
+    env = dtool_s3_env(bucket, endpoint, key, secret)
+    uri = put_dtool_dataset(f"s3://{bucket}", "smoke", ITEMS,
                                      tags=["t1"], annotations={"kind": "smoke"}, env=env)
     dataset = dtoolcore.DataSet.from_uri(uri)
     assert uri == f"s3://{bucket}/{dataset.uuid}"
@@ -144,11 +158,11 @@ def test_moto_dataset_copy_and_sns_deliveries(moto, receiver):
     topic = moto.subscribe_bucket_to_webhook("smoke-moto", receiver.url + "/sns")
     moto.reset_request_count()
     dataset = _copy_and_read_back("smoke-moto", moto.endpoint,
-                                  services.MOTO_KEY, services.MOTO_SECRET)
+                                  MOTO_KEY, MOTO_SECRET)
     assert moto.request_count() > 10  # dozens of PUTs and GETs, no SNS calls
 
     s3 = moto.boto3_client("s3")
-    keys = services.list_keys(s3, "smoke-moto")
+    keys = list_keys(s3, "smoke-moto")
     assert f"dtool-{dataset.uuid}" in keys
     assert f"{dataset.uuid}/manifest.json" in keys
     assert sum(k.startswith(f"{dataset.uuid}/data/") for k in keys) == len(ITEMS)
@@ -157,9 +171,9 @@ def test_moto_dataset_copy_and_sns_deliveries(moto, receiver):
               in _sns_records(receiver, topic), what="SNS delivery of manifest.json")
 
     before = moto.request_count()
-    services.remove_all_objects(s3, "smoke-moto")
+    remove_all_objects(s3, "smoke-moto")
     assert moto.request_count() - before == 1 + len(keys)  # one list, one DELETE per key
-    assert services.list_keys(s3, "smoke-moto") == []
+    assert list_keys(s3, "smoke-moto") == []
     removed = {quote(key, safe="") for key in keys}
     _wait_for(lambda: removed <= {key for name, key in _sns_records(receiver, topic)
                                   if name.startswith("ObjectRemoved:")},
@@ -193,8 +207,8 @@ def test_seaweed_dataset_copy_and_filer_webhook(seaweed, receiver):
     assert sample["event_type"] in {"create", "update", "delete", "rename"}
 
     s3 = seaweed.boto3_client()
-    services.remove_all_objects(s3, "smoke-weed", prefix=dataset.uuid, batch=True)
-    assert services.list_keys(s3, "smoke-weed") == [f"dtool-{dataset.uuid}"]
+    remove_all_objects(s3, "smoke-weed", prefix=dataset.uuid, batch=True)
+    assert list_keys(s3, "smoke-weed") == [f"dtool-{dataset.uuid}"]
 
     def deleted_keys():
         events = (json.loads(body) for body in _bodies(receiver, "/seaweed"))

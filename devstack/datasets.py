@@ -1,0 +1,103 @@
+"""dtool datasets in S3 buckets: configure dtool-s3, copy datasets, know their keys.
+
+dtool-s3 0.14 writes a copy as ``dtool-<uuid>`` at the top of the bucket,
+then under ``<prefix><uuid>/``: ``structure.json``, ``README.txt``,
+``dtool`` (a proto-dataset), the data items, ``README.yml``, tags, overlays,
+annotations, ``manifest.json`` and ``dtool`` again (frozen) last.
+"""
+import os
+import tempfile
+from pathlib import Path
+
+
+def dtool_s3_env(bucket: str, endpoint: str, key: str, secret: str) -> dict:
+    """dtool-s3's per-bucket settings; also put into os.environ.
+
+    dtool-s3 reads them with dtoolcore.utils.get_config_value, i.e. from
+    os.environ at call time, so setting them here configures this process
+    (and any child started afterwards). The dict is returned for subprocess
+    environments and app configs.
+    """
+    env = {f"DTOOL_S3_ENDPOINT_{bucket}": endpoint,
+           f"DTOOL_S3_ACCESS_KEY_ID_{bucket}": key,
+           f"DTOOL_S3_SECRET_ACCESS_KEY_{bucket}": secret}
+    os.environ.update(env)
+    return env
+
+
+def put_dtool_dataset(base_uri: str, name: str, items, readme: str = "description: test dataset\n",
+                      tags=(), annotations=None, env=None, creator_username=None) -> str:
+    """Create a frozen dtool dataset locally, copy it to base_uri, return its URI.
+
+    ``items`` maps relpath -> bytes, or is a count of generated items. ``env``
+    (e.g. from dtool_s3_env) is applied to os.environ first, because that is
+    where dtool-s3 looks. The copy writes keys in dtool-s3's order (see
+    :func:`copy_write_order`); the result is ``s3://<bucket>/<uuid>``.
+    """
+    import dtoolcore  # imported late: importing devstack stays cheap
+
+    if env:
+        os.environ.update(env)
+    with tempfile.TemporaryDirectory(prefix="dtool-src-") as tmp:
+        proto = dtoolcore.create_proto_dataset(
+            name, Path(tmp).as_uri(), readme_content=readme,
+            creator_username=creator_username)
+        if isinstance(items, int):
+            items = {f"item_{i:03d}.txt": f"item {i}\n".encode() for i in range(items)}
+        for relpath, content in items.items():
+            source = Path(tmp, "_payload", relpath)
+            source.parent.mkdir(parents=True, exist_ok=True)
+            source.write_bytes(content)
+            proto.put_item(str(source), relpath)
+        for tag in tags:
+            proto.put_tag(tag)
+        for annotation_name, value in (annotations or {}).items():
+            proto.put_annotation(annotation_name, value)
+        proto.freeze()
+        return dtoolcore.copy(proto.uri, base_uri)
+
+
+class Bucket:
+    """A fresh bucket on an S3 server (moto or SeaweedFS), configured for dtool-s3.
+
+    ``env`` holds dtool-s3's settings for it (already in os.environ; pass
+    them on to a dserver that must read the bucket), ``s3`` a boto3 client.
+    """
+
+    def __init__(self, server, name):
+        self.server = server
+        self.name = name
+        self.base_uri = f"s3://{name}"
+        server.create_bucket(name)
+        self.env = dtool_s3_env(name, server.s3_endpoint, server.access_key,
+                                server.secret_key)
+        self.s3 = server.boto3_client("s3")
+
+    def put_dataset(self, name="testdata", items=3, **kwargs):
+        """Copy a fresh dtool dataset into the bucket; return its URI."""
+        return put_dtool_dataset(self.base_uri, name, items, env=self.env, **kwargs)
+
+
+# Rank of each part of a dataset in dtool-s3's write order.
+_SECTION_RANK = {"structure.json": 1, "README.txt": 2, "dtool": 3, "data": 4,
+                 "README.yml": 5, "tags": 6, "overlays": 7, "annotations": 8,
+                 "manifest.json": 10}
+_OTHER_RANK = 9  # anything unforeseen: before manifest.json
+
+
+def _rank(key, uuid):
+    if key == f"dtool-{uuid}":
+        return 0
+    inside = key.split(f"{uuid}/", 1)[-1]
+    return _SECTION_RANK.get(inside.split("/", 1)[0], _OTHER_RANK)
+
+
+def copy_write_order(keys, uuid):
+    """The keys of one dataset as dtool-s3 writes them, ``dtool`` twice.
+
+    ``dtool`` is written once as a proto-dataset (after ``README.txt``) and
+    once more, frozen, as the very last key; so it is listed twice.
+    """
+    ordered = sorted(keys, key=lambda key: (_rank(key, uuid), key))
+    dtool_key = next(key for key in keys if key.endswith(f"{uuid}/dtool"))
+    return ordered + [dtool_key]
