@@ -11,33 +11,35 @@ leave the root problem, or all of the life cycle, to us.
 One server per test session (or benchmark run); each app gets a fresh
 database from :meth:`PostgresServer.create_database`. No pytest in here.
 """
-import shutil
-import tempfile
 import uuid
-from pathlib import Path
+
+from devstack.ports import Server
 
 # SQLAlchemy 2.0 maps a bare postgresql:// to psycopg2; name psycopg 3.
 DRIVER = "postgresql+psycopg"
 
 
-class PostgresServer:
+class PostgresServer(Server):
     """``PostgresServer().start()``; ``create_database()`` gives SQLAlchemy URIs.
 
     ``durable=False`` (tests) turns off fsync and synchronous commits: a
     crash of the test machine may lose the test databases, nothing else.
-    The benchmark keeps PostgreSQL's durable defaults.
+    The benchmark keeps PostgreSQL's durable defaults. pgserver starts the
+    server detached (``pg_ctl``), so there is no subprocess of ours to
+    stop: ``stop()`` asks pgserver.
     """
 
     def __init__(self, durable=False):
+        super().__init__()
         self.durable = durable
         self._server = None
-        self._tmp = None
 
     def start(self):
         import pgserver  # imported late: the demo and scripts may not need it
-        # Short path: the socket lives in it, and socket paths are limited to ~100 bytes.
-        self._tmp = tempfile.mkdtemp(prefix="pg-", dir="/tmp")
-        self._server = pgserver.get_server(Path(self._tmp, "data"), cleanup_mode="delete")
+        # A temp dir under /tmp: the socket lives in it, and socket paths are
+        # limited to ~100 bytes. PostgreSQL writes its log into its data dir.
+        self._make_tmp("pg-", "data/log")
+        self._server = pgserver.get_server(self.log_path.parent, cleanup_mode="delete")
         if not self.durable:
             self.psql("ALTER SYSTEM SET fsync = off; ALTER SYSTEM SET synchronous_commit = off; "
                       "SELECT pg_reload_conf();")
@@ -61,21 +63,8 @@ class PostgresServer:
         self.psql(f'CREATE DATABASE "{name}";')
         return self.uri(name)
 
-    def log_tail(self, lines=40):
-        log = Path(self._tmp, "data", "log")
-        text = log.read_text(errors="replace") if log.exists() else "<no log>"
-        return "\n".join(text.splitlines()[-lines:])
-
     def stop(self):
         if self._server is not None:
             self._server.cleanup()  # pg_ctl stop, then the data directory goes
             self._server = None
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc_info):
-        self.stop()
+        super().stop()  # the temp dir
