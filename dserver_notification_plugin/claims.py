@@ -13,7 +13,8 @@ than the claim timeout (its process vanished) is taken again.
 These are the statements of :meth:`store.Store.claim`, kept apart so that
 the benchmark can time both ways on PostgreSQL.
 """
-from typing import List
+from dataclasses import dataclass, fields
+from typing import List, Optional
 
 import sqlalchemy as sa
 
@@ -21,6 +22,28 @@ from .schema import inbox
 from .states import State
 
 c = inbox.c
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An inbox row this process has claimed; ``finish`` or ``fail`` it."""
+    id: int
+    dataset_uri: str
+    base_uri: str
+    uuid: str
+    attempts: int
+    fingerprint: Optional[str]
+    first_event_at: float
+    claimed_by: str
+    claimed_at: float
+
+    @classmethod
+    def from_row(cls, row):
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+
+def due_order(row):
+    return row["due_at"], row["id"]
 
 
 def claimable(at, claim_timeout, ignore_due=False):

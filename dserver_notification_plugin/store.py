@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from . import claims
+from .claims import Claim
 from .schema import counters, es_documents, inbox, migrate
 from .states import FINISHED_STATES, WAITING_STATES, State
 from .wakeup import CHANNEL, Alarm
@@ -46,20 +47,6 @@ def process_id():
 
 def now():
     return time.time()
-
-
-@dataclass(frozen=True)
-class Claim:
-    """An inbox row this process has claimed; ``finish`` or ``fail`` it."""
-    id: int
-    dataset_uri: str
-    base_uri: str
-    uuid: str
-    attempts: int
-    fingerprint: Optional[str]
-    first_event_at: float
-    claimed_by: str
-    claimed_at: float
 
 
 @dataclass(frozen=True)
@@ -219,10 +206,7 @@ class Store:
         with self.transaction() as conn:
             rows = claims.claim_rows(conn, claims.claimable(at, claim_timeout, ignore_due),
                                      limit, owner, at)
-        return [Claim(id=r["id"], dataset_uri=r["dataset_uri"], base_uri=r["base_uri"],
-                      uuid=r["uuid"], attempts=r["attempts"], fingerprint=r["fingerprint"],
-                      first_event_at=r["first_event_at"], claimed_by=r["claimed_by"],
-                      claimed_at=r["claimed_at"]) for r in sorted(rows, key=_due_order)]
+        return [Claim.from_row(row) for row in sorted(rows, key=claims.due_order)]
 
     def next_due_at(self, claim_timeout):
         """When the next entry becomes claimable (maybe already), or None."""
@@ -433,10 +417,6 @@ def announce_due(conn, due_at):
     """
     if conn.dialect.name == "postgresql":
         conn.execute(sa.select(sa.func.pg_notify(CHANNEL, repr(float(due_at)))))
-
-
-def _due_order(row):
-    return row["due_at"], row["id"]
 
 
 def _chunks(items, size=IN_CLAUSE_CHUNK):
