@@ -12,6 +12,8 @@ One module per server, plus what they share:
 * ``mongo``: nx-27017, a Mongo-wire server over SQLite (or a real MongoDB
   named by ``DSERVER_TEST_MONGO_URI``);
 * ``moto``: moto_server, S3 and SNS with HTTP deliveries;
+* ``sns``: a fake SNS host that signs messages with its own key and
+  serves the certificate, confirms subscriptions, or misbehaves;
 * ``seaweed``: SeaweedFS, S3 gateway and filer webhook;
 * ``s3``: boto3 clients, listing and bulk removal, for any of those;
 * ``datasets``: dtool-s3 settings, dataset copies, buckets, write order;

@@ -4,7 +4,9 @@ import os
 
 from dservercore import ExtensionABC
 
-from .config import ConfigSnapshot, load_settings, secret_names
+from .config import (
+    ConfigSnapshot, load_settings, open_configuration_warnings, secret_names,
+)
 from .globals import EXTENSION_KEY, current_notification  # noqa: F401 (public)
 
 try:
@@ -24,10 +26,13 @@ class NotificationExtension(ExtensionABC):
         self.app = None
         self.store = None
         self.worker = None
+        self.warnings = []
 
     def init_app(self, app, *args, **kwargs):
         from .cli import notification_cli
-        from .guard import RejectionLog
+        from .intake import IgnoredLog
+        from .logbudget import RejectionLog
+        from .sns_trust import SnsTrust
         from .status import Metrics
         from .store import Store
         from .tally import Tally
@@ -39,6 +44,13 @@ class NotificationExtension(ExtensionABC):
         self.tally = Tally()
         self.store = Store(app)
         self.rejection_log = RejectionLog(self.settings.reject_log_interval_seconds)
+        self.ignored_log = IgnoredLog(self.settings.reject_log_interval_seconds)
+        self.sns = SnsTrust(self.settings)
+        # Configurations that start but leave a door open: said now, and
+        # shown by /webhook/status for as long as they last.
+        self.warnings = open_configuration_warnings(self.settings)
+        for warning in self.warnings:
+            logger.warning("dserver-notification-plugin: %s", warning)
         self.worker = Worker(app, self.settings, self.store, self.tally)
         # Metrics exist from the start, so the latency histogram sees every sync.
         self.metrics = Metrics(self)

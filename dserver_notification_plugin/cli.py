@@ -91,6 +91,24 @@ def retry_command(ids, all_dead):
         click.echo(f"{len(set(ids)) - requeued} of the given IDs were not dead entries")
 
 
+@notification_cli.command("purge")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all-dead", is_flag=True, help="Delete every dead entry.")
+@with_appcontext
+def purge_command(ids, all_dead):
+    """Delete dead inbox entries (by ID, or all of them) without a sync.
+
+    Done entries need no hand: the worker deletes them once they are older
+    than DSERVER_NOTIFY_DONE_RETENTION_SECONDS.
+    """
+    if bool(ids) == all_dead:
+        raise click.UsageError("give the IDs of dead entries or --all-dead (not both)")
+    purged = current_notification.store.purge_dead(ids or None)
+    click.echo(f"deleted {purged} dead entr{'y' if purged == 1 else 'ies'}")
+    if ids and purged < len(set(ids)):
+        click.echo(f"{len(set(ids)) - purged} of the given IDs were not dead entries")
+
+
 @notification_cli.command("resync")
 @click.argument("base_uri")
 @click.option("--dry-run", is_flag=True, help="Show what would be done; change nothing.")

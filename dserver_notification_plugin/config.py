@@ -14,11 +14,16 @@ import dataclasses
 import ipaddress
 import json
 import os
+import re
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from urllib.parse import urlsplit
 
 PREFIX = "DSERVER_NOTIFY_"
 LOOPBACK = "127.0.0.1/32,::1/128"
+#: In DSERVER_NOTIFY_TRUSTED_PROXIES: peers connected through a Unix socket.
+UNIX = "unix"
+FORWARDED_HEADERS = ("x-forwarded-for", "x-real-ip", "forwarded")
 
 
 class ConfigError(ValueError):
@@ -27,20 +32,55 @@ class ConfigError(ValueError):
 
 # --- parsers: (variable name, text) -> value ------------------------------------
 
-def parse_networks(name, text):
-    nets = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
+def parse_network(name, part):
+    """One network; a bare address is one host. Host bits must be zero:
+    ``10.0.5.7/8`` is refused rather than silently read as ``10.0.0.0/8``."""
+    try:
+        return ipaddress.ip_network(part)
+    except ValueError as exc:
         try:
-            nets.append(ipaddress.ip_network(part, strict=False))
+            wide = ipaddress.ip_network(part, strict=False)
         except ValueError:
-            raise ConfigError(f"{name}: {part!r} is not an IP network or address")
-    return tuple(nets)
+            raise ConfigError(f"{name}: {part!r} is not an IP network or address") from exc
+        host = part.split("/", 1)[0]
+        raise ConfigError(
+            f"{name}: {part!r} has host bits set; write {wide} for the network or "
+            f"{host} for the one host") from exc
+
+
+def parse_networks(name, text):
+    return tuple(parse_network(name, part) for part in parse_list(name, text))
+
+
+def parse_proxies(name, text):
+    """Networks of trusted proxies, and ``unix`` for peers on a Unix socket."""
+    return tuple(UNIX if part.lower() == UNIX else parse_network(name, part)
+                 for part in parse_list(name, text))
 
 
 def parse_list(name, text):
     return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def parse_secrets(name, text):
+    """A list of secrets. Text that is there but holds no value (``" , "``)
+    is a mistake, not a wish to run without a secret: refuse it. The
+    message never repeats the value."""
+    values = parse_list(name, text)
+    if text.strip() and not values:
+        raise ConfigError(f"{name} is set but holds no value; give at least one, "
+                          "or unset it to run without a secret")
+    return values
+
+
+def parse_choice(*choices):
+    """A parser for one of ``choices`` (case-insensitive), or empty."""
+    def parse(name, text):
+        value = text.strip().lower()
+        if value and value not in choices:
+            raise ConfigError(f"{name}: {text!r} is not one of {', '.join(choices)}")
+        return value
+    return parse
 
 
 def number(cast, minimum):
@@ -73,11 +113,46 @@ def parse_bucket_map(name, text):
 
 
 def parse_basic_auth(name, text):
-    pairs = parse_list(name, text)
+    pairs = parse_secrets(name, text)
     for pair in pairs:
-        if ":" not in pair:
+        user, colon, password = pair.partition(":")
+        if not colon:
             raise ConfigError(f"{name}: each entry must be user:password")
+        if not user or not password:
+            raise ConfigError(f"{name}: an entry has an empty user or password")
     return pairs
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)"
+                       r"(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+
+def parse_origins(name, text):
+    """Where SNS may be reached: ``(scheme, host, port)`` per entry.
+
+    A bare host name means https on port 443; ``scheme://host:port``
+    (http or https) allows exactly that origin, for tests and mirrors.
+    """
+    origins = []
+    for part in parse_list(name, text):
+        if "://" in part:
+            try:
+                parts = urlsplit(part)
+                port = parts.port
+            except ValueError:
+                raise ConfigError(f"{name}: {part!r} is not scheme://host[:port]")
+            scheme, host = parts.scheme.lower(), (parts.hostname or "")
+            if scheme not in ("http", "https") or not host or parts.username \
+                    or parts.password or parts.path not in ("", "/") or parts.query \
+                    or parts.fragment:
+                raise ConfigError(f"{name}: {part!r} is not http(s)://host[:port]")
+            origins.append((scheme, host, port or (443 if scheme == "https" else 80)))
+        else:
+            host = part.lower()
+            if not _HOSTNAME.fullmatch(host):
+                raise ConfigError(f"{name}: {part!r} is not a host name")
+            origins.append(("https", host, 443))
+    return tuple(origins)
 
 
 def parse_switch(name, text):
@@ -112,19 +187,53 @@ class Settings:
         "Comma-separated networks (IPv4/IPv6, a bare address is one host) "
         "allowed to send notifications.")
     trusted_proxies: Tuple = setting(
-        "TRUSTED_PROXIES", "", parse_networks,
-        "Comma-separated networks of reverse proxies whose forwarding headers are believed.")
+        "TRUSTED_PROXIES", "", parse_proxies,
+        "Comma-separated networks of reverse proxies whose forwarding headers are "
+        "believed; `unix` trusts a proxy that connects through a Unix socket.")
+    forwarded_header: str = setting(
+        "FORWARDED_HEADER", "", parse_choice(*FORWARDED_HEADERS),
+        "The one forwarding header the trusted proxies set: x-forwarded-for, x-real-ip "
+        "or forwarded (RFC 7239). Empty: read all three and refuse (403) a request "
+        "whose headers name different clients.")
     auth_tokens: Tuple[str, ...] = setting(
-        "AUTH_TOKEN", "", parse_list,
+        "AUTH_TOKEN", "", parse_secrets,
         "Comma-separated bearer tokens; any one is accepted (rotation).", secret=True)
     basic_auth: Tuple[str, ...] = setting(
         "BASIC_AUTH", "", parse_basic_auth,
         "Comma-separated user:password pairs for HTTP Basic authentication.", secret=True)
     sns_topics: Tuple[str, ...] = setting(
         "SNS_TOPICS", "", parse_list,
-        "Comma-separated SNS topic ARNs whose subscriptions are confirmed.")
+        "Comma-separated SNS topic ARNs whose subscriptions are confirmed; when set, "
+        "notifications from any other topic are refused (403).")
+    sns_hosts: Tuple = setting(
+        "SNS_HOSTS", "", parse_origins,
+        "Hosts that SNS subscription URLs and signing certificates may name (https, "
+        "port 443); an entry `scheme://host:port` allows exactly that origin. Empty: "
+        "sns.<region>.amazonaws.com and sns.<region>.amazonaws.com.cn, for the region "
+        "of the topic.")
+    sns_verify: bool = setting(
+        "SNS_VERIFY", "on", parse_switch,
+        "Verify the signature of every SNS message (SignatureVersion 1 and 2); off "
+        "only for servers that do not sign, such as moto.")
+    sns_timeout_seconds: float = setting(
+        "SNS_TIMEOUT_SECONDS", "5", number(float, 0.1),
+        "Deadline for one request to SNS (subscription confirmation, signing "
+        "certificate), from connecting to the last byte.")
     max_body_bytes: int = setting(
         "MAX_BODY_BYTES", "1048576", number(int, 1), "Largest accepted request body, in bytes.")
+    max_records: int = setting(
+        "MAX_RECORDS", "1000", number(int, 1),
+        "Most records in one request; a request with more is refused (413) and "
+        "stores nothing.")
+    max_pending: int = setting(
+        "MAX_PENDING", "100000", number(int, 1),
+        "Most datasets waiting in the inbox; beyond it, events for datasets not yet "
+        "waiting are refused (503 with Retry-After), events for waiting ones still "
+        "fold in.")
+    done_retention_seconds: float = setting(
+        "DONE_RETENTION_SECONDS", "604800", number(float, 0),
+        "The worker deletes inbox entries done for longer than this (default 7 days); "
+        "dead entries stay until retried or purged.")
     debounce_seconds: float = setting(
         "DEBOUNCE_SECONDS", "2", number(float, 0),
         "Quiet time after the last event of a dataset before it is synced.")
@@ -156,6 +265,38 @@ class Settings:
     reject_log_interval_seconds: float = setting(
         "REJECT_LOG_INTERVAL_SECONDS", "60", number(float, 0),
         "At most one warning per client and reason in this interval.")
+
+
+def open_configuration_warnings(settings: Settings) -> List[str]:
+    """Settings that start but leave a door open: one sentence each.
+
+    Logged at start-up and shown by ``/webhook/status``.
+    """
+    warnings = []
+    secret = settings.auth_tokens or settings.basic_auth
+    wide = [str(net) for net in settings.allow_access_from if not net.is_loopback]
+    if wide and not secret:
+        warnings.append(
+            f"{PREFIX}ALLOW_ACCESS_FROM admits {', '.join(wide)} and no secret is set "
+            f"({PREFIX}AUTH_TOKEN or {PREFIX}BASIC_AUTH): anyone who can send from "
+            "there can queue syncs")
+    everyone = [str(net) for net in settings.trusted_proxies
+                if net != UNIX and net.prefixlen == 0]
+    if everyone:
+        warnings.append(
+            f"{PREFIX}TRUSTED_PROXIES trusts {', '.join(everyone)}: every client can "
+            "choose its own address with a forwarding header")
+    if not settings.sns_verify:
+        warnings.append(
+            f"{PREFIX}SNS_VERIFY is off: SNS messages are accepted without checking "
+            "their signature")
+    plain = [f"{scheme}://{host}:{port}" for scheme, host, port in settings.sns_hosts
+             if scheme != "https"]
+    if plain:
+        warnings.append(
+            f"{PREFIX}SNS_HOSTS allows plain http ({', '.join(plain)}): subscription "
+            "confirmations and signing certificates travel unprotected")
+    return warnings
 
 
 def declared_settings():

@@ -42,11 +42,14 @@ class Intake:
     event name): it is ignored too, so that one bad record never sinks the
     others of its request, but logged as a warning, because someone should
     look at it. ``sns_confirmation`` is set for an SNS SubscriptionConfirmation.
+    ``sns_envelope`` is the SNS envelope (a dict) the records came in, if
+    any: its topic and signature are checked before anything is stored.
     """
     events: List[ObjectEvent] = field(default_factory=list)
     ignored: List[str] = field(default_factory=list)
     faults: List[str] = field(default_factory=list)
     sns_confirmation: Optional["SnsConfirmation"] = None
+    sns_envelope: Optional[dict] = None
 
     def extend(self, other: "Intake") -> None:
         """Add what ``other`` carried (one record's outcome) to this intake."""

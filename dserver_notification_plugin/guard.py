@@ -8,6 +8,11 @@ works on plain values and is tested without a server.
 Trust in forwarding headers follows Werkzeug's ``ProxyFix`` idea: a header
 is only believed as far as the operator configured. Whatever an untrusted
 peer writes into ``X-Forwarded-For`` is ignored, because anyone can write it.
+From a trusted proxy, ``X-Forwarded-For``, ``Forwarded`` (RFC 7239) and
+``X-Real-IP`` must name one client, unless the operator names the one
+header the proxy sets: a proxy that sets one and passes the client's copy
+of another through must not let the client choose. Browsers are refused
+outright: storage systems never send ``Origin`` or ``Sec-Fetch-Site``.
 """
 import base64
 import binascii
@@ -16,11 +21,11 @@ import hmac
 import ipaddress
 import logging
 import re
-import threading
-import time
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Optional, Tuple, Union
+from typing import Iterable, Mapping, Optional, Tuple, Union
+
+from .config import UNIX
+from .logbudget import RejectionLog, printable  # noqa: F401 (RejectionLog: public)
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +38,12 @@ REALM = "dserver-notification"
 # never carry anything a client sent.
 PEER_UNPARSEABLE = "peer address is not an IP address"
 FORWARDED_UNPARSEABLE = "forwarding header from trusted proxy is unparseable"
+UNIX_PEER = ("peer is a Unix socket, which DSERVER_NOTIFY_TRUSTED_PROXIES does not "
+             "trust (add unix for a proxy on this host)")
+UNIX_PEER_UNNAMED = "trusted proxy on a Unix socket names no client address"
+HEADERS_DISAGREE = ("forwarding headers from trusted proxy name different clients; set "
+                    "DSERVER_NOTIFY_FORWARDED_HEADER to the one header the proxy sets")
+BROWSER = "browser request (Origin or Sec-Fetch-Site header) refused"
 NOT_ALLOWED = "client address is not in the allowed networks"
 SECRET_MISSING = "no credentials"
 SECRET_INVALID = "invalid credentials"
@@ -93,33 +104,86 @@ def _header(headers: Mapping[str, str], name: str) -> Optional[str]:
     return ",".join(values) if values else None
 
 
-def _resolve(remote_addr, headers, trusted_proxies) -> Tuple[Optional[Address], Optional[str]]:
-    """(client address, None) or (None, reason it could not be resolved)."""
-    peer = parse_address(remote_addr)
-    if peer is None:
-        return None, PEER_UNPARSEABLE
-    if not _in_any(peer, trusted_proxies):
-        return peer, None  # headers from an untrusted peer mean nothing
-    forwarded_for = _header(headers, "X-Forwarded-For")
-    if forwarded_for is not None:
-        return _walk_forwarded_for(forwarded_for, trusted_proxies)
-    real_ip = _header(headers, "X-Real-IP")
-    if real_ip is not None:
-        client = parse_address(real_ip)
-        return (client, None) if client else (None, FORWARDED_UNPARSEABLE)
-    return peer, None  # the trusted proxy itself is the sender
+# The forwarding headers, by the name DSERVER_NOTIFY_FORWARDED_HEADER uses.
+HEADER_NAMES = {"x-forwarded-for": "X-Forwarded-For", "x-real-ip": "X-Real-IP",
+                "forwarded": "Forwarded"}
 
 
-def _walk_forwarded_for(value: str, trusted_proxies) -> Tuple[Optional[Address], Optional[str]]:
+@dataclass(frozen=True)
+class Resolution:
+    """The client of a request, or why there is none (``reason``, a fixed
+    text) and, for the log only, what the headers said (``detail``)."""
+    address: Optional[Address]
+    reason: Optional[str] = None
+    detail: Optional[str] = None
+
+
+def is_unix_peer(remote_addr) -> bool:
+    """Servers bound to a Unix socket report an empty peer (gunicorn: "")."""
+    return remote_addr is None or remote_addr == "" or \
+        (isinstance(remote_addr, str) and remote_addr.startswith(("unix:", "/")))
+
+
+def _networks(trusted_proxies):
+    return tuple(n for n in trusted_proxies if n != UNIX)
+
+
+def _resolve(remote_addr, headers, trusted_proxies, forwarded_header="") -> Resolution:
+    """The client: the peer, or what a trusted peer's forwarding header says.
+
+    With ``forwarded_header`` empty, every forwarding header present is read,
+    and headers that name different clients refuse the request: a proxy that
+    sets ``X-Real-IP`` but passes the client's own ``X-Forwarded-For``
+    through would otherwise let the client choose its address.
+    """
+    if is_unix_peer(remote_addr):
+        if UNIX not in trusted_proxies:
+            return Resolution(None, UNIX_PEER)
+        peer = None
+    else:
+        peer = parse_address(remote_addr)
+        if peer is None:
+            return Resolution(None, PEER_UNPARSEABLE)
+        if not _in_any(peer, _networks(trusted_proxies)):
+            return Resolution(peer)  # headers from an untrusted peer mean nothing
+    names = [forwarded_header] if forwarded_header else list(HEADER_NAMES)
+    said = {}
+    for name in names:
+        value = _header(headers, HEADER_NAMES[name])
+        if value is None:
+            continue
+        client, problem = _READERS[name](value, _networks(trusted_proxies))
+        if client is None:
+            return Resolution(None, problem, f"{HEADER_NAMES[name]} {printable(value)}")
+        said[HEADER_NAMES[name]] = client
+    if not said:
+        # The trusted proxy itself is the sender; through a Unix socket it
+        # has no address to check.
+        return Resolution(peer) if peer is not None else Resolution(None, UNIX_PEER_UNNAMED)
+    clients = {_canonical(address) for address in said.values()}
+    if len(clients) > 1:
+        detail = ", ".join(f"{name} names {address}" for name, address in said.items())
+        return Resolution(None, HEADERS_DISAGREE, detail)
+    return Resolution(next(iter(said.values())))
+
+
+def _canonical(address: Address) -> Address:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def _walk(hops, trusted_proxies) -> Tuple[Optional[Address], Optional[str]]:
     """The first untrusted hop from the right, or the leftmost if all are trusted.
 
     Hops left of the first untrusted one were written by that untrusted
     client and carry no meaning, so they are not even parsed: junk there
     cannot lock out a real client, and cannot let a fake one in either.
+    ``hops`` yields address texts, or None for a hop that names no address.
     """
     client = None
-    for hop in reversed(value.split(",")):
-        client = parse_address(hop)
+    for hop in hops:
+        client = parse_address(hop) if hop is not None else None
         if client is None:
             return None, FORWARDED_UNPARSEABLE
         if not _in_any(client, trusted_proxies):
@@ -127,15 +191,104 @@ def _walk_forwarded_for(value: str, trusted_proxies) -> Tuple[Optional[Address],
     return client, None
 
 
+def _walk_forwarded_for(value: str, trusted_proxies):
+    return _walk(reversed(value.split(",")), trusted_proxies)
+
+
+def _read_real_ip(value: str, trusted_proxies):
+    client = parse_address(value)
+    return (client, None) if client else (None, FORWARDED_UNPARSEABLE)
+
+
+def _walk_forwarded(value: str, trusted_proxies):
+    """RFC 7239 ``Forwarded``: the ``for=`` of each element, from the right.
+
+    An element without ``for``, with ``for=unknown`` or an obfuscated
+    identifier names no address and, when reached, refuses the request.
+    """
+    elements = parse_forwarded(value)
+    if elements is None:
+        return None, FORWARDED_UNPARSEABLE
+    return _walk((element.get("for") for element in reversed(elements)), trusted_proxies)
+
+
+_READERS = {"x-forwarded-for": _walk_forwarded_for, "x-real-ip": _read_real_ip,
+            "forwarded": _walk_forwarded}
+
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789"
+                         "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# Unquoted values as proxies really write them: also ``1.2.3.4:80`` and ``[v6]``.
+_VALUE_CHARS = _TOKEN_CHARS | frozenset(":[]")
+
+
+def parse_forwarded(value: str):
+    """The elements of a ``Forwarded`` header as dicts (names lower-cased),
+    or None when it does not follow RFC 7239's grammar."""
+    elements, pairs, i, n = [], {}, 0, len(value)
+    while True:
+        while i < n and value[i] in " \t":
+            i += 1
+        if i < n and value[i] not in ",;":  # a pair: token "=" value
+            start = i
+            while i < n and value[i] in _TOKEN_CHARS:
+                i += 1
+            name = value[start:i].lower()
+            if not name or i >= n or value[i] != "=":
+                return None
+            i += 1
+            if i < n and value[i] == '"':
+                i, text = _quoted(value, i)
+                if text is None:
+                    return None
+            else:
+                start = i
+                while i < n and value[i] in _VALUE_CHARS:
+                    i += 1
+                text = value[start:i]
+                if not text:
+                    return None
+            if name in pairs:
+                return None
+            pairs[name] = text
+            while i < n and value[i] in " \t":
+                i += 1
+        if i >= n or value[i] == ",":
+            elements.append(pairs)
+            pairs = {}
+            if i >= n:
+                return elements
+        elif value[i] != ";":
+            return None
+        i += 1
+
+
+def _quoted(value, i):
+    """(index after, text) of the quoted-string starting at ``value[i]``."""
+    out, i = [], i + 1
+    while i < len(value):
+        char = value[i]
+        if char == '"':
+            return i + 1, "".join(out)
+        if char == "\\":
+            i += 1
+            if i >= len(value):
+                break
+            char = value[i]
+        out.append(char)
+        i += 1
+    return i, None
+
+
 def client_address(remote_addr: Optional[str], headers: Mapping[str, str],
-                   trusted_proxies: Tuple[Network, ...]) -> Optional[Address]:
+                   trusted_proxies: Tuple[Network, ...],
+                   forwarded_header: str = "") -> Optional[Address]:
     """The sender of a request; None when it cannot be determined (= refuse).
 
-    The TCP peer, unless that peer is a trusted proxy: only then are
-    ``X-Forwarded-For`` (walked from the right past trusted hops) or, failing
-    that, ``X-Real-IP`` read.
+    The TCP peer, unless that peer is a trusted proxy: only then are the
+    forwarding headers read (``X-Forwarded-For`` and ``Forwarded`` walked
+    from the right past trusted hops, ``X-Real-IP``); see :func:`_resolve`.
     """
-    return _resolve(remote_addr, headers, trusted_proxies)[0]
+    return _resolve(remote_addr, headers, trusted_proxies, forwarded_header).address
 
 
 def address_allowed(address: Optional[Address], networks: Iterable[Network]) -> bool:
@@ -216,22 +369,35 @@ class Decision:
     reason: str
     client: str  # resolved address, or the raw peer, safe to log
     www_authenticate: Optional[str] = None
+    detail: Optional[str] = None  # for the log only: what the headers said
 
 
-def printable(text, limit: int = 64) -> str:
-    """A client-supplied value made safe for one log line: no control
-    characters (no forged log lines), bounded length."""
-    text = "" if text is None else str(text)
-    shown = text[:limit].encode("unicode_escape").decode("ascii")
-    return shown + ("..." if len(text) > limit else "")
+def from_browser(headers: Mapping[str, str]) -> bool:
+    """Does a browser send this request on behalf of some web page?
+
+    Browsers add ``Origin`` to cross-origin requests (and to same-origin
+    POSTs), and ``Sec-Fetch-Site`` to every request; storage systems send
+    neither. A page must not be able to post notifications through a
+    browser that runs on an allowed host (dservercore's CORS reflects any
+    origin, and a text/plain POST needs no preflight).
+    """
+    if _header(headers, "Origin") is not None:
+        return True
+    site = _header(headers, "Sec-Fetch-Site")
+    return site is not None and site.strip().lower() in ("cross-site", "same-site")
 
 
 def decide(remote_addr: Optional[str], headers: Mapping[str, str], settings) -> Decision:
-    """Network first (403), then the shared secret (401)."""
-    address, problem = _resolve(remote_addr, headers, settings.trusted_proxies)
-    client = str(address) if address is not None else printable(remote_addr)
+    """Browsers first, then the network (403), then the shared secret (401)."""
+    found = _resolve(remote_addr, headers, settings.trusted_proxies,
+                     getattr(settings, "forwarded_header", ""))
+    address = found.address
+    client = str(address) if address is not None else \
+        ("unix socket" if is_unix_peer(remote_addr) else printable(remote_addr))
+    if from_browser(headers):
+        return Decision(False, 403, BROWSER, client)
     if address is None:
-        return Decision(False, 403, problem, client)
+        return Decision(False, 403, found.reason, client, detail=found.detail)
     if not address_allowed(address, settings.allow_access_from):
         return Decision(False, 403, NOT_ALLOWED, client)
     authorization = _header(headers, "Authorization")
@@ -239,83 +405,6 @@ def decide(remote_addr: Optional[str], headers: Mapping[str, str], settings) -> 
         reason = SECRET_MISSING if authorization is None else SECRET_INVALID
         return Decision(False, 401, reason, client, www_authenticate(settings))
     return Decision(True, None, "allowed", client)
-
-
-# --- logging refusals -------------------------------------------------------
-
-class RejectionLog:
-    """Warn about refused requests without letting a flood fill the disk.
-
-    At most one warning per (client, reason) per interval, and at most
-    ``max_per_interval`` warnings in all per interval (an attacker with an
-    IPv6 /64 has endless distinct addresses). Suppressed refusals are
-    counted and reported with the next warning. Memory is bounded by
-    ``max_keys``; the least recently seen keys are forgotten first.
-    """
-
-    def __init__(self, interval_seconds: float, clock: Callable[[], float] = time.monotonic,
-                 max_keys: int = 1024, max_per_interval: int = 100,
-                 log: logging.Logger = logger):
-        self.interval = interval_seconds
-        self.clock = clock
-        self.max_keys = max_keys
-        self.max_per_interval = max_per_interval
-        self.logger = log
-        self._lock = threading.Lock()
-        self._last = OrderedDict()  # (client, reason) -> [last warned at, suppressed]
-        self._window_start = None
-        self._window_count = 0
-        self._overflow = 0  # suppressed by the global budget, not yet reported
-
-    def log(self, client: str, reason: str) -> bool:
-        """Record one refusal; True if a warning was written for it."""
-        client, reason = printable(client), printable(reason, 200)
-        with self._lock:
-            counts = self._admit((client, reason), self.clock())
-        if counts is None:
-            return False
-        similar, others = counts
-        message, args = "refused notification from %s: %s", [client, reason]
-        if similar:
-            message += " (%d similar refusals suppressed)"
-            args.append(similar)
-        if others:
-            message += " (%d other refusals suppressed by the overall limit)"
-            args.append(others)
-        self.logger.warning(message, *args)
-        return True
-
-    def _admit(self, key, now) -> Optional[Tuple[int, int]]:
-        """None to stay silent, else the refusals not yet reported:
-        (same client and reason, any other)."""
-        entry = self._last.get(key)
-        if entry is not None:
-            self._last.move_to_end(key)
-            if now - entry[0] < self.interval:
-                entry[1] += 1
-                return None
-        if not self._within_budget(now):
-            if entry is not None:
-                entry[1] += 1
-            else:
-                self._overflow += 1
-            return None
-        counts = (entry[1] if entry else 0), self._overflow
-        self._overflow = 0
-        self._last[key] = [now, 0]
-        self._last.move_to_end(key)
-        while len(self._last) > self.max_keys:
-            _, (_, unreported) = self._last.popitem(last=False)
-            self._overflow += unreported  # forgotten key: still counted
-        return counts
-
-    def _within_budget(self, now) -> bool:
-        if self._window_start is None or now - self._window_start >= self.interval:
-            self._window_start, self._window_count = now, 0
-        if self._window_count >= self.max_per_interval:
-            return False
-        self._window_count += 1
-        return True
 
 
 # --- Flask ------------------------------------------------------------------
@@ -326,15 +415,16 @@ def guard_request(settings, rejection_log: Optional[RejectionLog]):
     None when the request may proceed; otherwise the refusal to return, in
     the plugin's error envelope, with ``WWW-Authenticate`` on 401.
     """
-    from flask import request
+    from flask import g, request
 
     from .responses import error_response
 
     decision = decide(request.remote_addr, request.headers, settings)
+    g.notification_client = decision.client  # for later refusals of the same request
     if decision.allowed:
         return None
     if rejection_log is not None:
-        rejection_log.log(decision.client, decision.reason)
+        rejection_log.log(decision.client, decision.reason, decision.detail)
     headers = {"WWW-Authenticate": decision.www_authenticate} \
         if decision.www_authenticate else None
     return error_response(decision.status, decision.reason, headers)

@@ -1,16 +1,17 @@
 """The plugin's one Blueprint: notification intake for every dialect.
 
-Every route is behind the guard (networks, then secret), reads at most
-``DSERVER_NOTIFY_MAX_BODY_BYTES``, and answers JSON. Intake answers 202
-only after the relevant events are committed to the inbox.
+Every route is behind the guard (browsers, networks, then secret), reads
+at most ``DSERVER_NOTIFY_MAX_BODY_BYTES``, and answers JSON. SNS envelopes
+are checked (topic, signature) before anything is stored or fetched.
+Intake answers 202 only after the relevant events are committed to the
+inbox; the inbox's limits answer 413 or 503 (see intake.py).
 """
 import logging
-import urllib.request
 import uuid
 
 from dservercore import utils_auth
 from dservercore.utils_auth import get_jwt_identity, jwt_required
-from flask import jsonify, make_response, request
+from flask import g, jsonify, make_response, request
 from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields
 from sqlalchemy.exc import SQLAlchemyError
@@ -20,8 +21,11 @@ from .formats import PayloadError, parse_webhook
 from .formats.elastic import EsCall, classify, parse_document, storagegrid_object
 from .globals import current_notification
 from .guard import guard_request
-from .intake import accept
+from .intake import IntakeRefused, accept
+from .keys import DatasetTarget, translate
 from .responses import ErrorSchema, error_response
+from .sns_trust import SnsRefusal
+from .schema import MAX_DOC_ID_LENGTH
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +46,16 @@ def _document_intake(view):
     for status, description in (
             (400, "the body is no notification at all; the message names the problem"),
             (401, "a secret is configured and the request carries no valid one"),
-            (403, "client outside DSERVER_NOTIFY_ALLOW_ACCESS_FROM, or unlisted SNS topic"),
-            (413, "body larger than DSERVER_NOTIFY_MAX_BODY_BYTES"),
+            (403, "client outside DSERVER_NOTIFY_ALLOW_ACCESS_FROM, a browser request, "
+                  "forwarding headers that disagree, an unlisted SNS topic or an SNS "
+                  "message whose signature does not verify"),
+            (413, "body larger than DSERVER_NOTIFY_MAX_BODY_BYTES, or more records than "
+                  "DSERVER_NOTIFY_MAX_RECORDS; nothing was stored"),
             (415, "unsupported content type"),
-            (503, "the inbox database is unavailable; retry later")):
+            (502, "SNS could not be reached to confirm a subscription or fetch a "
+                  "signing certificate"),
+            (503, "the inbox database is unavailable, or DSERVER_NOTIFY_MAX_PENDING "
+                  "datasets wait already (with Retry-After); retry later")):
         view = bp.alt_response(status, schema=ErrorSchema, description=description)(view)
     return bp.alt_response(202, schema=IntakeResultSchema,
                            description="stored; answered after the commit")(view)
@@ -53,7 +63,7 @@ def _document_intake(view):
 
 @bp.before_request
 def _guard():
-    """Networks first (403), then the shared secret (401); see guard.py."""
+    """Browsers and networks first (403), then the shared secret (401); see guard.py."""
     if request.endpoint == "notification.status":
         return None  # admins read it from anywhere, with their dserver JWT
     ext = current_notification
@@ -80,6 +90,24 @@ def _store_unavailable(exc):
     """The database is down or busy: 503, so the sender keeps the event and retries."""
     logger.error("notification store unavailable: %s", exc)
     return error_response(503, "notification store unavailable; retry later")
+
+
+@bp.errorhandler(IntakeRefused)
+def _intake_refused(exc):
+    """Too many records (413, nothing stored) or a full inbox (503 with
+    Retry-After: the sender keeps the event and sends it again)."""
+    logger.debug("notification refused by the inbox: %s", exc.message)
+    return error_response(exc.status, exc.message, exc.headers)
+
+
+@bp.errorhandler(SnsRefusal)
+def _sns_refused(exc):
+    """An SNS message or URL the plugin does not trust, or SNS unreachable."""
+    ext = current_notification
+    ext.tally.add("refused")
+    client = g.get("notification_client") or request.remote_addr or "unix socket"
+    ext.rejection_log.log(client, exc.message, exc.detail)
+    return error_response(exc.status, exc.message)
 
 
 def accepted_response(intake):
@@ -114,28 +142,22 @@ def notify(path):
         intake = parse_webhook(read_body(), request.content_type)
     except PayloadError as exc:
         payload_error(exc)
+    if intake.sns_envelope is not None:
+        current_notification.sns.check(intake.sns_envelope)  # topic, signature
     if intake.sns_confirmation is not None:
         return confirm_subscription(intake.sns_confirmation)
     return accepted_response(intake)
 
 
 def confirm_subscription(confirmation):
-    """Confirm an SNS subscription, but only for topics the operator listed.
+    """Confirm an SNS subscription to a listed topic, at SNS only.
 
-    Confirming means fetching a URL the request names, so an unlisted topic
-    is refused rather than followed.
+    The topic was checked with the envelope; the SubscribeURL must be a
+    ConfirmSubscription call for that topic at an SNS host
+    (DSERVER_NOTIFY_SNS_HOSTS), fetched once with a deadline: see
+    sns_trust.py.
     """
-    if confirmation.topic_arn not in current_notification.settings.sns_topics:
-        logger.warning("refused SNS subscription to unlisted topic %r; add it to "
-                       "DSERVER_NOTIFY_SNS_TOPICS to accept it", confirmation.topic_arn)
-        abort(403, message="SNS topic is not listed in DSERVER_NOTIFY_SNS_TOPICS")
-    try:
-        with urllib.request.urlopen(confirmation.subscribe_url, timeout=10) as answer:
-            answer.read()
-    except OSError as exc:
-        logger.warning("could not confirm SNS subscription to %s: %s",
-                       confirmation.topic_arn, exc)
-        abort(502, message="could not reach the SNS SubscribeURL")
+    current_notification.sns.confirm(confirmation)
     logger.info("confirmed SNS subscription to %s", confirmation.topic_arn)
     return jsonify({"confirmed": confirmation.topic_arn})
 
@@ -155,6 +177,9 @@ def elastic_search(path):
     removals.
     """
     route = classify(request.method, path)
+    if route.doc_id is not None and len(route.doc_id) > MAX_DOC_ID_LENGTH:
+        abort(400, message=f"document id of {len(route.doc_id)} characters exceeds the "
+                           f"limit of {MAX_DOC_ID_LENGTH}")
     answer = _es_answers.get(route.call)
     if answer is not None:
         return answer(route)
@@ -213,12 +238,18 @@ _es_answers = {
 
 
 def _index_document(route):
+    ext = current_notification
     intake = parse_document(read_body())
     doc_id = route.doc_id or uuid.uuid4().hex
-    if intake.events:  # remembered for a later bodiless DELETE of this id
+    result = accept(ext, intake)
+    if route.doc_id and intake.events:
+        # Remembered for a later bodiless DELETE of this id, but only when
+        # the object belongs to a dataset of a mapped bucket: nothing else
+        # can ever change the index. (Ids from POST <index>/_doc are ours
+        # and never deleted.)
         event = intake.events[0]
-        current_notification.store.remember_document(doc_id, event.bucket, event.key)
-    result = accept(current_notification, intake)
+        if isinstance(translate(event, ext.settings.bucket_to_base_uri), DatasetTarget):
+            ext.store.remember_document(doc_id, event.bucket, event.key)
     return es_response({"accepted": result.accepted, "ignored": result.ignored,
                         "_index": route.index, "_id": doc_id, "result": "created"}, status=201)
 

@@ -62,6 +62,9 @@ es_documents = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 
+#: Longest Elasticsearch document id the plugin remembers (its column's size).
+MAX_DOC_ID_LENGTH = es_documents.c.doc_id.type.length
+
 # Totals across processes and restarts, flushed periodically by each worker.
 counters = sa.Table(
     "notification_counters", metadata,

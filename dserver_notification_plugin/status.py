@@ -57,7 +57,8 @@ def gather_status(extension):
     """The status dict shown by ``flask notification status`` and the route.
 
     ``oldest_pending_age_seconds`` is None when no entry is waiting
-    (pending, failed or processing).
+    (pending, failed or processing). ``warnings`` lists the settings that
+    leave a door open (see config.open_configuration_warnings).
     """
     store = extension.store
     since_start = extension.tally.since_start()
@@ -75,12 +76,14 @@ def gather_status(extension):
         "inbox": {state.value: int(states.get(state, 0)) for state in State},
         "oldest_pending_age_seconds": store.oldest_waiting_age(),
         "dead_entries": dead,
+        "warnings": list(getattr(extension, "warnings", [])),
     }
 
 
 def format_status(status):
     """A human-readable table of :func:`gather_status`'s dict."""
-    lines = ["events                 since start      total"]
+    lines = [f"WARNING: {warning}" for warning in status.get("warnings", [])]
+    lines.append("events                 since start      total")
     for name in EVENT_COUNTERS:
         lines.append(f"  {name:<20} {status['events']['since_start'][name]:>11} "
                      f"{status['events']['total'][name]:>10}")

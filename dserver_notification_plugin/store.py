@@ -40,6 +40,16 @@ ERROR_TEXT_LIMIT = 4000
 IN_CLAUSE_CHUNK = 500
 
 
+class InboxFull(Exception):
+    """Too many datasets wait already; ``refused`` were not added (after
+    ``written`` events for others were committed)."""
+
+    def __init__(self, refused, written):
+        super().__init__(f"{len(refused)} datasets not added: the inbox is full")
+        self.refused = refused
+        self.written = written
+
+
 def process_id():
     # Recomputed after a fork: a gunicorn worker is not its master.
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -157,7 +167,8 @@ class Store:
                 engine.dispose(close=False)
 
     # the queue ----------------------------------------------------------------------
-    def enqueue(self, targets, debounce, max_delay, at=None, due_now=()) -> int:
+    def enqueue(self, targets, debounce, max_delay, at=None, max_waiting=None,
+                due_now=()) -> int:
         """Add one event per target, folding events of a dataset into its row.
 
         ``targets`` are objects with ``uri``, ``base_uri`` and ``uuid``. A new
@@ -168,14 +179,23 @@ class Store:
         Workers are woken for the earliest due time: this process's through
         :attr:`alarm`, the others' through ``NOTIFY`` on PostgreSQL. Returns
         the number of events written.
+
+        With ``max_waiting``, datasets not yet waiting are added only while
+        fewer than that many wait; events for datasets already waiting are
+        always folded in. Whatever was written is committed, then
+        :class:`InboxFull` names the datasets that were not.
         """
         at = now() if at is None else at
         per_dataset = {}
         for target in targets:
             count, _ = per_dataset.get(target.uri, (0, target))
             per_dataset[target.uri] = (count + 1, target)
-        due_times = []
+        due_times, refused = [], []
         with self.transaction() as conn:
+            if max_waiting is not None:
+                refused = _over_the_cap(conn, sorted(per_dataset), max_waiting)
+                for uri in refused:
+                    del per_dataset[uri]
             for uri, (count, target) in sorted(per_dataset.items()):
                 urgent = uri in due_now
                 values = dict(
@@ -187,10 +207,15 @@ class Store:
                     conn, inbox, values, inbox.c.dataset_uri,
                     _fold_assignments(count, at, debounce, max_delay, urgent),
                     returning=inbox.c.due_at))
-            earliest = min((t for t in due_times if t is not None), default=at)
-            announce_due(conn, earliest)
-        self.alarm.ring(earliest)
-        return sum(count for count, _ in per_dataset.values())
+            if per_dataset:
+                earliest = min((t for t in due_times if t is not None), default=at)
+                announce_due(conn, earliest)
+        if per_dataset:
+            self.alarm.ring(earliest)
+        written = sum(count for count, _ in per_dataset.values())
+        if refused:
+            raise InboxFull(refused, written)
+        return written
 
     def claim(self, claim_timeout, limit=16, ignore_due=False, owner=None,
               at=None) -> List[Claim]:
@@ -269,6 +294,29 @@ class Store:
                 conn.execute(inbox.update().where(inbox.c.dataset_uri.in_(chunk))
                              .values(fingerprint=None))
 
+    def purge_done(self, older_than, at=None) -> int:
+        """Delete rows done for longer than ``older_than`` seconds.
+
+        A dataset's next event simply creates its row again (its first sync
+        then registers it once more instead of calling it unchanged).
+        """
+        cutoff = (now() if at is None else at) - older_than
+        c = inbox.c
+        with self.transaction() as conn:
+            result = conn.execute(inbox.delete().where(
+                sa.and_(c.state == State.DONE.value, c.finished_at < cutoff)))
+        return result.rowcount
+
+    def purge_dead(self, ids=None) -> int:
+        """Delete dead rows (all, or those with the given ids): an operator's
+        decision that they need no sync."""
+        where = inbox.c.state == State.DEAD.value
+        if ids:
+            where = sa.and_(where, inbox.c.id.in_(list(ids)))
+        with self.transaction() as conn:
+            result = conn.execute(inbox.delete().where(where))
+        return result.rowcount
+
     # reading the queue -----------------------------------------------------------
     def entries(self, uris: Optional[Iterable[str]] = None) -> List[Entry]:
         """Inbox rows (all, or those of the given dataset URIs), by id."""
@@ -338,6 +386,24 @@ class Store:
 
 
 # --- statements -------------------------------------------------------------------
+
+def _over_the_cap(conn, uris, max_waiting) -> List[str]:
+    """The datasets among ``uris`` (sorted) that would push the number of
+    waiting rows past ``max_waiting``; those already waiting never do."""
+    c = inbox.c
+    waiting_states = [state.value for state in WAITING_STATES]
+    waiting = conn.execute(sa.select(sa.func.count()).select_from(inbox)
+                           .where(c.state.in_(waiting_states))).scalar()
+    if waiting + len(uris) <= max_waiting:
+        return []
+    already = set()
+    for chunk in _chunks(uris):
+        already.update(conn.execute(sa.select(c.dataset_uri).where(
+            sa.and_(c.dataset_uri.in_(chunk), c.state.in_(waiting_states)))).scalars())
+    new = [uri for uri in uris if uri not in already]
+    room = max(0, max_waiting - waiting)
+    return new[room:]
+
 
 def _owned(claim: Claim):
     """The row is still the one this claim took: same owner, same claim time."""

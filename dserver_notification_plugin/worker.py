@@ -36,6 +36,9 @@ RECHECK_SECONDS = 0.05
 # batch, where they wait and their claims age. A drain takes bigger bites.
 CLAIM_BATCH = 1
 DRAIN_BATCH = 16
+# Done entries older than DSERVER_NOTIFY_DONE_RETENTION_SECONDS are deleted
+# this often (by every worker: the delete is one cheap statement).
+PURGE_INTERVAL_SECONDS = 60.0
 
 
 def retry_delay(attempts, base, ceiling):
@@ -54,6 +57,7 @@ class Worker:
         self._stop = threading.Event()
         self._last_flush = 0.0
         self.listener = Listener(store.listening_connection, store.alarm)
+        self._last_purge = 0.0
         _install_fork_hooks(self)
 
     # life cycle ---------------------------------------------------------
@@ -107,6 +111,8 @@ class Worker:
                 self._stop.wait(min(5.0, 10 * self.settings.poll_seconds))
             if time.time() - self._last_flush > FLUSH_INTERVAL_SECONDS:
                 self.flush_stats()
+            if time.time() - self._last_purge > PURGE_INTERVAL_SECONDS:
+                self.purge_done()
 
     def _wait_for_work(self):
         """Sleep until the next entry is due or someone announces one.
@@ -202,6 +208,20 @@ class Worker:
                        "DSERVER_NOTIFY_CLAIM_TIMEOUT_SECONDS if syncs take that long)",
                        claim.dataset_uri, outcome)
         return None
+
+    def purge_done(self):
+        """Delete entries done for longer than the retention; return how many."""
+        self._last_purge = time.time()
+        try:
+            purged = self.store.purge_done(self.settings.done_retention_seconds)
+        except Exception:
+            logger.warning("could not purge old done inbox entries; will try again",
+                           exc_info=True)
+            return 0
+        if purged:
+            logger.info("purged %d inbox entries done for longer than %g s", purged,
+                        self.settings.done_retention_seconds)
+        return purged
 
     def flush_stats(self):
         deltas = self.tally.take_unflushed()

@@ -21,6 +21,7 @@ from devstack.dserver import ADMIN, USER, app_config, dserver_env, prepare_index
 from devstack.mongo import MongoServer
 from devstack.moto import MotoServer
 from devstack.postgres import PostgresServer
+from devstack.sns import FakeSns
 
 EXTENSION = "dserver_notification"
 
@@ -72,6 +73,15 @@ def engine(database):
 @pytest.fixture(scope="session")
 def moto():
     server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sns():
+    """A fake SNS host on loopback (devstack.sns): signs, serves its certificate,
+    confirms subscriptions; tests that change its ``mode`` set it back."""
+    server = FakeSns().start()
     yield server
     server.stop()
 

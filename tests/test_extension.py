@@ -57,6 +57,17 @@ def test_two_apps_in_one_process_differ(make_app, bucket, make_bucket):
     ("DSERVER_NOTIFY_MAX_BODY_BYTES", "lots", "not a number"),
     ("DSERVER_NOTIFY_DEBOUNCE_SECONDS", "-1", "at least"),
     ("DSERVER_NOTIFY_WORKER", "sometimes", "neither on nor off"),
+    # settings that used to fail open without a word (issue 14)
+    ("DSERVER_NOTIFY_AUTH_TOKEN", " , ", "set but holds no value"),
+    ("DSERVER_NOTIFY_BASIC_AUTH", ",", "set but holds no value"),
+    ("DSERVER_NOTIFY_BASIC_AUTH", "user:", "empty user or password"),
+    ("DSERVER_NOTIFY_ALLOW_ACCESS_FROM", "10.0.5.7/8", "host bits set; write 10.0.0.0/8"),
+    ("DSERVER_NOTIFY_TRUSTED_PROXIES", "fd00::1/64", "host bits set"),
+    ("DSERVER_NOTIFY_FORWARDED_HEADER", "x-client-ip", "not one of"),
+    ("DSERVER_NOTIFY_SNS_HOSTS", "ftp://sns.example:21", "http(s)://host"),
+    ("DSERVER_NOTIFY_SNS_HOSTS", "sns.example/path", "not a host name"),
+    ("DSERVER_NOTIFY_SNS_VERIFY", "maybe", "neither on nor off"),
+    ("DSERVER_NOTIFY_MAX_RECORDS", "0", "at least"),
 ])
 def test_invalid_setting_stops_start_up_naming_the_variable(tmp_path, mongo, name, value,
                                                             complaint):

@@ -13,8 +13,9 @@ from werkzeug.datastructures import Headers
 
 from dserver_notification_plugin.config import load_settings
 from dserver_notification_plugin.guard import (
-    Decision, RejectionLog, address_allowed, check_secret, client_address, decide,
-    guard_request, parse_address,
+    BROWSER, HEADERS_DISAGREE, UNIX_PEER, UNIX_PEER_UNNAMED, Decision, RejectionLog, _resolve,
+    address_allowed, check_secret, client_address, decide, guard_request, parse_address,
+    parse_forwarded,
 )
 
 LOGGER = "dserver_notification_plugin.guard"
@@ -120,12 +121,75 @@ def test_repeated_forwarded_for_lines_are_walked_as_one_list():
     assert client_address("10.0.0.5", headers, PROXIES) == ipaddress.ip_address("192.0.2.7")
 
 
-def test_real_ip_used_only_without_forwarded_for():
+def test_real_ip_alone_names_the_client():
     assert client_address("10.0.0.5", {"X-Real-IP": "192.0.2.7"}, PROXIES) \
         == ipaddress.ip_address("192.0.2.7")
-    both = {"X-Real-IP": "192.0.2.7", "X-Forwarded-For": "198.51.100.3"}
-    assert client_address("10.0.0.5", both, PROXIES) == ipaddress.ip_address("198.51.100.3")
     assert client_address("10.0.0.5", {"X-Real-IP": "bad"}, PROXIES) is None
+
+
+def test_headers_that_name_different_clients_refuse_the_request():
+    # nginx with only `proxy_set_header X-Real-IP $remote_addr` passes the
+    # client's own X-Forwarded-For through: the forgery must not win.
+    forged = {"X-Real-IP": "203.0.113.9", "X-Forwarded-For": "10.0.5.7"}
+    found = _resolve("10.0.0.5", forged, PROXIES)
+    assert found.address is None and found.reason == HEADERS_DISAGREE
+    assert "X-Forwarded-For names 10.0.5.7" in found.detail
+    assert "X-Real-IP names 203.0.113.9" in found.detail
+    agreeing = {"X-Real-IP": "203.0.113.9", "X-Forwarded-For": "10.0.5.7, 203.0.113.9",
+                "Forwarded": 'for=10.0.5.7, for="203.0.113.9:5000"'}
+    assert client_address("10.0.0.5", agreeing, PROXIES) == ipaddress.ip_address("203.0.113.9")
+    mapped = {"X-Real-IP": "::ffff:203.0.113.9", "X-Forwarded-For": "203.0.113.9"}
+    assert client_address("10.0.0.5", mapped, PROXIES) is not None
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("x-real-ip", "203.0.113.9"), ("x-forwarded-for", "10.0.5.7"), ("forwarded", "192.0.2.1")])
+def test_the_named_forwarding_header_is_the_only_one_read(name, expected):
+    headers = {"X-Real-IP": "203.0.113.9", "X-Forwarded-For": "10.0.5.7",
+               "Forwarded": "for=192.0.2.1"}
+    assert client_address("10.0.0.5", headers, PROXIES, name) == ipaddress.ip_address(expected)
+    # absent: the trusted proxy itself is the sender
+    assert client_address("10.0.0.5", {}, PROXIES, name) == ipaddress.ip_address("10.0.0.5")
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("for=192.0.2.60;proto=http;by=203.0.113.43", "192.0.2.60"),
+    ('for="[2001:db8:cafe::17]:4711"', "2001:db8:cafe::17"),
+    ('For="192.0.2.43:47011"', "192.0.2.43"),
+    ("for=192.0.2.43, for=198.51.100.17", "198.51.100.17"),
+    ("for=198.51.100.17, for=10.0.0.9", "198.51.100.17"),  # trusted hop skipped
+    ("for=1.2.3.4;proto=https, for=192.0.2.7;by=10.0.0.5", "192.0.2.7"),
+    ('for=junk"junk, for=192.0.2.7', None),  # malformed anywhere: refused
+    ("for=unknown", None),
+    ("for=_hidden, for=10.0.0.9", None),
+    ("proto=https", None),
+    ("for=192.0.2.7;for=192.0.2.8", None),
+    ("for", None),
+    ('for="192.0.2.7', None),
+    ("", None),
+])
+def test_rfc_7239_forwarded(value, expected):
+    found = client_address("10.0.0.5", {"Forwarded": value}, PROXIES)
+    assert found == (ipaddress.ip_address(expected) if expected else None)
+
+
+def test_parse_forwarded_elements():
+    assert parse_forwarded('for="_gazonk"') == [{"for": "_gazonk"}]
+    assert parse_forwarded('for=192.0.2.43, for="[2001:db8:cafe::17]";Proto=https') == [
+        {"for": "192.0.2.43"}, {"for": "[2001:db8:cafe::17]", "proto": "https"}]
+    assert parse_forwarded('for="a\\"b"') == [{"for": 'a"b'}]
+    assert parse_forwarded("for=a b") is None
+
+
+def test_unix_socket_peers_are_trusted_only_when_listed():
+    proxies = PROXIES + ("unix",)
+    headers = {"X-Forwarded-For": "192.0.2.7"}
+    for peer in ("", None):
+        assert client_address(peer, headers, PROXIES) is None
+        assert _resolve(peer, headers, PROXIES).reason == UNIX_PEER
+        assert client_address(peer, headers, proxies) == ipaddress.ip_address("192.0.2.7")
+        # a proxy on a socket that names nobody has no address to check
+        assert _resolve(peer, {}, proxies).reason == UNIX_PEER_UNNAMED
 
 
 def test_trusted_proxy_without_headers_is_itself_the_client():
@@ -275,12 +339,14 @@ def test_reasons_never_contain_secrets():
     assert "topsecre" not in decision.reason and "topsecre" not in decision.client
 
 
-header_names = st.sampled_from(["X-Forwarded-For", "X-Real-IP", "Authorization", "x-forwarded-for"])
+header_names = st.sampled_from(["X-Forwarded-For", "X-Real-IP", "Authorization",
+                                 "x-forwarded-for", "Forwarded", "forwarded"])
 header_values = st.one_of(
     st.text(),
     st.lists(st.sampled_from(["10.0.0.5", "::1", "[fd00::1]:80", "127.0.0.1:9", "", " ",
                               "fe80::1%eth0", "::ffff:127.0.0.1", "Bearer", "Basic", "%",
-                              "garbage"]))
+                              "garbage", "for=10.0.0.5", 'for="[fd00::1]:80";proto=http',
+                              'for="', "for=unknown", ";", "by=x;for=192.0.2.1"]))
     .map(", ".join),
 )
 
@@ -296,6 +362,15 @@ def test_decide_never_raises(remote_addr, headers):
     assert decision.status in (None, 401, 403)
     assert decision.allowed == (decision.status is None)
     assert "\n" not in decision.client
+
+
+@hyp_settings(max_examples=500, deadline=None)
+@given(value=st.one_of(st.text(), st.lists(st.sampled_from(
+    ["for", "=", '"', "\\", ";", ",", " ", "10.0.0.5", "[::1]", ":80", "by", "unknown"]))
+    .map("".join)))
+def test_parse_forwarded_never_raises(value):
+    elements = parse_forwarded(value)
+    assert elements is None or all(isinstance(e, dict) for e in elements)
 
 
 @hyp_settings(max_examples=300, deadline=None)
@@ -417,3 +492,30 @@ def test_guard_request_honours_trusted_proxy_chain():
     response = client.post("/hook", headers={"X-Forwarded-For": "127.0.0.1, 10.0.0.9"},
                            environ_base={"REMOTE_ADDR": "10.0.0.5"})
     assert response.status_code == 403
+
+
+def test_browsers_are_refused_before_anything_else():
+    settings = make_settings()
+    for headers in ({"Origin": "http://127.0.0.1:8000"}, {"Sec-Fetch-Site": "cross-site"},
+                    {"sec-fetch-site": "Same-Site"}):
+        decision = decide("127.0.0.1", headers, settings)
+        assert (decision.allowed, decision.status, decision.reason) == (False, 403, BROWSER)
+    for headers in ({"Sec-Fetch-Site": "none"}, {"Sec-Fetch-Site": "same-origin"}, {}):
+        assert decide("127.0.0.1", headers, settings).allowed
+
+
+def test_disagreeing_headers_are_refused_and_logged_with_what_they_said(caplog):
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    settings = make_settings(trusted_proxies="127.0.0.1", allow_access_from="10.0.0.0/8")
+    client = app_with_guard(settings, RejectionLog(60)).test_client()
+    forged = {"X-Real-IP": "203.0.113.9", "X-Forwarded-For": "10.0.5.7"}
+    answer = client.post("/hook", headers=forged)
+    assert answer.status_code == 403
+    assert answer.get_json()["message"] == HEADERS_DISAGREE
+    assert "X-Forwarded-For names 10.0.5.7, X-Real-IP names 203.0.113.9" in caplog.text
+    named = make_settings(trusted_proxies="127.0.0.1", allow_access_from="10.0.0.0/8",
+                          forwarded_header="x-real-ip")
+    client = app_with_guard(named, None).test_client()
+    assert client.post("/hook", headers=forged).status_code == 403  # 203.0.113.9: outside
+    assert client.post("/hook", headers={"X-Real-IP": "10.0.5.7",
+                                         "X-Forwarded-For": "1.2.3.4"}).status_code == 200

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.dserver import ADMIN, USER
-from devstack.payloads import minio_bodies_for_keys
+from devstack.payloads import minio_bodies_for_keys, minio_webhook_body
 from devstack.s3 import list_keys, remove_all_objects
 
 
@@ -295,6 +295,21 @@ def test_retry_all_dead_and_usage(app):
     assert result.exit_code == 0 and "requeued 0 dead entries" in result.output
     result = cli(app, "retry", "12345")
     assert "1 of the given IDs were not dead entries" in result.output
+
+
+def test_purge_deletes_dead_entries_by_hand(app, bucket):
+    store = app.extensions["dserver_notification"].store
+    uuid = "49f0bf41-471b-4781-855e-161fe81ffb0d"
+    app.test_client().post("/webhook/notify",
+                           json=minio_webhook_body(bucket.name, f"{uuid}/dtool"))
+    [claimed] = store.claim(60, ignore_due=True)
+    store.fail(claimed, "boom", 0, 1, give_up=True)
+    assert cli(app, "purge").exit_code == 2
+    result = cli(app, "purge", str(claimed.id), "777")
+    assert result.exit_code == 0 and "deleted 1 dead entry" in result.output
+    assert "1 of the given IDs were not dead entries" in result.output
+    assert store.entries() == []
+    assert "deleted 0 dead entries" in cli(app, "purge", "--all-dead").output
 
 
 def _register_base_uri(app, base_uri):

@@ -5,6 +5,11 @@ the answer must be what the sender treats as success (or the refusal the
 index expects), with the listed accepted and ignored counts, and the inbox
 must then hold exactly the listed dataset URIs. Mongo is the session's
 nx-27017 server; the inbox is dservercore's SQL database.
+
+The SNS envelopes of the corpus carry AWS's signatures, whose certificates
+cannot be fetched from this machine, so the replay app switches SNS
+verification off, as the moto tests do; tests/test_sns_trust.py and
+tests/test_routes_security.py verify signatures for real.
 """
 import json
 
@@ -20,7 +25,8 @@ from devstack.dserver import app_config, dserver_env, prepare_index
 def corpus_app(tmp_path_factory, mongo):
     import dservercore
     env = dserver_env(tmp_path_factory.mktemp("corpus-app"), mongo.uri,
-                      {CORPUS_BUCKET: CORPUS_BASE_URI}, {"DSERVER_NOTIFY_WORKER": "off"})
+                      {CORPUS_BUCKET: CORPUS_BASE_URI},
+                      {"DSERVER_NOTIFY_WORKER": "off", "DSERVER_NOTIFY_SNS_VERIFY": "off"})
     app = dservercore.create_app(app_config(env))
     app.testing = True
     prepare_index(app, [CORPUS_BASE_URI])

@@ -191,3 +191,34 @@ def test_state_counts_and_oldest_waiting_age(store):
     counts = store.state_counts()
     assert (counts[State.DONE], counts[State.PENDING], counts[State.DEAD]) == (1, 1, 0)
     assert store.oldest_waiting_age(at=20) == 10
+
+
+def test_the_cap_admits_new_datasets_only_while_there_is_room(store):
+    from dserver_notification_plugin.store import InboxFull
+    assert store.enqueue([target(1), target(2)], 0, 0, at=0, max_waiting=3) == 2
+    with pytest.raises(InboxFull) as full:
+        store.enqueue([target(1), target(3), target(4), target(4)], 0, 0, at=1, max_waiting=3)
+    assert full.value.refused == [target(4).uri] and full.value.written == 2
+    assert {e.uuid: e.events for e in store.entries()} == \
+        {target(1).uuid: 2, target(2).uuid: 1, target(3).uuid: 1}
+    with pytest.raises(InboxFull):
+        store.enqueue([target(5)], 0, 0, at=2, max_waiting=3)
+    # done rows do not count as waiting
+    for claimed in claim(store, at=3):
+        store.finish(claimed, Outcome.REGISTERED)
+    assert store.enqueue([target(5), target(6)], 0, 0, at=4, max_waiting=3) == 2
+    assert store.enqueue([target(7)], 0, 0, at=5) == 1  # no cap: resync, for instance
+
+
+def test_purges_delete_only_old_done_rows_or_dead_ones(store):
+    enqueue(store, [target(n) for n in range(4)], at=0, debounce=0)
+    claims = {c.uuid: c for c in claim(store, at=1)}
+    store.finish(claims[target(0).uuid], Outcome.REGISTERED, at=10)
+    store.finish(claims[target(1).uuid], Outcome.REGISTERED, at=100)
+    store.fail(claims[target(2).uuid], "boom", retry_at=0, max_attempts=1, at=10)
+    assert store.purge_done(older_than=50, at=101) == 1
+    assert sorted(e.state.value for e in store.entries()) == ["dead", "done", "processing"]
+    dead = [e.id for e in store.entries() if e.state is State.DEAD]
+    assert store.purge_dead([9999]) == 0
+    assert store.purge_dead(dead) == 1
+    assert store.purge_dead() == 0

@@ -7,6 +7,8 @@ that is none of these (a topic shared with other publishers) is a fault,
 not a bad request. A
 ``SubscriptionConfirmation`` is returned to the route, which decides whether
 to confirm it: confirming means fetching a URL, so it is never done here.
+Every intake keeps its envelope, whose topic and signature the route
+checks (``sns_trust``) before it stores or confirms anything.
 """
 from urllib.parse import urlsplit
 
@@ -18,6 +20,12 @@ _IGNORED_TYPES = {"UnsubscribeConfirmation": "sns unsubscribe confirmation"}
 
 def parse_sns_envelope(doc):
     """The events of an SNS ``Notification``, or the confirmation to decide on."""
+    intake = _parse_by_type(doc)
+    intake.sns_envelope = doc
+    return intake
+
+
+def _parse_by_type(doc):
     kind = require_string(doc, "Type", "SNS envelope")
     if kind == "Notification":
         return parse_notification(doc)
