@@ -12,6 +12,8 @@ One module per server, plus what they share:
 * ``mongo``: nx-27017, a Mongo-wire server over SQLite (or a real MongoDB
   named by ``DSERVER_TEST_MONGO_URI``);
 * ``moto``: moto_server, S3 and SNS with HTTP deliveries;
+* ``sqs``: SQS queues on moto_server, notified by buckets directly or
+  through SNS, and the environment a dserver needs to consume them;
 * ``sns``: a fake SNS host that signs messages with its own key and
   serves the certificate, confirms subscriptions, or misbehaves;
 * ``seaweed``: SeaweedFS, S3 gateway and filer webhook;

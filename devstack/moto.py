@@ -1,8 +1,9 @@
-"""moto_server: AWS's S3 and SNS on a free loopback port.
+"""moto_server: AWS's S3, SNS and SQS on a free loopback port.
 
 S3 keeps real objects (dtool-s3 works against it), and a bucket subscribed
 to an SNS topic with an ``http`` subscription makes moto POST real SNS
-envelopes of S3 events, as AWS does (see ``subscribe_bucket_to_webhook``).
+envelopes of S3 events, as AWS does (see ``subscribe_bucket_to_webhook``);
+queues notified by buckets are in ``devstack.sqs``.
 """
 import re
 from pathlib import Path

@@ -51,6 +51,7 @@ EXAMPLES = {
     "POLL_SECONDS": "1",
     "IDLE_SECONDS": "30",
     "WORKER": "off",
+    "SQS_QUEUE_URLS": "https://sqs.eu-central-1.amazonaws.com/123456789012/dserver-events",
     "REJECT_LOG_INTERVAL_SECONDS": "300",
 }
 

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 class NotificationExtension(ExtensionABC):
-    """Entry point for dservercore: one Blueprint, a sync worker, a CLI."""
+    """Entry point for dservercore: one Blueprint, a sync worker, SQS consumers, a CLI."""
 
     def __init__(self):
         self.settings = None
@@ -27,9 +27,11 @@ class NotificationExtension(ExtensionABC):
         self.store = None
         self.worker = None
         self.warnings = []
+        self.consumers = []
 
     def init_app(self, app, *args, **kwargs):
         from .cli import notification_cli
+        from .consumer import make_consumers
         from .intake import IgnoredLog
         from .logbudget import RejectionLog
         from .sns_trust import SnsTrust
@@ -52,21 +54,24 @@ class NotificationExtension(ExtensionABC):
         for warning in self.warnings:
             logger.warning("dserver-notification-plugin: %s", warning)
         self.worker = Worker(app, self.settings, self.store, self.tally)
+        self.consumers = make_consumers(self)
         # Metrics exist from the start, so the latency histogram sees every sync.
         self.metrics = Metrics(self)
         app.extensions[EXTENSION_KEY] = self
         app.cli.add_command(notification_cli)
         if self.settings.worker:
             if not _running_a_flask_command():
-                # The thread waits for the database; create_app finishes first.
-                self.worker.start()
-            app.before_request(self._ensure_worker_running)
+                # The threads wait for the database; create_app finishes first.
+                self._ensure_threads_running()
+            app.before_request(self._ensure_threads_running)
         logger.info("dserver-notification-plugin configured for buckets %s",
                     sorted(self.settings.bucket_to_base_uri))
 
-    def _ensure_worker_running(self):
-        if not self.worker.running:
-            self.worker.start()
+    def _ensure_threads_running(self):
+        """The sync worker and one consumer per SQS queue (start() is idempotent)."""
+        for runner in (self.worker, *self.consumers):
+            if not runner.running:
+                runner.start()
 
     def get_blueprint(self):
         from .routes import bp

@@ -3,6 +3,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections import Counter
 
 import click
@@ -23,16 +24,37 @@ def worker_command():
 
     For deployments with DSERVER_NOTIFY_WORKER=off in the web processes.
     """
+    _run_until_signal([current_notification.worker], "notification worker running")
+
+
+@notification_cli.command("consume")
+@with_appcontext
+def consume_command():
+    """Pull S3 events from the SQS queues of DSERVER_NOTIFY_SQS_QUEUE_URLS into
+    the inbox, in the foreground until SIGINT/SIGTERM.
+
+    For deployments with DSERVER_NOTIFY_WORKER=off in the web processes; the
+    sync worker (`flask notification worker`) processes what this stores.
+    """
+    consumers = current_notification.consumers
+    if not consumers:
+        raise click.UsageError("DSERVER_NOTIFY_SQS_QUEUE_URLS lists no queue to consume")
+    _run_until_signal(consumers, "consuming " + ", ".join(c.queue_url for c in consumers))
+
+
+def _run_until_signal(runners, banner):
+    """Start the runners' threads and wait until a signal or until all have ended."""
     logging.basicConfig(level=logging.INFO)
-    worker = current_notification.worker
     stop = []
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.append(True) or worker.stop())
-    worker.start()
-    click.echo("notification worker running; Ctrl-C to stop")
-    while worker.running and not stop:
-        worker.join(0.5)
-    worker.stop()
+        signal.signal(sig, lambda *_: stop.append(True))
+    for runner in runners:
+        runner.start()
+    click.echo(f"{banner}; Ctrl-C to stop")
+    while not stop and any(runner.running for runner in runners):
+        time.sleep(0.5)
+    for runner in runners:
+        runner.stop()
 
 
 @notification_cli.command("drain")

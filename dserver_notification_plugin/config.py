@@ -123,6 +123,21 @@ def parse_basic_auth(name, text):
     return pairs
 
 
+def parse_queue_urls(name, text):
+    """SQS queue URLs: ``https://sqs.<region>.amazonaws.com/<account>/<queue>``
+    on AWS, any http(s) URL with a queue path elsewhere."""
+    urls = parse_list(name, text)
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname \
+                or not parts.path.strip("/"):
+            raise ConfigError(f"{name}: {url!r} is not an SQS queue URL "
+                              "(https://sqs.<region>.amazonaws.com/<account>/<queue>)")
+    if len(set(urls)) != len(urls):
+        raise ConfigError(f"{name}: a queue URL is listed twice")
+    return urls
+
+
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)"
                        r"(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
@@ -262,6 +277,12 @@ class Settings:
         "WORKER", "on", parse_switch,
         "on: run the sync worker inside each dserver process; off: run "
         "`flask notification worker` separately.")
+    sqs_queue_urls: Tuple[str, ...] = setting(
+        "SQS_QUEUE_URLS", "", parse_queue_urls,
+        "Comma-separated Amazon SQS queue URLs to pull S3 events from (S3, SNS or "
+        "EventBridge to SQS), in each dserver process or with `flask notification "
+        "consume`, as DSERVER_NOTIFY_WORKER says; boto3 finds credentials, region and "
+        "AWS_ENDPOINT_URL_SQS as usual.")
     reject_log_interval_seconds: float = setting(
         "REJECT_LOG_INTERVAL_SECONDS", "60", number(float, 0),
         "At most one warning per client and reason in this interval.")

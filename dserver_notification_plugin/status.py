@@ -14,6 +14,7 @@ two apps in one process and refuse the second app's metric names.
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from .consumer import QUEUE_COUNTERS, counter_name
 from .states import Outcome, State
 from .store import process_id
 from .tally import EVENT_COUNTERS
@@ -77,6 +78,22 @@ def gather_status(extension):
         "oldest_pending_age_seconds": store.oldest_waiting_age(),
         "dead_entries": dead,
         "warnings": list(getattr(extension, "warnings", [])),
+        "queues": [_queue_status(consumer, since_start, totals)
+                   for consumer in extension.consumers],
+    }
+
+
+def _queue_status(consumer, since_start, totals):
+    """Message counters of one SQS queue; ``consuming``, ``last_error`` and
+    ``last_error_at`` describe this process's consumer."""
+    names = {kind: counter_name(consumer.queue_url, kind) for kind in QUEUE_COUNTERS}
+    return {
+        "queue_url": consumer.queue_url,
+        "consuming": consumer.running,
+        "since_start": {kind: int(since_start.get(name, 0)) for kind, name in names.items()},
+        "total": {kind: int(totals.get(name, 0)) for kind, name in names.items()},
+        "last_error": consumer.last_error,
+        "last_error_at": consumer.last_error_at,
     }
 
 
@@ -103,7 +120,18 @@ def format_status(status):
     for entry in dead:
         lines.append(f"  #{entry['id']} {entry['dataset_uri']} after {entry['attempts']} "
                      f"attempt(s): {entry['last_error']}")
+    for queue in status["queues"]:
+        lines.extend(_format_queue(queue))
     return "\n".join(lines)
+
+
+def _format_queue(queue):
+    lines = [f"SQS queue {queue['queue_url']}   since start      total"]
+    for kind in QUEUE_COUNTERS:
+        lines.append(f"  {kind:<20} {queue['since_start'][kind]:>11} {queue['total'][kind]:>10}")
+    if queue["last_error"]:
+        lines.append(f"  last error: {queue['last_error']}")
+    return lines
 
 
 # --- Prometheus ----------------------------------------------------------------
@@ -141,6 +169,12 @@ class _StatusCollector:
         age = GaugeMetricFamily(
             f"{METRIC_PREFIX}_oldest_pending_age_seconds",
             "Age of the oldest entry waiting to be synced (0 when none waits).")
+        queue_messages = CounterMetricFamily(
+            f"{METRIC_PREFIX}_queue_messages", "SQS messages, all processes, persisted "
+            "totals (kind: " + ", ".join(QUEUE_COUNTERS) + ").", labels=["queue", "kind"])
+        queue_error_time = GaugeMetricFamily(
+            f"{METRIC_PREFIX}_queue_last_error_timestamp_seconds", "When the consumer of "
+            "this process last failed on the queue (0: never).", labels=["queue"])
         if status is not None:
             for name in EVENT_COUNTERS:
                 events.add_metric([name], status["events"]["total"][name])
@@ -150,7 +184,12 @@ class _StatusCollector:
             for state, count in status["inbox"].items():
                 states.add_metric([state], count)
             age.add_metric([], status["oldest_pending_age_seconds"] or 0.0)
-        return events, process_events, outcomes, states, age
+            for queue in status["queues"]:
+                for kind in QUEUE_COUNTERS:
+                    queue_messages.add_metric([queue["queue_url"], kind], queue["total"][kind])
+                queue_error_time.add_metric([queue["queue_url"]], queue["last_error_at"] or 0.0)
+        return (events, process_events, outcomes, states, age, queue_messages,
+                queue_error_time)
 
 
 class Metrics:

@@ -116,6 +116,29 @@ class Store:
             with self.app.app_context():
                 yield sql_db.engine
 
+    def ready(self):
+        """False until dservercore has set up its SQLAlchemy (after the extensions).
+
+        Flask-SQLAlchemy registers itself a moment before its engines exist.
+        """
+        if self._engine is not None:
+            return True
+        if "sqlalchemy" not in self.app.extensions:
+            return False
+        from dservercore import sql_db
+        with self.app.app_context():
+            try:
+                return bool(sql_db.engines)
+            except KeyError:
+                return False
+
+    def check_writable(self):
+        """Raise unless a write would go through now: an UPDATE that matches
+        no row still needs the database's write lock."""
+        with self.transaction() as conn:
+            conn.execute(counters.update().where(counters.c.name == "")
+                         .values(value=counters.c.value))
+
     @contextmanager
     def transaction(self):
         """One transaction on the plugin's tables (migrated on first use)."""

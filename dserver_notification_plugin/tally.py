@@ -4,9 +4,12 @@ Incrementing a SQL row per notification would cost a write for every data
 item of a copy; instead each process counts in memory and its worker
 flushes the deltas (so "total" lags by at most one flush interval).
 """
+import logging
 import threading
 import time
 from collections import Counter
+
+logger = logging.getLogger(__name__)
 
 # "unreadable" counts the records among "ignored" that could not be understood.
 EVENT_COUNTERS = ("received", "accepted", "ignored", "unreadable", "refused")
@@ -41,6 +44,17 @@ class Tally:
         """Re-add deltas whose flush failed, so totals stay exact."""
         with self._lock:
             self._unflushed.update(deltas)
+
+    def flush_to(self, store):
+        """Add the unflushed deltas to the store's counters; keep them if that fails."""
+        deltas = self.take_unflushed()
+        if not deltas:
+            return
+        try:
+            store.add_counters(deltas)
+        except Exception:
+            self.give_back(deltas)
+            logger.warning("could not persist notification counters; will retry")
 
     def observe_latency(self, seconds):
         for observer in self.latency_observers:

@@ -13,12 +13,10 @@ every fork and fresh ones are started in each child, with the inherited
 database connections discarded, never shared.
 """
 import logging
-import os
 import random
-import threading
 import time
-import weakref
 
+from .background import BackgroundThread
 from .states import Outcome, State
 from .store import now
 from .sync import PermanentSyncError, sync_dataset
@@ -47,59 +45,31 @@ def retry_delay(attempts, base, ceiling):
     return min(ceiling, exponential) + random.uniform(0, base)
 
 
-class Worker:
+class Worker(BackgroundThread):
+    thread_name = "dserver-notification-worker"
+
     def __init__(self, app, settings, store, tally):
+        super().__init__()
         self.app = app
         self.settings = settings
         self.store = store
         self.tally = tally
-        self._thread = None
-        self._stop = threading.Event()
         self._last_flush = 0.0
         self.listener = Listener(store.listening_connection, store.alarm)
         self._last_purge = 0.0
-        _install_fork_hooks(self)
 
     # life cycle ---------------------------------------------------------
-    def start(self):
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._loop, name="dserver-notification-worker", daemon=True)
-        self._thread.start()
-        logger.info("notification worker started in process %s", os.getpid())
-
-    def stop(self, timeout=10.0):
+    def stop(self, timeout=None):
         self._stop.set()
         self.store.alarm.ring()  # out of its sleep
-        self.join(timeout)
-        self.listener.stop(timeout)
+        super().stop(timeout)
+
+    def _after_stop(self):
+        self.listener.stop()  # its connection is closed too
         self.flush_stats()
 
-    def join(self, timeout=None):
-        """Wait for the worker thread to end (at most ``timeout`` seconds)."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    @property
-    def running(self):
-        return self._thread is not None and self._thread.is_alive()
-
-    def _app_ready(self):
-        # dservercore initialises its SQLAlchemy after the extensions; the
-        # engines exist a moment after Flask-SQLAlchemy registers itself.
-        if "sqlalchemy" not in self.app.extensions:
-            return False
-        from dservercore import sql_db
-        with self.app.app_context():
-            try:
-                return bool(sql_db.engines)
-            except KeyError:
-                return False
-
     def _loop(self):
-        while not self._stop.is_set() and not self._app_ready():
+        while not self._stop.is_set() and not self.store.ready():
             self._stop.wait(self.settings.poll_seconds)
         self.listener.start()
         while not self._stop.is_set():
@@ -224,15 +194,8 @@ class Worker:
         return purged
 
     def flush_stats(self):
-        deltas = self.tally.take_unflushed()
         self._last_flush = time.time()
-        if not deltas:
-            return
-        try:
-            self.store.add_counters(deltas)
-        except Exception:
-            self.tally.give_back(deltas)
-            logger.warning("could not persist notification counters; will retry")
+        self.tally.flush_to(self.store)
 
     # fork safety --------------------------------------------------------
     def _before_fork(self):
@@ -245,8 +208,7 @@ class Worker:
             self.start()
 
     def _after_fork_in_child(self):
-        self._thread = None
-        self._stop = threading.Event()
+        self._forget_thread()
         self.store.alarm.reset()
         self.listener = Listener(self.store.listening_connection, self.store.alarm)
         self.tally.take_unflushed()  # the parent flushes its own counts
@@ -257,18 +219,3 @@ class Worker:
         if self.settings.worker and getattr(self, "_was_running", False):
             self.start()
 
-
-_workers = weakref.WeakSet()
-_hooks_installed = False
-
-
-def _install_fork_hooks(worker):
-    global _hooks_installed
-    _workers.add(worker)
-    if _hooks_installed or not hasattr(os, "register_at_fork"):
-        return
-    os.register_at_fork(
-        before=lambda: [w._before_fork() for w in list(_workers)],
-        after_in_parent=lambda: [w._after_fork_in_parent() for w in list(_workers)],
-        after_in_child=lambda: [w._after_fork_in_child() for w in list(_workers)])
-    _hooks_installed = True

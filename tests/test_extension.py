@@ -57,6 +57,10 @@ def test_two_apps_in_one_process_differ(make_app, bucket, make_bucket):
     ("DSERVER_NOTIFY_MAX_BODY_BYTES", "lots", "not a number"),
     ("DSERVER_NOTIFY_DEBOUNCE_SECONDS", "-1", "at least"),
     ("DSERVER_NOTIFY_WORKER", "sometimes", "neither on nor off"),
+    ("DSERVER_NOTIFY_SQS_QUEUE_URLS", "dserver-events", "not an SQS queue URL"),
+    ("DSERVER_NOTIFY_SQS_QUEUE_URLS", "https://sqs.eu-central-1.amazonaws.com/",
+     "not an SQS queue URL"),
+    ("DSERVER_NOTIFY_SQS_QUEUE_URLS", "http://h/1/q,http://h/1/q", "listed twice"),
     # settings that used to fail open without a word (issue 14)
     ("DSERVER_NOTIFY_AUTH_TOKEN", " , ", "set but holds no value"),
     ("DSERVER_NOTIFY_BASIC_AUTH", ",", "set but holds no value"),

@@ -11,8 +11,9 @@ sender's event names mean), ``sns`` (SNS envelopes), ``eventbridge``
 documents), ``seaweed`` (filer webhook), ``documents`` (choosing among them
 for a parsed JSON notification, wherever it came from: the webhook or a
 queue's message), ``webhook`` (bytes and content type of POST
-/webhook/notify -> a document) and ``elastic`` (Elasticsearch-style calls
-and their indexed documents).
+/webhook/notify -> a document), ``queue`` (an SQS message body -> a
+document) and ``elastic`` (Elasticsearch-style calls and their indexed
+documents).
 """
 from .documents import parse_document
 from .elastic import parse_records_document

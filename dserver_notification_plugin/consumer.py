@@ -1,0 +1,306 @@
+"""Pull S3 events from Amazon SQS queues into the inbox.
+
+For dservers that the storage side cannot reach: S3 notifies a queue
+(directly, through SNS or through EventBridge) and dserver fetches from it.
+One thread per queue runs in every dserver process when
+``DSERVER_NOTIFY_WORKER`` is on, or in ``flask notification consume``. Each
+round of a thread:
+
+1. long-polls up to 10 messages (``WaitTimeSeconds=20``);
+2. parses every body with the webhook's adapters (:mod:`.formats.queue`);
+   a message that cannot be parsed, or holds a record that cannot be
+   understood, is left in the queue, counted and logged (the events it
+   does hold are committed all the same): SQS shows it again after its visibility timeout, and the queue's
+   redrive policy moves it to the dead-letter queue after
+   ``maxReceiveCount`` receives;
+3. puts the events of the parsed messages into the inbox in one
+   transaction (:func:`.intake.accept`, the path of the HTTP routes);
+4. only then deletes those messages, in one ``DeleteMessageBatch``.
+
+A failure before step 4 deletes nothing: the messages reappear after the
+visibility timeout and are read again, by this process or another one, and
+the inbox folds the duplicates. After a failure the thread backs off with
+jitter, and checks that the database takes writes before it receives messages
+again, so an outage does not push good messages towards the dead-letter
+queue by receiving them over and over.
+"""
+import hashlib
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import List, Tuple
+
+from .events import Intake
+from .background import BackgroundThread
+from .formats import PayloadError
+from .formats.queue import parse_queue_message
+from .guard import printable
+from .intake import accept
+from .sns_trust import SnsRefusal
+from .worker import FLUSH_INTERVAL_SECONDS, retry_delay
+
+logger = logging.getLogger(__name__)
+
+WAIT_SECONDS = 20          # the longest long poll SQS allows: fewest empty receives
+MAX_MESSAGES = 10          # the most SQS hands out per receive
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 60.0
+STOP_JOIN_SECONDS = 1.0    # a thread inside a long poll is left to end on its own
+#: Per-queue counters: messages received, deleted after their events were
+#: committed, left for redrive (not understood), whose deletion SQS refused,
+#: and failed rounds (SQS or database unavailable).
+QUEUE_COUNTERS = ("received", "deleted", "left_for_redrive", "delete_failed", "errors")
+_AWS_QUEUE_HOST = re.compile(r"^sqs[.-]([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
+
+
+def counter_name(queue_url, kind):
+    """The counter of one queue's figure (counter names are at most 64 characters)."""
+    digest = hashlib.sha1(queue_url.encode("utf-8")).hexdigest()[:12]
+    return f"sqs.{digest}.{kind}"
+
+
+def region_in_url(queue_url):
+    """``eu-central-1`` for ``https://sqs.eu-central-1.amazonaws.com/...``, else None."""
+    from urllib.parse import urlsplit
+    match = _AWS_QUEUE_HOST.match(urlsplit(queue_url).hostname or "")
+    return match.group(1) if match else None
+
+
+@dataclass
+class Batch:
+    """One receive, sorted: what to commit, and what to do with each message."""
+    intakes: List[Intake] = field(default_factory=list)         # one per readable message
+    done: List[dict] = field(default_factory=list)              # delete after the commit
+    left: List[Tuple[dict, str]] = field(default_factory=list)  # (message, why) for redrive
+
+    @property
+    def intake(self) -> Intake:
+        """Everything the batch carried, as one intake."""
+        return merged(self.intakes)
+
+    def commit_groups(self, max_records):
+        """The intakes merged into as few groups as fit ``max_records`` each,
+        the limit :func:`.intake.accept` applies to one notification."""
+        group, size = [], 0
+        for intake in self.intakes:
+            if group and size + records_in(intake) > max_records:
+                yield merged(group)
+                group, size = [], 0
+            group.append(intake)
+            size += records_in(intake)
+        if group:
+            yield merged(group)
+
+
+def records_in(intake):
+    return len(intake.events) + len(intake.ignored) + len(intake.faults)
+
+
+def merged(intakes):
+    whole = Intake()
+    for intake in intakes:
+        whole.extend(intake)
+    return whole
+
+
+def read_batch(messages, max_bytes, max_records, check_sns) -> Batch:
+    """Read each message on its own, so one bad message spoils nothing else.
+
+    ``check_sns(envelope)`` applies the webhook's SNS checks (listed topic,
+    signature) to messages that came through SNS without raw delivery; it
+    raises :class:`SnsRefusal`, and one with status 502 (SNS unreachable to
+    fetch its certificate) fails the whole round, to be tried again.
+    """
+    batch = Batch()
+    for message in messages:
+        parsed, problem = read_message(message, max_bytes, max_records, check_sns)
+        if parsed is not None:
+            batch.intakes.append(parsed)  # a faulty message's readable events too
+        if problem is None:
+            batch.done.append(message)
+        else:
+            batch.left.append((message, problem))
+    return batch
+
+
+def read_message(message, max_bytes, max_records, check_sns):
+    """``(intake to commit or None, why the message stays or None)``."""
+    try:
+        parsed = parse_queue_message(message.get("Body"), max_bytes)
+        if parsed.sns_envelope is not None:
+            check_sns(parsed.sns_envelope)
+    except PayloadError as exc:
+        return None, exc.message
+    except SnsRefusal as exc:
+        if exc.status >= 500:
+            raise
+        return None, f"{exc.message} ({exc.detail})" if exc.detail else exc.message
+    except Exception as exc:  # a parser bug must not block the other messages
+        logger.exception("reading SQS message %s failed", printable(message.get("MessageId")))
+        return None, f"parser failed: {type(exc).__name__}"
+    if records_in(parsed) > max_records:
+        return None, (f"{records_in(parsed)} records exceed the limit of {max_records} "
+                      "(DSERVER_NOTIFY_MAX_RECORDS)")
+    if parsed.sns_confirmation is not None:
+        return None, ("an SNS subscription confirmation for topic "
+                      f"{printable(parsed.sns_confirmation.topic_arn, 200)}; confirm it "
+                      "with `aws sns confirm-subscription`")
+    if parsed.faults:
+        # Its readable events still go in; the message itself stays for the
+        # dead-letter queue, where someone can look at it.
+        return parsed, "unreadable record(s): " + "; ".join(parsed.faults[:3])
+    return parsed, None
+
+
+class QueueConsumer(BackgroundThread):
+    """One SQS queue, consumed by one thread of this process.
+
+    ``stop`` waits only briefly: a thread inside a long poll ends when the
+    poll returns, and messages it has not committed by then are not deleted
+    and come back after the visibility timeout.
+    """
+
+    thread_name = "dserver-notification-sqs"
+    stop_timeout = STOP_JOIN_SECONDS
+
+    def __init__(self, extension, queue_url):
+        super().__init__()
+        self.extension = extension
+        self.queue_url = queue_url
+        self.last_error = None
+        self.last_error_at = None
+        self._client = None
+        self._inherited_clients = []
+        # Held while a received batch is being committed and deleted; a
+        # fork waits for it, so no child inherits a half-done batch.
+        self._busy = threading.Lock()
+        self._last_flush = 0.0
+
+    # life cycle ---------------------------------------------------------
+    def describe(self):
+        return f"consumer of SQS queue {self.queue_url}"
+
+    def _after_stop(self):
+        self.extension.tally.flush_to(self.extension.store)
+
+    def _loop(self):
+        failures = 0
+        while not self._stop.is_set():
+            if not self.extension.store.ready():
+                self._stop.wait(1.0)
+                continue
+            try:
+                if failures:
+                    # Take messages again only once they can be committed.
+                    self.extension.store.check_writable()
+                self.poll_once()
+                failures = 0
+            except Exception as exc:  # SQS or the database unavailable
+                failures += 1
+                delay = retry_delay(failures, BACKOFF_BASE_SECONDS, BACKOFF_MAX_SECONDS)
+                self._record_error(exc, delay)
+                self._stop.wait(delay)
+            if time.time() - self._last_flush > FLUSH_INTERVAL_SECONDS:
+                self._last_flush = time.time()
+                self.extension.tally.flush_to(self.extension.store)
+
+    # work ---------------------------------------------------------------
+    def poll_once(self, wait_seconds=WAIT_SECONDS):
+        """Receive one batch, commit its events, delete what was committed.
+
+        Returns the :class:`Batch`. Raises when SQS or the database fails;
+        then no message of the batch has been deleted.
+        """
+        answer = self.client().receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=MAX_MESSAGES,
+            WaitTimeSeconds=wait_seconds,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"])
+        messages = answer.get("Messages") or []
+        if not messages:
+            return Batch()
+        with self._busy:
+            self._count("received", len(messages))
+            settings = self.extension.settings
+            batch = read_batch(messages, settings.max_body_bytes, settings.max_records,
+                               self.extension.sns.check)
+            self._leave(batch.left)
+            for group in batch.commit_groups(settings.max_records):
+                accept(self.extension, group)  # committed when it returns
+            if batch.done:
+                self._delete(batch.done)
+        return batch
+
+    def client(self):
+        """This process's SQS client, made on first use with boto3's usual
+        configuration (credentials chain, region, ``AWS_ENDPOINT_URL_SQS``)."""
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+            session = boto3.session.Session()
+            region = session.region_name or region_in_url(self.queue_url)
+            if region is None:
+                raise RuntimeError("no AWS region for SQS: set AWS_DEFAULT_REGION")
+            self._client = session.client("sqs", region_name=region, config=Config(
+                connect_timeout=10, read_timeout=WAIT_SECONDS + 20,
+                retries={"mode": "standard"}))
+        return self._client
+
+    def _leave(self, left):
+        """Count and log messages left for the queue's redrive policy."""
+        self._count("left_for_redrive", len(left))
+        for message, reason in left:
+            attributes = message.get("Attributes") or {}
+            logger.warning(
+                "left SQS message %s in %s for its redrive policy (received %s times): %s",
+                printable(message.get("MessageId"), 100), self.queue_url,
+                printable(attributes.get("ApproximateReceiveCount", "?")),
+                printable(reason, 300))
+
+    def _delete(self, messages):
+        entries = [{"Id": str(number), "ReceiptHandle": message["ReceiptHandle"]}
+                   for number, message in enumerate(messages)]
+        answer = self.client().delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+        self._count("deleted", len(answer.get("Successful") or []))
+        failed = answer.get("Failed") or []
+        self._count("delete_failed", len(failed))
+        for failure in failed:
+            # Its events are committed: reading it again costs one folded event.
+            logger.warning("SQS did not delete a message of %s: %s %s", self.queue_url,
+                           printable(failure.get("Code")), printable(failure.get("Message"), 200))
+
+    def _count(self, kind, amount):
+        self.extension.tally.add(counter_name(self.queue_url, kind), amount)
+
+    def _record_error(self, exc, delay):
+        self._count("errors", 1)
+        self.last_error = printable(f"{type(exc).__name__}: {exc}", 500)
+        self.last_error_at = time.time()
+        logger.warning("SQS queue %s: %s; nothing deleted, retrying in %.1f s",
+                       self.queue_url, self.last_error, delay)
+
+    # fork safety --------------------------------------------------------
+    def _before_fork(self):
+        self._was_running = self.running
+        self._busy.acquire()
+
+    def _after_fork_in_parent(self):
+        self._busy.release()
+
+    def _after_fork_in_child(self):
+        # The parent's thread did not come along and its lock stays held
+        # here. Its client shares the parent's sockets: keep it unused and
+        # unclosed, and make a fresh one on first use.
+        self._busy = threading.Lock()
+        self._forget_thread()
+        if self._client is not None:
+            self._inherited_clients.append(self._client)
+            self._client = None
+        if self.extension.settings.worker and getattr(self, "_was_running", False):
+            self.start()
+
+
+def make_consumers(extension):
+    """One consumer per queue in ``DSERVER_NOTIFY_SQS_QUEUE_URLS``."""
+    return [QueueConsumer(extension, url) for url in extension.settings.sqs_queue_urls]
