@@ -24,8 +24,11 @@ test: install
 docs: install
 	$(VENV)/bin/sphinx-build -W -q -b html docs docs/_build/html
 
-## Side-by-side benchmark with the published plugin (not part of the tests).
+## Benchmarks (not part of the tests): latency and claim throughput on SQLite
+## and PostgreSQL, then side by side with the published plugin.
 bench: install
+	$(PY) -m bench latency
+	$(PY) -m bench claims
 	$(PY) -m bench
 
 ## A fresh venv with `pip install .` must resolve to a set that imports and runs.

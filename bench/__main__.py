@@ -1,5 +1,9 @@
 """``python -m bench``: this plugin against the published 0.4.3, side by side.
 
+``python -m bench latency`` and ``python -m bench claims`` run the latency
+and claim benchmarks on SQLite and PostgreSQL instead (bench/latency.py,
+bench/claims.py).
+
 Builds (or reuses) the two venvs, starts one Mongo-wire server and one
 moto_server shared by both runs, runs the copy/delete story for each
 plugin, prints one table and writes it as JSON. See bench/README.md.
@@ -93,6 +97,10 @@ def run_all(options, workroot):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("latency", "claims"):
+        import importlib
+        return importlib.import_module(f"bench.{argv[0]}").main(argv[1:])
     options = parse_args(argv)
     workroot = tempfile.mkdtemp(prefix="dserver-bench-")
     try:
@@ -118,7 +126,7 @@ def main(argv=None):
         ([PUBLISHED_NOTE] if "published" in runs else [])
     if notes:
         print("\nnotes:\n" + "\n".join(f"  - {note}" for note in notes))
-    record = {"command": " ".join(["python -m bench", *(argv or sys.argv[1:])]),
+    record = {"command": " ".join(["python -m bench", *argv]),
               "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
               "options": {k: str(v) if isinstance(v, Path) else v
                           for k, v in vars(options).items()},

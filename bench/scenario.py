@@ -95,8 +95,10 @@ def _rounded(seconds):
 class PluginRun:
     """Everything for one plugin; ``run()`` returns its figures as a dict."""
 
-    def __init__(self, plugin, python, mongo, moto, options, workdir):
+    def __init__(self, plugin, python, mongo, moto, options, workdir, database_uri=None):
+        """``database_uri``: dserver's SQL database (default: a SQLite file)."""
         self.plugin, self.python = plugin, python
+        self.database_uri = database_uri
         self.mongo, self.moto, self.options = mongo, moto, options
         self.workdir = Path(workdir)
         self.bucket = f"bench-{plugin}-{uuidlib.uuid4().hex[:8]}"
@@ -108,7 +110,8 @@ class PluginRun:
     def start_dserver(self):
         self.storage = Bucket(self.moto, self.bucket)
         notify = {"DSERVER_NOTIFY_DEBOUNCE_SECONDS": str(self.options.debounce)}
-        env = dserver_env(self.workdir, self.mongo.uri, {self.bucket: self.base_uri}, notify)
+        env = dserver_env(self.workdir, self.mongo.uri, {self.bucket: self.base_uri}, notify,
+                          database_uri=self.database_uri)
         env.update(self.storage.env)
         prepare_index(self.python, env, self.workdir, [self.base_uri])
         self.server = VenvDserver(self.python, env, self.workdir, workers=2).start()

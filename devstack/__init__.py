@@ -21,8 +21,8 @@ One module per server, plus what they share:
 * ``datasets``: dtool-s3 settings, dataset copies, buckets, write order;
 * ``dserver``: dserver's environment, database preparation, JWTs, and
   ``LiveDserver``, dserver under gunicorn;
-* ``payloads``: notification bodies as MinIO sends them.
-
-A server for dserver's SQL database (SQLite by default) would be one more
-module, its URI passed to ``dserver.dserver_env(database_uri=...)``.
+* ``payloads``: notification bodies as MinIO sends them;
+* ``postgres``: PostgreSQL from the pgserver wheel, a fresh database per
+  app, its URI passed to ``dserver.dserver_env(database_uri=...)``
+  (SQLite is the default).
 """

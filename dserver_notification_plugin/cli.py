@@ -69,6 +69,21 @@ def drain_command(include_waiting):
     click.echo(f"processed {processed} inbox entr{'y' if processed == 1 else 'ies'}")
 
 
+@notification_cli.command("migrate")
+@with_appcontext
+def migrate_command():
+    """Bring the plugin's tables to the latest schema version.
+
+    Servers do this on their own at start; the command lets a deployment
+    migrate first. Safe to run while servers run, and more than once.
+    """
+    from .schema import LATEST_VERSION
+    applied = current_notification.store.migrate()
+    for step in applied:
+        click.echo(f"applied step {step.version}: {step.description}")
+    click.echo(f"notification schema at version {LATEST_VERSION}")
+
+
 @notification_cli.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @with_appcontext

@@ -266,7 +266,13 @@ class Settings:
         "CLAIM_TIMEOUT_SECONDS", "300", number(float, 1),
         "A claimed entry whose process vanished is reclaimed after this.")
     poll_seconds: float = setting(
-        "POLL_SECONDS", "0.5", number(float, 0.01), "How often the worker looks for due entries.")
+        "POLL_SECONDS", "0.5", number(float, 0.01),
+        "How often the worker looks for due entries when other processes cannot "
+        "wake it (SQLite).")
+    idle_seconds: float = setting(
+        "IDLE_SECONDS", "10", number(float, 0.1),
+        "Longest the worker sleeps when nothing is due and PostgreSQL LISTEN/NOTIFY "
+        "can wake it.")
     worker: bool = setting(
         "WORKER", "on", parse_switch,
         "on: run the sync worker inside each dserver process; off: run "

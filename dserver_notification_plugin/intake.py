@@ -16,7 +16,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 
-from .keys import Skip, translate
+from .keys import Skip, completes_dataset, translate
 from .logbudget import LogBudget, printable, with_suppressed
 from .store import InboxFull as _StoreFull
 
@@ -93,7 +93,8 @@ def accept(extension, intake) -> IntakeResult:
         try:
             extension.store.enqueue(targets, settings.debounce_seconds,
                                     settings.max_delay_seconds,
-                                    max_waiting=settings.max_pending)
+                                    max_waiting=settings.max_pending,
+                                    due_now=_complete_or_gone(targets))
         except _StoreFull as full:
             tally.add("accepted", full.written)
             tally.add("refused")
@@ -174,3 +175,8 @@ def _summary(ordered, examples):
         message += "; %d more group(s)"
         args.append(len(ordered) - GROUPS_SHOWN)
     return message, args
+
+
+def _complete_or_gone(targets):
+    """URIs of datasets complete (or gone) now: no point waiting for more events."""
+    return {target.uri for target in targets if completes_dataset(target)}

@@ -147,6 +147,18 @@ def can_change_index(obj: DatasetObject) -> bool:
     return obj.part in INDEXED_PARTS
 
 
+def completes_dataset(target: DatasetTarget) -> bool:
+    """Whether an event on ``target`` may be the last one of a copy or removal.
+
+    dtool writes the admin metadata object (``dtool``) last: when it creates
+    a proto-dataset and again when it freezes it. So its creation is the
+    moment a copied dataset is complete, and its removal the moment a
+    dataset is gone. An early or reordered one costs a cheap look at S3
+    ("still a proto-dataset"), as any event may.
+    """
+    return target.part == "admin"
+
+
 def dataset_uri(base_uri: str, uuid: str) -> str:
     """``<base_uri>/<uuid>``: dtool-s3 names datasets by UUID, not by prefix."""
     return f"{base_uri.rstrip('/')}/{uuid}"

@@ -20,16 +20,8 @@ from typing import Optional
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from .store import metadata, now, process_id
-
-leases = sa.Table(
-    "notification_leases", metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("holder", sa.String(160), nullable=False),
-    sa.Column("acquired_at", sa.Float, nullable=False),
-    sa.Column("expires_at", sa.Float, nullable=False),
-)
-
+from .schema import leases
+from .store import now, process_id
 
 @dataclass(frozen=True)
 class LeaseInfo:

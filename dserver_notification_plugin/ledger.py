@@ -21,35 +21,8 @@ from typing import Dict, Iterable, Optional
 import sqlalchemy as sa
 
 from .states import Outcome
-from .store import _chunks, _upsert, metadata, now
-
-datasets = sa.Table(
-    "notification_datasets", metadata,
-    sa.Column("dataset_uri", sa.String(1024), primary_key=True),
-    sa.Column("base_uri", sa.String(1024), nullable=False, index=True),
-    sa.Column("uuid", sa.String(64), nullable=False),
-    sa.Column("prefix", sa.Text, nullable=False),
-    sa.Column("registration_etag", sa.String(128)),
-    sa.Column("signature", sa.String(64)),
-    sa.Column("expected_signature", sa.String(64)),
-    sa.Column("expected_at", sa.Float),
-)
-
-cursors = sa.Table(
-    "notification_reconcile_cursor", metadata,
-    sa.Column("scope", sa.String(64), primary_key=True),
-    sa.Column("started_at", sa.Float, nullable=False),
-    sa.Column("finished_at", sa.Float),
-    sa.Column("base_uri", sa.String(1024)),
-    sa.Column("after_uuid", sa.String(64)),
-    sa.Column("checked", sa.BigInteger, nullable=False, default=0),
-    sa.Column("missing", sa.BigInteger, nullable=False, default=0),
-    sa.Column("extra", sa.BigInteger, nullable=False, default=0),
-    sa.Column("changed", sa.BigInteger, nullable=False, default=0),
-    sa.Column("s3_requests", sa.BigInteger, nullable=False, default=0),
-    sa.Column("holder", sa.String(160)),
-    sa.Column("updated_at", sa.Float),
-)
+from .schema import cursors, datasets
+from .store import _chunks, _upsert, now
 
 #: The figures a pass counts, in the order reports show them.
 FIGURES = ("checked", "missing", "extra", "changed", "s3_requests")

@@ -25,7 +25,7 @@ from .intake import IntakeRefused, accept
 from .keys import DatasetTarget, translate
 from .responses import ErrorSchema, error_response
 from .sns_trust import SnsRefusal
-from .store import MAX_DOC_ID_LENGTH
+from .schema import MAX_DOC_ID_LENGTH
 
 logger = logging.getLogger(__name__)
 

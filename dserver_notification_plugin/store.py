@@ -1,20 +1,21 @@
-"""The plugin's tables in dservercore's SQL database, and every query on them.
+"""The queries on the plugin's tables in dservercore's SQL database.
 
 The inbox is a queue of one row per dataset, and a queue is a handful of
 operations on a table: ``enqueue`` (add or fold into the dataset's row),
 ``claim`` (take due rows, atomically, by exactly one process),
 ``finish``/``fail`` (done, retry later, or dead) and ``requeue_dead``.
 Every write is a single statement, so it is safe with several gunicorn
-workers on SQLite and on PostgreSQL alike: a claim is a compare-and-swap
-``UPDATE ... WHERE state = <seen state>`` and only the process whose update
-matched a row owns it. ``finish`` and ``fail`` say whether the row was still
+workers and several hosts, on SQLite and on PostgreSQL alike: claims are
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL and a compare-and-swap elsewhere
+(:mod:`.claims`). ``finish`` and ``fail`` say whether the row was still
 owned: a claim that expired may have been taken by another process.
 
 A row in ``processing`` that receives new events bumps its ``generation``;
 when the claim finishes, a changed generation sends the row back to
 ``pending`` instead of ``done``, so no event is lost to a race.
 
-All SQL of the plugin lives in this module; :class:`Store` is the one object
+The SQL of the plugin lives in this module and its siblings :mod:`.schema`
+(tables, migrations) and :mod:`.claims`; :class:`Store` is the one object
 the rest of the plugin talks to.
 """
 import os
@@ -26,53 +27,13 @@ from dataclasses import dataclass, fields
 from typing import Iterable, List, Optional
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DatabaseError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
+from . import claims
+from .claims import Claim
+from .schema import counters, es_documents, inbox, migrate
 from .states import FINISHED_STATES, WAITING_STATES, State
-
-metadata = sa.MetaData()
-
-inbox = sa.Table(
-    "notification_inbox", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("dataset_uri", sa.String(1024), nullable=False, unique=True),
-    sa.Column("base_uri", sa.String(1024), nullable=False),
-    sa.Column("uuid", sa.String(64), nullable=False),
-    sa.Column("state", sa.String(16), nullable=False, index=True),
-    sa.Column("generation", sa.Integer, nullable=False, default=0),
-    sa.Column("claimed_generation", sa.Integer, nullable=False, default=0),
-    sa.Column("events", sa.Integer, nullable=False, default=0),
-    sa.Column("first_event_at", sa.Float, nullable=False),
-    sa.Column("last_event_at", sa.Float, nullable=False),
-    sa.Column("due_at", sa.Float, nullable=False, index=True),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("last_error", sa.Text),
-    sa.Column("last_outcome", sa.String(32)),
-    sa.Column("fingerprint", sa.String(64)),
-    sa.Column("claimed_by", sa.String(128)),
-    sa.Column("claimed_at", sa.Float),
-    sa.Column("finished_at", sa.Float),
-)
-
-# Elasticsearch-style targets delete by document id and send no body, so we
-# remember which object each id stood for.
-es_documents = sa.Table(
-    "notification_es_documents", metadata,
-    sa.Column("doc_id", sa.String(512), primary_key=True),
-    sa.Column("bucket", sa.String(255), nullable=False),
-    sa.Column("key", sa.Text, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-)
-
-#: Longest Elasticsearch document id the plugin remembers (its column's size).
-MAX_DOC_ID_LENGTH = es_documents.c.doc_id.type.length
-
-# Totals across processes and restarts, flushed periodically by each worker.
-counters = sa.Table(
-    "notification_counters", metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("value", sa.BigInteger, nullable=False, default=0),
-)
+from .wakeup import CHANNEL, Alarm
 
 ERROR_TEXT_LIMIT = 4000
 # Databases limit the number of bound parameters in one statement.
@@ -96,20 +57,6 @@ def process_id():
 
 def now():
     return time.time()
-
-
-@dataclass(frozen=True)
-class Claim:
-    """An inbox row this process has claimed; ``finish`` or ``fail`` it."""
-    id: int
-    dataset_uri: str
-    base_uri: str
-    uuid: str
-    attempts: int
-    fingerprint: Optional[str]
-    first_event_at: float
-    claimed_by: str
-    claimed_at: float
 
 
 @dataclass(frozen=True)
@@ -152,6 +99,8 @@ class Store:
         self._engine = engine
         self._schema_lock = threading.Lock()
         self._schema_ready = False
+        # Rung after every enqueue; the worker of this process sleeps on it.
+        self.alarm = Alarm()
 
     # connections ----------------------------------------------------------------
     @contextmanager
@@ -168,8 +117,20 @@ class Store:
                 yield sql_db.engine
 
     def ready(self):
-        """False until dservercore has set up its SQLAlchemy (after the extensions)."""
-        return self._engine is not None or "sqlalchemy" in self.app.extensions
+        """False until dservercore has set up its SQLAlchemy (after the extensions).
+
+        Flask-SQLAlchemy registers itself a moment before its engines exist.
+        """
+        if self._engine is not None:
+            return True
+        if "sqlalchemy" not in self.app.extensions:
+            return False
+        from dservercore import sql_db
+        with self.app.app_context():
+            try:
+                return bool(sql_db.engines)
+            except KeyError:
+                return False
 
     def check_writable(self):
         """Raise unless a write would go through now: an UPDATE that matches
@@ -180,19 +141,43 @@ class Store:
 
     @contextmanager
     def transaction(self):
-        """One transaction on the plugin's tables (created if missing)."""
+        """One transaction on the plugin's tables (migrated on first use)."""
         with self._engine_in_context() as engine:
             self._ensure_schema(engine)
             with engine.begin() as conn:
                 yield conn
+
+    def migrate(self):
+        """Bring the plugin's tables to the latest schema; return the steps applied."""
+        with self._engine_in_context() as engine, self._schema_lock:
+            applied = migrate(engine)
+            self._schema_ready = True
+        return applied
 
     def _ensure_schema(self, engine):
         if self._schema_ready:
             return
         with self._schema_lock:
             if not self._schema_ready:
-                create_schema(engine)
+                migrate(engine)
                 self._schema_ready = True
+
+    def listening_connection(self):
+        """A connection of its own that LISTENs for :data:`.wakeup.CHANNEL`.
+
+        None unless the database is PostgreSQL through psycopg 3 (the one
+        driver whose notifications we read).
+        """
+        with self._engine_in_context() as engine:
+            if engine.dialect.name != "postgresql" or engine.dialect.driver != "psycopg":
+                return None
+            pooled = engine.raw_connection()
+            connection = pooled.driver_connection
+            pooled.detach()  # it will listen for as long as the process lives
+        connection.rollback()
+        connection.autocommit = True
+        connection.execute(f"LISTEN {CHANNEL}")
+        return connection
 
     def dispose_inherited_connections(self):
         """After a fork: drop the parent's pooled connections, never share them."""
@@ -205,14 +190,18 @@ class Store:
                 engine.dispose(close=False)
 
     # the queue ----------------------------------------------------------------------
-    def enqueue(self, targets, debounce, max_delay, at=None, max_waiting=None) -> int:
+    def enqueue(self, targets, debounce, max_delay, at=None, max_waiting=None,
+                due_now=()) -> int:
         """Add one event per target, folding events of a dataset into its row.
 
         ``targets`` are objects with ``uri``, ``base_uri`` and ``uuid``. A new
         event pushes the due time back by ``debounce`` but never beyond
         ``max_delay`` after the first event of the pending window, so a
-        never-ending stream of writes still gets indexed. Returns the
-        number of events written.
+        never-ending stream of writes still gets indexed; an entry already
+        due stays due. Datasets whose URI is in ``due_now`` are due at once.
+        Workers are woken for the earliest due time: this process's through
+        :attr:`alarm`, the others' through ``NOTIFY`` on PostgreSQL. Returns
+        the number of events written.
 
         With ``max_waiting``, datasets not yet waiting are added only while
         fewer than that many wait; events for datasets already waiting are
@@ -224,20 +213,28 @@ class Store:
         for target in targets:
             count, _ = per_dataset.get(target.uri, (0, target))
             per_dataset[target.uri] = (count + 1, target)
-        refused = []
+        due_times, refused = [], []
         with self.transaction() as conn:
             if max_waiting is not None:
                 refused = _over_the_cap(conn, sorted(per_dataset), max_waiting)
                 for uri in refused:
                     del per_dataset[uri]
             for uri, (count, target) in sorted(per_dataset.items()):
+                urgent = uri in due_now
                 values = dict(
                     dataset_uri=uri, base_uri=target.base_uri, uuid=target.uuid,
                     state=State.PENDING.value, generation=1, claimed_generation=0,
                     events=count, first_event_at=at, last_event_at=at,
-                    due_at=at + debounce, attempts=0)
-                _upsert(conn, inbox, values, inbox.c.dataset_uri,
-                        _fold_assignments(count, at, debounce, max_delay))
+                    due_at=at if urgent else at + debounce, attempts=0)
+                due_times.append(_upsert(
+                    conn, inbox, values, inbox.c.dataset_uri,
+                    _fold_assignments(count, at, debounce, max_delay, urgent),
+                    returning=inbox.c.due_at))
+            if per_dataset:
+                earliest = min((t for t in due_times if t is not None), default=at)
+                announce_due(conn, earliest)
+        if per_dataset:
+            self.alarm.ring(earliest)
         written = sum(count for count, _ in per_dataset.values())
         if refused:
             raise InboxFull(refused, written)
@@ -245,7 +242,7 @@ class Store:
 
     def claim(self, claim_timeout, limit=16, ignore_due=False, owner=None,
               at=None) -> List[Claim]:
-        """Claim up to ``limit`` due rows for this process.
+        """Claim up to ``limit`` due rows for this process (see :mod:`.claims`).
 
         Rows claimed by a process that vanished (SIGKILL, OOM) are reclaimed
         once their claim is older than ``claim_timeout``. ``ignore_due``
@@ -254,38 +251,15 @@ class Store:
         """
         owner = owner or process_id()
         at = now() if at is None else at
-        c = inbox.c
-        pending = c.state == State.PENDING.value
-        if not ignore_due:
-            pending = sa.and_(pending, c.due_at <= at)
-        retry_due = sa.and_(c.state == State.FAILED.value, c.due_at <= at)
-        stale = sa.and_(c.state == State.PROCESSING.value, c.claimed_at < at - claim_timeout)
         with self.transaction() as conn:
-            candidates = conn.execute(
-                sa.select(c.id, c.state, c.claimed_at)
-                .where(sa.or_(pending, retry_due, stale))
-                .order_by(c.due_at).limit(limit)).all()
-            claimed = [row.id for row in candidates
-                       if self._take(conn, row, owner, at)]
-            if not claimed:
-                return []
-            rows = conn.execute(sa.select(inbox).where(c.id.in_(claimed))).mappings().all()
-        return [Claim(id=r["id"], dataset_uri=r["dataset_uri"], base_uri=r["base_uri"],
-                      uuid=r["uuid"], attempts=r["attempts"], fingerprint=r["fingerprint"],
-                      first_event_at=r["first_event_at"], claimed_by=r["claimed_by"],
-                      claimed_at=r["claimed_at"]) for r in rows]
+            rows = claims.claim_rows(conn, claims.claimable(at, claim_timeout, ignore_due),
+                                     limit, owner, at)
+        return [Claim.from_row(row) for row in sorted(rows, key=claims.due_order)]
 
-    @staticmethod
-    def _take(conn, row, owner, at):
-        """Compare-and-swap one candidate row to ``processing``; True if ours."""
-        c = inbox.c
-        same_state = sa.and_(c.id == row.id, c.state == row.state)
-        if row.state == State.PROCESSING.value:
-            same_state = sa.and_(same_state, c.claimed_at == row.claimed_at)
-        result = conn.execute(inbox.update().where(same_state).values(
-            state=State.PROCESSING.value, claimed_by=owner, claimed_at=at,
-            claimed_generation=c.generation, attempts=c.attempts + 1))
-        return result.rowcount == 1
+    def next_due_at(self, claim_timeout):
+        """When the next entry becomes claimable (maybe already), or None."""
+        with self.transaction() as conn:
+            return claims.next_due_at(conn, claim_timeout)
 
     def finish(self, claim: Claim, outcome, fingerprint=None, at=None) -> bool:
         """Mark a claimed row done, or pending again if events arrived meanwhile.
@@ -330,6 +304,10 @@ class Store:
         with self.transaction() as conn:
             result = conn.execute(inbox.update().where(where).values(
                 state=State.PENDING.value, due_at=at, attempts=0, first_event_at=at))
+            if result.rowcount:
+                announce_due(conn, at)
+        if result.rowcount:
+            self.alarm.ring(at)
         return result.rowcount
 
     def forget_fingerprints(self, uris: Iterable[str]):
@@ -432,27 +410,6 @@ class Store:
 
 # --- statements -------------------------------------------------------------------
 
-def create_schema(engine):
-    """Create the plugin's tables if missing; switch SQLite to WAL.
-
-    WAL lets the HTTP workers append to the inbox while a worker thread
-    reads it, instead of failing with "database is locked".
-    """
-    from . import ledger, leases  # noqa: F401 (their tables join ``metadata``)
-    if engine.dialect.name == "sqlite":
-        with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-    for attempt in range(3):
-        try:
-            metadata.create_all(engine, checkfirst=True)
-            return
-        except DatabaseError:
-            # Several gunicorn workers start at once: another one may create a
-            # table between our check and our CREATE. Check again.
-            if attempt == 2:
-                raise
-
-
 def _over_the_cap(conn, uris, max_waiting) -> List[str]:
     """The datasets among ``uris`` (sorted) that would push the number of
     waiting rows past ``max_waiting``; those already waiting never do."""
@@ -478,15 +435,26 @@ def _owned(claim: Claim):
                    c.claimed_by == claim.claimed_by, c.claimed_at == claim.claimed_at)
 
 
-def _fold_assignments(count, at, debounce, max_delay):
-    """SET clause that folds ``count`` new events into an existing row."""
+def _fold_assignments(count, at, debounce, max_delay, urgent=False):
+    """SET clause that folds ``count`` new events into an existing row.
+
+    ``urgent``: due now. Otherwise the due time moves to the end of the
+    debounce, unless the row is pending and due already: then the worker
+    is about to take it, and delaying it would only add latency.
+    """
     c = inbox.c
     finished = c.state.in_([s.value for s in FINISHED_STATES])
     window_start = sa.case((finished, at), else_=c.first_event_at)
-    # min(at + debounce, window_start + max_delay), portable SQL
-    debounced = sa.case(
-        (window_start + max_delay > at + debounce, at + debounce),
-        else_=window_start + max_delay)
+    if urgent:
+        debounced = sa.literal(at)
+    else:
+        # min(at + debounce, window_start + max_delay), portable SQL
+        debounced = sa.case(
+            (window_start + max_delay > at + debounce, at + debounce),
+            else_=window_start + max_delay)
+        debounced = sa.case(
+            (sa.and_(c.state == State.PENDING.value, c.due_at <= at), c.due_at),
+            else_=debounced)
     return {
         "state": sa.case((finished, State.PENDING.value), else_=c.state),
         "generation": c.generation + 1,
@@ -500,11 +468,12 @@ def _fold_assignments(count, at, debounce, max_delay):
     }
 
 
-def _upsert(conn, table, values, key_column, assignments):
+def _upsert(conn, table, values, key_column, assignments, returning=None):
     """INSERT ``values``, or apply ``assignments`` to the row with the same key.
 
-    SQLite and PostgreSQL (dservercore's databases) do it in one statement;
-    any other database updates first and inserts when nothing matched.
+    SQLite and PostgreSQL (dservercore's databases) do it in one statement
+    and give back the ``returning`` column of the row written; any other
+    database updates first and inserts when nothing matched (returns None).
     """
     dialect = conn.dialect.name
     if dialect in ("sqlite", "postgresql"):
@@ -512,9 +481,12 @@ def _upsert(conn, table, values, key_column, assignments):
             from sqlalchemy.dialects.sqlite import insert
         else:
             from sqlalchemy.dialects.postgresql import insert
-        conn.execute(insert(table).values(**values).on_conflict_do_update(
-            index_elements=[key_column], set_=assignments))
-        return
+        statement = insert(table).values(**values).on_conflict_do_update(
+            index_elements=[key_column], set_=assignments)
+        if returning is None:
+            conn.execute(statement)
+            return None
+        return conn.execute(statement.returning(returning)).scalar()
     key_matches = key_column == values[key_column.name]
     if conn.execute(table.update().where(key_matches).values(**assignments)).rowcount:
         return
@@ -523,6 +495,17 @@ def _upsert(conn, table, values, key_column, assignments):
             conn.execute(table.insert().values(**values))
     except IntegrityError:  # inserted by another process meanwhile
         conn.execute(table.update().where(key_matches).values(**assignments))
+    return None
+
+
+def announce_due(conn, due_at):
+    """PostgreSQL: tell every listening worker (all hosts) when work is due.
+
+    Sent with the enqueue's transaction, so it arrives after the commit,
+    when the row is there to be claimed; identical ones are folded.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_notify(CHANNEL, repr(float(due_at)))))
 
 
 def _chunks(items, size=IN_CLAUSE_CHUNK):

@@ -2,10 +2,15 @@
 
 One worker thread runs in every dserver process (gunicorn workers included)
 unless ``DSERVER_NOTIFY_WORKER=off``. Claims are atomic in the database, so
-any number of processes may run one. Under ``gunicorn --preload`` the app is
-created in the master before it forks: threads do not survive a fork, so the
-thread is paused around every fork and a fresh one is started in each child,
-with the inherited database connections discarded, never shared.
+any number of processes may run one. Between batches it sleeps until the
+earliest due entry, and is woken sooner by an enqueue in its own process
+or, on PostgreSQL, by a notification from any other (:mod:`.wakeup`); only
+without such notifications (SQLite) does it look every poll interval.
+
+Under ``gunicorn --preload`` the app is created in the master before it
+forks: threads do not survive a fork, so the threads are paused around
+every fork and fresh ones are started in each child, with the inherited
+database connections discarded, never shared.
 """
 import logging
 import random
@@ -15,10 +20,20 @@ from .background import BackgroundThread
 from .states import Outcome, State
 from .store import now
 from .sync import PermanentSyncError, sync_dataset
+from .wakeup import Listener
 
 logger = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_SECONDS = 2.0
+# An entry due in the past that no claim found is held by another claimer's
+# open transaction: look again shortly instead of spinning.
+RECHECK_SECONDS = 0.05
+# The worker claims one entry at a time: a claim is one cheap statement next
+# to a sync that reads S3, and entries are better left in the table, where
+# any idle worker of any host can take them, than queued in a busy worker's
+# batch, where they wait and their claims age. A drain takes bigger bites.
+CLAIM_BATCH = 1
+DRAIN_BATCH = 16
 # Done entries older than DSERVER_NOTIFY_DONE_RETENTION_SECONDS are deleted
 # this often (by every worker: the delete is one cheap statement).
 PURGE_INTERVAL_SECONDS = 60.0
@@ -41,36 +56,59 @@ class Worker(BackgroundThread):
         self.tally = tally
         self.ledger = ledger  # the reconciler's memory of what the index reflects
         self._last_flush = 0.0
+        self.listener = Listener(store.listening_connection, store.alarm)
         self._last_purge = 0.0
 
     # life cycle ---------------------------------------------------------
+    def stop(self, timeout=None):
+        self._stop.set()
+        self.store.alarm.ring()  # out of its sleep
+        super().stop(timeout)
+
     def _after_stop(self):
+        self.listener.stop()  # its connection is closed too
         self.flush_stats()
 
     def _loop(self):
+        while not self._stop.is_set() and not self.store.ready():
+            self._stop.wait(self.settings.poll_seconds)
+        self.listener.start()
         while not self._stop.is_set():
-            if not self.store.ready():
-                self._stop.wait(self.settings.poll_seconds)
-                continue
             try:
-                processed = self.run_once()
-            except Exception:  # database unreachable, app not ready yet ...
+                if not self.run_once():
+                    self._wait_for_work()
+            except Exception:  # database unreachable ...
                 logger.exception("notification worker loop failed; retrying")
-                processed = 0
                 self._stop.wait(min(5.0, 10 * self.settings.poll_seconds))
             if time.time() - self._last_flush > FLUSH_INTERVAL_SECONDS:
                 self.flush_stats()
             if time.time() - self._last_purge > PURGE_INTERVAL_SECONDS:
                 self.purge_done()
-            if not processed:
-                self._stop.wait(self.settings.poll_seconds)
+
+    def _wait_for_work(self):
+        """Sleep until the next entry is due or someone announces one.
+
+        Without notifications from other processes, sleep at most the
+        poll interval; with them (PostgreSQL), as long as the idle
+        interval, after asking the database when the next entry is due.
+        """
+        start = now()
+        if not self.listener.listening:
+            self.store.alarm.sleep_until(start + self.settings.poll_seconds)
+            return
+        deadline = start + self.settings.idle_seconds
+        with self.app.app_context():
+            next_due = self.store.next_due_at(self.settings.claim_timeout_seconds)
+        if next_due is not None:
+            deadline = min(deadline, max(next_due, start + RECHECK_SECONDS))
+        self.store.alarm.sleep_until(deadline)
 
     # work ---------------------------------------------------------------
-    def run_once(self, ignore_due=False):
-        """Claim one batch of due entries and process it; return its size."""
+    def run_once(self, ignore_due=False, limit=CLAIM_BATCH):
+        """Claim due entries (up to ``limit``) and process them; return how many."""
         from dservercore import sql_db
         with self.app.app_context():
-            claims = self.store.claim(self.settings.claim_timeout_seconds,
+            claims = self.store.claim(self.settings.claim_timeout_seconds, limit=limit,
                                       ignore_due=ignore_due)
             for claim in claims:
                 if self._stop.is_set() and not ignore_due:
@@ -86,7 +124,7 @@ class Worker(BackgroundThread):
         """
         total = 0
         while True:
-            done = self.run_once(ignore_due=include_waiting)
+            done = self.run_once(ignore_due=include_waiting, limit=DRAIN_BATCH)
             if not done:
                 break
             total += done
@@ -176,7 +214,7 @@ class Worker(BackgroundThread):
     def _before_fork(self):
         self._was_running = self.running
         if self._was_running:
-            self.stop(timeout=30.0)
+            self.stop(timeout=30.0)  # the listener's connection is closed too
 
     def _after_fork_in_parent(self):
         if getattr(self, "_was_running", False):
@@ -184,6 +222,8 @@ class Worker(BackgroundThread):
 
     def _after_fork_in_child(self):
         self._forget_thread()
+        self.store.alarm.reset()
+        self.listener = Listener(self.store.listening_connection, self.store.alarm)
         self.tally.take_unflushed()  # the parent flushes its own counts
         try:
             self.store.dispose_inherited_connections()

@@ -1,9 +1,11 @@
 """Session-scoped real servers, per-test dserver apps, and the tests' shared helpers.
 
 Mongo is nx-27017 (a MongoDB wire-protocol server) unless
-DSERVER_TEST_MONGO_URI names a real MongoDB; S3 is moto_server; both come
-from ``devstack``. Nothing is mocked in-process and nothing is skipped: a
-server that does not start fails the run with its log.
+DSERVER_TEST_MONGO_URI names a real MongoDB; S3 is moto_server; SQL is
+SQLite and PostgreSQL (pgserver): every test that touches SQL takes the
+``database`` fixture and runs on both. All come from ``devstack``. Nothing
+is mocked in-process and nothing is skipped: a server that does not start
+fails the run with its log.
 
 Helpers more than one test module needs are fixtures here (``drain``,
 ``notify_all``, ``search``, ``auth_headers``, ``make_bucket``): test
@@ -13,11 +15,13 @@ import json
 import uuid
 
 import pytest
+import sqlalchemy as sa
 
 from devstack.datasets import Bucket
 from devstack.dserver import ADMIN, USER, app_config, dserver_env, prepare_index, token_for
 from devstack.mongo import MongoServer
 from devstack.moto import MotoServer
+from devstack.postgres import PostgresServer
 from devstack.sns import FakeSns
 
 EXTENSION = "dserver_notification"
@@ -28,6 +32,43 @@ def mongo():
     server = MongoServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL server for the session; started on first use."""
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+DATABASES = ["sqlite", "postgresql"]
+
+
+def fresh_database(kind, request, directory):
+    """SQLAlchemy URI of a new, empty database of ``kind``."""
+    if kind == "sqlite":
+        directory.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{directory / f'dserver-{uuid.uuid4().hex[:8]}.db'}"
+    return request.getfixturevalue("postgres").create_database()
+
+
+def database_kind(uri):
+    return uri.split(":")[0].split("+")[0]
+
+
+@pytest.fixture(params=DATABASES)
+def database(request, tmp_path):
+    """A fresh database (SQLAlchemy URI), once on SQLite and once on PostgreSQL."""
+    return fresh_database(request.param, request, tmp_path / "sql")
+
+
+@pytest.fixture
+def engine(database):
+    """An engine on ``database``, disposed afterwards (PostgreSQL has few connections)."""
+    engine = sa.create_engine(database)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -60,8 +101,12 @@ def bucket(make_bucket):
 
 
 @pytest.fixture
-def make_app(tmp_path, mongo, request):
-    """Factory: a dserver app (real Mongo plugins, SQLite) with this plugin."""
+def make_app(tmp_path, mongo, database, request):
+    """Factory: a dserver app (real Mongo plugins, ``database``) with this plugin.
+
+    The first app gets ``database``; further ones get fresh databases of
+    the same kind.
+    """
     import dservercore
 
     apps = []
@@ -70,8 +115,11 @@ def make_app(tmp_path, mongo, request):
         workdir = tmp_path / f"app{len(apps)}"
         settings = {"DSERVER_NOTIFY_WORKER": "off"}
         settings.update(notify or {})
+        database_uri = database if not apps else fresh_database(
+            database_kind(database), request, workdir)
         env = dserver_env(workdir, mongo_uri or mongo.uri,
-                          {b.name: b.base_uri for b in buckets}, settings)
+                          {b.name: b.base_uri for b in buckets}, settings,
+                          database_uri=database_uri)
         app = dservercore.create_app(app_config(env))
         app.testing = True
         prepare_index(app, [b.base_uri for b in buckets])
@@ -84,6 +132,14 @@ def make_app(tmp_path, mongo, request):
         ext = app.extensions.get(EXTENSION)
         if ext is not None and ext.worker is not None:
             ext.stop_background()
+        dispose_engines(app)
+
+
+def dispose_engines(app):
+    from dservercore import sql_db
+    with app.app_context():
+        for engine in sql_db.engines.values():
+            engine.dispose()
 
 
 @pytest.fixture

@@ -1,26 +1,25 @@
-"""The store's queue operations on a real SQLite file, no other server."""
+"""The store's queue operations on SQLite and PostgreSQL, no other server."""
 import threading
 
 import pytest
-import sqlalchemy as sa
 
 from dserver_notification_plugin.keys import DatasetTarget
 from dserver_notification_plugin.states import Outcome, State
 from dserver_notification_plugin.store import Claim, Store
 
 
-def target(n):
+def target(n, part="readme"):
     uuid = f"{n:08d}-0000-4000-8000-000000000000"
-    return DatasetTarget("s3://b", f"s3://b/{uuid}", uuid, "admin")
+    return DatasetTarget("s3://b", f"s3://b/{uuid}", uuid, part)
 
 
 @pytest.fixture
-def store(tmp_path):
-    return Store(engine=sa.create_engine(f"sqlite:///{tmp_path / 'inbox.db'}"))
+def store(engine):
+    return Store(engine=engine)
 
 
-def enqueue(store, targets, at, debounce=2, max_delay=30):
-    return store.enqueue(targets, debounce, max_delay, at=at)
+def enqueue(store, targets, at, debounce=2, max_delay=30, due_now=()):
+    return store.enqueue(targets, debounce, max_delay, at=at, due_now=due_now)
 
 
 def claim(store, at, **kwargs):
@@ -35,6 +34,48 @@ def test_events_of_a_dataset_fold_and_push_the_due_time_back(store):
     assert claim(store, at=102.9) == []
     [claimed] = claim(store, at=103)
     assert isinstance(claimed, Claim) and claimed.dataset_uri == target(1).uri
+
+
+def test_an_entry_due_now_is_claimable_at_once_and_stays_due(store):
+    enqueue(store, [target(1)], at=100)
+    enqueue(store, [target(1)], at=100.5, due_now={target(1).uri})
+    [row] = store.entries()
+    assert row.due_at == 100.5
+    enqueue(store, [target(1)], at=100.6)       # later events do not delay it
+    assert store.entries()[0].due_at == 100.5
+    [claimed] = claim(store, at=100.7)
+    enqueue(store, [target(1)], at=101)         # while it syncs: debounced again
+    assert store.finish(claimed, Outcome.PROTO, at=101.1)
+    [row] = store.entries()
+    assert (row.state, row.due_at) == (State.PENDING, 103)
+
+
+def test_a_failing_entry_keeps_its_backoff_even_when_due_now(store):
+    enqueue(store, [target(1)], at=0, due_now={target(1).uri})
+    [entry] = claim(store, at=0)
+    store.fail(entry, "S3 down", retry_at=60, max_attempts=8, at=1)
+    enqueue(store, [target(1)], at=2, due_now={target(1).uri})
+    assert store.entries()[0].due_at == 60
+    assert claim(store, at=59) == []
+
+
+def test_the_next_due_time_covers_waiting_entries_and_expiring_claims(store):
+    assert store.next_due_at(claim_timeout=60) is None
+    enqueue(store, [target(1)], at=10)
+    enqueue(store, [target(2)], at=20)
+    assert store.next_due_at(claim_timeout=60) == 12
+    claim(store, at=12, limit=1)                # claim expires at 72
+    assert store.next_due_at(claim_timeout=60) == 22
+    claim(store, at=22, limit=1)
+    assert store.next_due_at(claim_timeout=60) == 72
+
+
+def test_enqueue_rings_the_alarm_for_the_earliest_due_time(store):
+    rung = []
+    store.alarm.ring = rung.append
+    enqueue(store, [target(1), target(2)], at=10)
+    enqueue(store, [target(3)], at=11, due_now={target(3).uri})
+    assert rung == [12, 11]
 
 
 def test_a_never_ending_stream_is_still_due_after_max_delay(store):

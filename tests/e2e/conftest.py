@@ -1,9 +1,11 @@
 """Fixtures of the end-to-end tests: live gunicorn-served dservers and their API.
 
 The session's ``mongo`` (and ``moto``) fixtures come from tests/conftest.py;
-each live dserver gets its own SQLite file and Mongo database, so modules
-never see each other's datasets. Buckets are ``devstack.datasets.Bucket``.
+each live dserver gets its own SQL database and Mongo database, so modules
+never see each other's datasets; every module runs once on SQLite and once
+on PostgreSQL (``live_database_kind``). Buckets are ``devstack.datasets.Bucket``.
 """
+import itertools
 import time
 import uuid
 
@@ -12,9 +14,11 @@ import requests
 
 from devstack.dserver import LiveDserver, dserver_env, prepare_index_in_subprocess
 from devstack.s3 import remove_all_objects
+from tests.conftest import DATABASES, database_kind, fresh_database
 
 WAIT_SECONDS = 30.0
 POLL_INTERVAL = 0.2
+PAGE_SIZE = 100
 
 # Small debounce and poll interval so the tests are quick; everything else
 # is the production default. Loopback is where the storage servers run. The
@@ -28,14 +32,16 @@ E2E_NOTIFY = {
 }
 
 
-def start_live_index(workdir, mongo_uri, bucket_to_base_uri, extra_env=None, port=None):
+def start_live_index(workdir, mongo_uri, bucket_to_base_uri, extra_env=None, port=None,
+                     database_uri=None):
     """Prepare dserver's database and serve it with gunicorn (2 workers).
 
     ``extra_env`` carries settings such as dtool-s3's endpoint and keys;
     ``port`` lets a caller tell a storage server the webhook URL before
-    dserver runs.
+    dserver runs; ``database_uri`` is its SQL database (default: SQLite).
     """
-    env = dserver_env(workdir, mongo_uri, bucket_to_base_uri, dict(E2E_NOTIFY))
+    env = dserver_env(workdir, mongo_uri, bucket_to_base_uri, dict(E2E_NOTIFY),
+                      database_uri=database_uri)
     env.update(extra_env or {})
     prepare_index_in_subprocess(env, sorted(set(bucket_to_base_uri.values())))
     server = LiveDserver(env, workdir, workers=2)
@@ -76,14 +82,23 @@ class LiveIndex:
     def search(self, **query):
         """URIs found by the search plugin (POST /uris with a non-empty query)."""
         assert query, "an empty query lists the SQL table; use listing()"
-        answer = requests.post(f"{self.url}/uris", json=query, headers=self.headers,
-                               timeout=10)
-        return sorted(d["uri"] for d in self._ok_json(answer))
+        return self._all_pages("post", json=query)
 
     def listing(self):
         """URIs in dserver's SQL table (GET /uris without a query)."""
-        answer = requests.get(f"{self.url}/uris", headers=self.headers, timeout=10)
-        return sorted(d["uri"] for d in self._ok_json(answer))
+        return self._all_pages("get")
+
+    def _all_pages(self, method, **kwargs):
+        """Every page of /uris (dservercore answers 10 per page unless asked)."""
+        uris = []
+        for page in itertools.count(1):
+            answer = requests.request(method, f"{self.url}/uris", headers=self.headers,
+                                      params={"page": page, "page_size": PAGE_SIZE},
+                                      timeout=10, **kwargs)
+            found = [d["uri"] for d in self._ok_json(answer)]
+            uris.extend(found)
+            if len(found) < PAGE_SIZE:
+                return sorted(uris)
 
     def readme(self, uri):
         """The retrieve plugin's answer for the README of ``uri``."""
@@ -111,36 +126,48 @@ class LiveIndex:
                              f"dserver log tail:\n{self.server.log_tail(80)}")
 
 
-def _index_factory(tmp_path_factory, mongo_uri):
-    """A ``start(...)`` function and the list of what it started."""
+def _index_factory(tmp_path_factory, mongo_uri, kind, request):
+    """A ``start(...)`` function and the list of what it started.
+
+    Each dserver gets a fresh database of ``kind`` (sqlite, postgresql).
+    """
     started = []
 
     def start(bucket_to_base_uri, extra_env=None, port=None):
         workdir = tmp_path_factory.mktemp("live-dserver")
-        index = start_live_index(workdir, mongo_uri, bucket_to_base_uri, extra_env, port)
+        database_uri = fresh_database(kind, request, workdir)
+        index = start_live_index(workdir, mongo_uri, bucket_to_base_uri, extra_env, port,
+                                 database_uri=database_uri)
         started.append(index)
         return index
 
     return start, started
 
 
+@pytest.fixture(scope="module", params=DATABASES)
+def live_database_kind(request):
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def index_factory(tmp_path_factory, mongo):
+def index_factory(tmp_path_factory, mongo, live_database_kind, request):
     """Start live dservers for a module; all are stopped when it ends.
 
     ``index_factory(bucket_to_base_uri, extra_env=None, port=None)`` returns
     a :class:`LiveIndex`.
     """
-    start, started = _index_factory(tmp_path_factory, mongo.uri)
+    start, started = _index_factory(tmp_path_factory, mongo.uri, live_database_kind, request)
     yield start
     for index in started:
         index.stop()
 
 
 @pytest.fixture
-def fresh_index_factory(tmp_path_factory, mongo):
-    """Like ``index_factory``, but what it starts is stopped when the test ends."""
-    start, started = _index_factory(tmp_path_factory, mongo.uri)
+def fresh_index_factory(tmp_path_factory, mongo, database, request):
+    """Like ``index_factory``, but what it starts is stopped when the test ends
+    (and it runs once per database, as ``database`` does)."""
+    start, started = _index_factory(tmp_path_factory, mongo.uri, database_kind(database),
+                                    request)
     yield start
     for index in started:
         index.stop()

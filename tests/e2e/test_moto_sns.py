@@ -22,8 +22,10 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def bucket(moto):
-    return Bucket(moto, f"e2e-sns-{uuid.uuid4().hex[:10]}")
+def bucket(moto, live_database_kind):
+    """One per database kind: a topic must not keep delivering to the
+    dserver of the other kind, stopped by then."""
+    return Bucket(moto, f"e2e-sns-{live_database_kind[:2]}-{uuid.uuid4().hex[:10]}")
 
 
 @pytest.fixture(scope="module")

