@@ -86,6 +86,21 @@ def wait_for_port(host: str, port: int, timeout: float, proc=None, log_path=None
                       f"Log tail:\n{log_tail(log_path)}")
 
 
+def wait_until(condition, what: str, timeout: float = 30.0, interval: float = 0.1):
+    """Poll ``condition`` until it returns something truthy, and return that.
+
+    Raises AssertionError naming ``what`` after ``timeout`` seconds: tests
+    on a loaded machine wait patiently, and a failure still ends.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
 def find_executable(name: str) -> str:
     """An executable from the venv's bin (next to sys.executable), else PATH."""
     candidate = VENV_BIN / name

@@ -107,12 +107,7 @@ def status_command(as_json):
 @with_appcontext
 def retry_command(ids, all_dead):
     """Put dead inbox entries (by ID, or all of them) back in the queue."""
-    if bool(ids) == all_dead:
-        raise click.UsageError("give the IDs of dead entries or --all-dead (not both)")
-    requeued = current_notification.store.requeue_dead(ids or None)
-    click.echo(f"requeued {requeued} dead entr{'y' if requeued == 1 else 'ies'}")
-    if ids and requeued < len(set(ids)):
-        click.echo(f"{len(set(ids)) - requeued} of the given IDs were not dead entries")
+    _on_dead_entries(ids, all_dead, current_notification.store.requeue_dead, "requeued")
 
 
 @notification_cli.command("purge")
@@ -125,12 +120,17 @@ def purge_command(ids, all_dead):
     Done entries need no hand: the worker deletes them once they are older
     than DSERVER_NOTIFY_DONE_RETENTION_SECONDS.
     """
+    _on_dead_entries(ids, all_dead, current_notification.store.purge_dead, "deleted")
+
+
+def _on_dead_entries(ids, all_dead, operation, verb):
+    """Apply ``operation`` to the dead entries with ``ids`` (or all) and report."""
     if bool(ids) == all_dead:
         raise click.UsageError("give the IDs of dead entries or --all-dead (not both)")
-    purged = current_notification.store.purge_dead(ids or None)
-    click.echo(f"deleted {purged} dead entr{'y' if purged == 1 else 'ies'}")
-    if ids and purged < len(set(ids)):
-        click.echo(f"{len(set(ids)) - purged} of the given IDs were not dead entries")
+    done = operation(ids or None)
+    click.echo(f"{verb} {done} dead entr{'y' if done == 1 else 'ies'}")
+    if ids and done < len(set(ids)):
+        click.echo(f"{len(set(ids)) - done} of the given IDs were not dead entries")
 
 
 @notification_cli.command("resync")

@@ -56,12 +56,7 @@ def _bodies(receiver, path):
 
 
 def _wait_for(condition, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    ports.wait_until(condition, what, timeout)
 
 
 @pytest.fixture(scope="module")

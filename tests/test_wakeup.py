@@ -2,7 +2,7 @@
 import threading
 import time
 
-
+from devstack.ports import wait_until
 from dserver_notification_plugin.keys import DatasetTarget
 from dserver_notification_plugin.store import Store
 from dserver_notification_plugin.wakeup import Alarm, Listener
@@ -16,12 +16,7 @@ def target(n, part="admin"):
 
 
 def wait_for(condition, what):
-    deadline = time.monotonic() + PATIENCE
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"not within {PATIENCE} s: {what}")
+    wait_until(condition, what, PATIENCE, interval=0.02)
 
 
 def test_a_ring_ends_a_long_sleep():
