@@ -5,6 +5,7 @@ then under ``<prefix><uuid>/``: ``structure.json``, ``README.txt``,
 ``dtool`` (a proto-dataset), the data items, ``README.yml``, tags, overlays,
 annotations, ``manifest.json`` and ``dtool`` again (frozen) last.
 """
+import hashlib
 import json
 import os
 import tempfile
@@ -105,6 +106,22 @@ def copy_write_order(keys, uuid):
     ordered = sorted(keys, key=lambda key: (_rank(key, uuid), key))
     dtool_key = next(key for key in keys if key.endswith(f"{uuid}/dtool"))
     return ordered + [dtool_key]
+
+
+def copy_write_order_with_etags(s3, bucket, uuid):
+    """``(keys, etags)`` of one dataset in :func:`copy_write_order`, each
+    with the ETag a sender would give: S3's for every object as it is now,
+    and for the first (proto-dataset) ``dtool`` write, whose content S3 no
+    longer holds, a stand-in that differs from the frozen one, as the real
+    one did (the admin metadata said ``protodataset`` then)."""
+    etags = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        etags.update((obj["Key"], obj["ETag"].strip('"')) for obj in page.get("Contents", []))
+    keys = copy_write_order([key for key in etags if uuid in key], uuid)
+    frozen_dtool = keys[-1]
+    proto_etag = hashlib.md5(f"protodataset {etags[frozen_dtool]}".encode()).hexdigest()
+    first_dtool = keys.index(frozen_dtool)
+    return keys, [proto_etag if i == first_dtool else etags[key] for i, key in enumerate(keys)]
 
 
 def clone_dataset(s3, bucket, source_uri, count, workers=1):

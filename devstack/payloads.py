@@ -22,7 +22,8 @@ def s3_escape(key):
     return urllib.parse.quote_plus(key, safe="")
 
 
-def minio_webhook_body(bucket, key, event_name="s3:ObjectCreated:Put", sequence=0):
+def minio_webhook_body(bucket, key, event_name="s3:ObjectCreated:Put", sequence=0, etag=None):
+    """``etag``: the object's ETag as MinIO sends it (the template's otherwise)."""
     body = copy.deepcopy(TEMPLATE)
     now = datetime.datetime.now(datetime.timezone.utc)
     record = body["Records"][0]
@@ -32,10 +33,15 @@ def minio_webhook_body(bucket, key, event_name="s3:ObjectCreated:Put", sequence=
     record["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{bucket}"
     record["s3"]["object"]["key"] = s3_escape(key)
     record["s3"]["object"]["sequencer"] = f"{int(now.timestamp() * 1e9) + sequence:X}"
+    if etag is not None:
+        record["s3"]["object"]["eTag"] = etag
     body["EventName"] = event_name
     body["Key"] = f"{bucket}/{key}"
     return body
 
 
-def minio_bodies_for_keys(bucket, keys, event_name="s3:ObjectCreated:Put"):
-    return [minio_webhook_body(bucket, key, event_name, i) for i, key in enumerate(keys)]
+def minio_bodies_for_keys(bucket, keys, event_name="s3:ObjectCreated:Put", etags=None):
+    """One body per key; ``etags``, if given, holds each key's ETag, in order."""
+    etags = etags or [None] * len(keys)
+    return [minio_webhook_body(bucket, key, event_name, i, etag)
+            for i, (key, etag) in enumerate(zip(keys, etags))]

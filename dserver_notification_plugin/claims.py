@@ -18,10 +18,15 @@ from typing import List, Optional
 
 import sqlalchemy as sa
 
+from .coverage import UNKNOWN
 from .schema import inbox
 from .states import State
 
 c = inbox.c
+#: The events an entry heard up to its claim, which the claim empties.
+#: A stale claim's sync never finished: what it heard is not known any more.
+HEARD_BEFORE = "heard_before"
+_heard_before = sa.case((c.state == State.PROCESSING.value, UNKNOWN), else_=c.heard)
 
 
 @dataclass(frozen=True)
@@ -36,10 +41,13 @@ class Claim:
     first_event_at: float
     claimed_by: str
     claimed_at: float
+    heard: Optional[str]  # the events heard before this claim (coverage.py)
+    seen: Optional[str]   # what the last sync read
 
     @classmethod
     def from_row(cls, row):
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
+        values = {f.name: row[f.name] for f in fields(cls) if f.name != "heard"}
+        return cls(heard=row[HEARD_BEFORE], **values)
 
 
 def due_order(row):
@@ -62,34 +70,42 @@ def claimable(at, claim_timeout, ignore_due=False):
 
 def _taken_values(owner, at):
     return dict(state=State.PROCESSING.value, claimed_by=owner, claimed_at=at,
-                claimed_generation=c.generation, attempts=c.attempts + 1)
+                claimed_generation=c.generation, attempts=c.attempts + 1, heard="")
 
 
 def claim_skip_locked(conn, where, limit, owner, at) -> List[dict]:
     """PostgreSQL: claim up to ``limit`` rows in one statement; return them."""
-    chosen = (sa.select(c.id).where(where).order_by(c.due_at).limit(limit)
-              .with_for_update(skip_locked=True))
+    chosen = (sa.select(c.id, _heard_before.label(HEARD_BEFORE)).where(where)
+              .order_by(c.due_at).limit(limit).with_for_update(skip_locked=True)).subquery()
+    # UPDATE ... FROM the locked rows: RETURNING then shows what they heard
+    # before this statement emptied it.
     return list(conn.execute(
-        inbox.update().where(c.id.in_(chosen.scalar_subquery()))
-        .values(**_taken_values(owner, at)).returning(*inbox.c)).mappings())
+        inbox.update().where(c.id == chosen.c.id).values(**_taken_values(owner, at))
+        .returning(*inbox.c, chosen.c[HEARD_BEFORE])).mappings())
 
 
 def claim_compare_and_swap(conn, where, limit, owner, at) -> List[dict]:
     """Any database: read candidates, take each with a compare-and-swap."""
     candidates = conn.execute(
-        sa.select(c.id, c.state, c.claimed_at).where(where)
-        .order_by(c.due_at).limit(limit)).all()
-    claimed = [row.id for row in candidates if _take(conn, row, owner, at)]
-    if not claimed:
+        sa.select(c.id, c.state, c.claimed_at, c.generation, _heard_before.label(HEARD_BEFORE))
+        .where(where).order_by(c.due_at).limit(limit)).mappings().all()
+    heard = {row["id"]: row[HEARD_BEFORE] for row in candidates
+             if _take(conn, row, owner, at)}
+    if not heard:
         return []
-    return list(conn.execute(sa.select(inbox).where(c.id.in_(claimed))).mappings())
+    rows = conn.execute(sa.select(inbox).where(c.id.in_(heard))).mappings()
+    return [dict(row, **{HEARD_BEFORE: heard[row["id"]]}) for row in rows]
 
 
 def _take(conn, row, owner, at):
-    """Compare-and-swap one candidate row to ``processing``; True if ours."""
-    same_state = sa.and_(c.id == row.id, c.state == row.state)
-    if row.state == State.PROCESSING.value:
-        same_state = sa.and_(same_state, c.claimed_at == row.claimed_at)
+    """Compare-and-swap one candidate row to ``processing``; True if ours.
+
+    The same generation too: then what it heard is what the candidate read.
+    """
+    same_state = sa.and_(c.id == row["id"], c.state == row["state"],
+                         c.generation == row["generation"])
+    if row["state"] == State.PROCESSING.value:
+        same_state = sa.and_(same_state, c.claimed_at == row["claimed_at"])
     result = conn.execute(inbox.update().where(same_state).values(**_taken_values(owner, at)))
     return result.rowcount == 1
 

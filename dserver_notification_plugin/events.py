@@ -4,6 +4,7 @@ Every wire dialect (MinIO webhook, AWS records, SNS envelopes, StorageGRID,
 SeaweedFS, Elasticsearch-style targets) is translated into a list of
 :class:`ObjectEvent`; nothing past the formats stage sees a raw payload.
 """
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -21,13 +22,33 @@ class ObjectEvent:
 
     ``key`` is the exact object key, already decoded from whatever escaping
     the dialect applies. ``time`` is timezone-aware UTC when the sender gave
-    one; ``sequencer`` is the sender's ordering token, if any.
+    one; ``sequencer`` is the sender's ordering token, if any. ``etag`` is
+    the written object's ETag as the sender gave it (see :func:`clean_etag`),
+    if any: it lets the worker tell an event its last sync has already seen.
     """
     bucket: str
     key: str
     action: Action
     time: Optional[datetime] = None
     sequencer: Optional[str] = None
+    etag: Optional[str] = None
+
+
+#: Longer "ETags" are no S3 ETag (an MD5 in hex, with "-<parts>" for multipart
+#: uploads); they are dropped rather than stored.
+ETAG_LIMIT = 128
+_ETAG = re.compile(r"[0-9A-Za-z_.:+/=-]+")
+
+
+def clean_etag(value) -> Optional[str]:
+    """An ETag in the one form senders and S3 answers are compared in:
+    without quotes, lower case; None for anything that is not an ETag."""
+    if not isinstance(value, str):
+        return None
+    value = value.strip().strip('"').lower()
+    if not value or len(value) > ETAG_LIMIT or not _ETAG.fullmatch(value):
+        return None
+    return value
 
 
 @dataclass

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Dict, Optional, Union
 
-from .events import ObjectEvent
+from .events import Action, ObjectEvent
 
 UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 UUID_LENGTH = 36
@@ -79,11 +79,19 @@ class DatasetObject:
 
 @dataclass(frozen=True)
 class DatasetTarget:
-    """The dataset an event is about, named without asking S3."""
+    """The dataset an event is about, named without asking S3.
+
+    ``key``, ``etag`` and ``removed`` say what the event told of the object
+    (see :mod:`.coverage`); a target that comes from no event (a reconcile
+    finding, a resync) has no ``key`` and always asks for a sync.
+    """
     base_uri: str
     uri: str
     uuid: str
     part: str
+    key: Optional[str] = None
+    etag: Optional[str] = None
+    removed: bool = False
 
 
 def classify_key(key: str) -> Optional[DatasetObject]:
@@ -198,5 +206,6 @@ def translate(event: ObjectEvent, bucket_to_base_uri: Dict[str, str]
     if not can_change_index(obj):
         return Skip(SkipReason.NOT_INDEXED, _PART_NAMES.get(obj.part, obj.part))
     return DatasetTarget(base_uri=base_uri, uri=dataset_uri(base_uri, obj.uuid),
-                         uuid=obj.uuid, part=obj.part)
+                         uuid=obj.uuid, part=obj.part, key=event.key, etag=event.etag,
+                         removed=event.action is Action.REMOVED)
 

@@ -48,6 +48,10 @@ inbox = sa.Table(
     sa.Column("claimed_by", sa.String(128)),
     sa.Column("claimed_at", sa.Float),
     sa.Column("finished_at", sa.Float),
+    # The events heard since the last claim, and what the last sync read
+    # (coverage.py): NULL means not known, and costs a sync.
+    sa.Column("heard", sa.Text),
+    sa.Column("seen", sa.Text),
     # What a claim looks for: waiting rows in due order.
     sa.Index("ix_notification_inbox_state_due_at", "state", "due_at"),
 )
@@ -153,6 +157,14 @@ def add_index(table_name, index_name) -> Callable:
     return apply
 
 
+def _steps(*steps) -> Callable:
+    """One step made of several."""
+    def apply(conn):
+        for step in steps:
+            step(conn)
+    return apply
+
+
 @dataclass(frozen=True)
 class Step:
     version: int
@@ -169,6 +181,9 @@ MIGRATIONS: List[Step] = [
     Step(3, "reconciler: dataset signatures, pass cursor, leases",
          create_tables("notification_datasets", "notification_reconcile_cursor",
                        "notification_leases")),
+    Step(4, "inbox: events heard since the last claim, what the last sync read",
+         _steps(add_column("notification_inbox", "heard"),
+                add_column("notification_inbox", "seen"))),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -31,6 +31,7 @@ class Outcome(str, Enum):
     DELETED = "deleted"        # gone from S3, removed from the index
     ABSENT = "absent"          # gone from S3 and from the index already
     PROTO = "proto"            # a proto-dataset: left for the event that freezes it
+    COVERED = "covered"        # every event since the last sync was one it saw
     RETRIED = "retried"        # failed; will be tried again
     DEAD = "dead"              # failed for good
 

@@ -19,10 +19,11 @@ from .states import Outcome, State
 from .store import process_id
 from .tally import EVENT_COUNTERS
 
-# Outcomes counted by the worker (see worker.Worker.process), then
-# dservercore's calls of our hooks: every change of the index, whoever made
-# it (see NotificationExtension.register_dataset).
-OUTCOME_COUNTERS = tuple(o.value for o in Outcome) + ("index_registrations", "index_deletions")
+# Outcomes counted by the worker (see worker.Worker.process), the S3
+# requests its syncs sent, then dservercore's calls of our hooks: every
+# change of the index, whoever made it (see NotificationExtension.register_dataset).
+OUTCOME_COUNTERS = tuple(o.value for o in Outcome) + (
+    "s3_requests", "index_registrations", "index_deletions")
 # Seconds from the first event of an entry to its successful sync.
 # Counted by the reconciler, per chunk of datasets and per finished pass.
 RECONCILE_COUNTERS = ("reconcile_checked", "reconcile_missing", "reconcile_extra",

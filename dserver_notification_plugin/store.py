@@ -31,11 +31,14 @@ from sqlalchemy.exc import IntegrityError
 
 from . import claims
 from .claims import Claim
+from .coverage import HEARD_LIMIT, UNKNOWN, heard_text
 from .schema import counters, es_documents, inbox, migrate
 from .states import FINISHED_STATES, WAITING_STATES, State
 from .wakeup import CHANNEL, Alarm
 
 ERROR_TEXT_LIMIT = 4000
+#: ``finish(seen=KEEP)``: leave what the last sync read as it is.
+KEEP = object()
 # Databases limit the number of bound parameters in one statement.
 IN_CLAUSE_CHUNK = 500
 
@@ -211,31 +214,30 @@ class Store:
         at = now() if at is None else at
         per_dataset = {}
         for target in targets:
-            count, _ = per_dataset.get(target.uri, (0, target))
-            per_dataset[target.uri] = (count + 1, target)
+            per_dataset.setdefault(target.uri, []).append(target)
         due_times, refused = [], []
         with self.transaction() as conn:
             if max_waiting is not None:
                 refused = _over_the_cap(conn, sorted(per_dataset), max_waiting)
                 for uri in refused:
                     del per_dataset[uri]
-            for uri, (count, target) in sorted(per_dataset.items()):
-                urgent = uri in due_now
+            for uri, events in sorted(per_dataset.items()):
+                urgent, target, heard = uri in due_now, events[0], heard_text(events)
                 values = dict(
                     dataset_uri=uri, base_uri=target.base_uri, uuid=target.uuid,
                     state=State.PENDING.value, generation=1, claimed_generation=0,
-                    events=count, first_event_at=at, last_event_at=at,
-                    due_at=at if urgent else at + debounce, attempts=0)
+                    events=len(events), first_event_at=at, last_event_at=at,
+                    due_at=at if urgent else at + debounce, attempts=0, heard=heard)
                 due_times.append(_upsert(
                     conn, inbox, values, inbox.c.dataset_uri,
-                    _fold_assignments(count, at, debounce, max_delay, urgent),
+                    _fold_assignments(len(events), at, debounce, max_delay, urgent, heard),
                     returning=inbox.c.due_at))
             if per_dataset:
                 earliest = min((t for t in due_times if t is not None), default=at)
                 announce_due(conn, earliest)
         if per_dataset:
             self.alarm.ring(earliest)
-        written = sum(count for count, _ in per_dataset.values())
+        written = sum(len(events) for events in per_dataset.values())
         if refused:
             raise InboxFull(refused, written)
         return written
@@ -261,11 +263,13 @@ class Store:
         with self.transaction() as conn:
             return claims.next_due_at(conn, claim_timeout)
 
-    def finish(self, claim: Claim, outcome, fingerprint=None, at=None) -> bool:
+    def finish(self, claim: Claim, outcome, fingerprint=None, seen=KEEP, at=None) -> bool:
         """Mark a claimed row done, or pending again if events arrived meanwhile.
 
-        False when the claim was lost (expired and taken by another process):
-        then nothing is written.
+        ``seen`` is what the sync read (:class:`~.coverage.Seen`, or None
+        when not known); KEEP leaves the last record. False when the claim
+        was lost (expired and taken by another process): then nothing is
+        written.
         """
         c = inbox.c
         changed = c.generation != c.claimed_generation
@@ -276,6 +280,7 @@ class Store:
                 last_outcome=str(outcome), last_error=None,
                 finished_at=now() if at is None else at,
                 fingerprint=fingerprint if fingerprint is not None else c.fingerprint,
+                seen=c.seen if seen is KEEP else (seen.to_text() if seen else None),
                 claimed_by=None))
         return result.rowcount == 1
 
@@ -288,10 +293,11 @@ class Store:
         """
         state = State.DEAD if give_up or claim.attempts >= max_attempts else State.FAILED
         with self.transaction() as conn:
+            # What it heard before the claim is gone: the retry must sync.
             result = conn.execute(inbox.update().where(_owned(claim)).values(
                 state=state.value, due_at=retry_at, last_error=str(error)[:ERROR_TEXT_LIMIT],
                 last_outcome="error", finished_at=now() if at is None else at,
-                claimed_by=None))
+                claimed_by=None, heard=UNKNOWN))
         return state if result.rowcount == 1 else None
 
     def requeue_dead(self, ids=None, at=None) -> int:
@@ -303,7 +309,8 @@ class Store:
             where = sa.and_(where, c.id.in_(list(ids)))
         with self.transaction() as conn:
             result = conn.execute(inbox.update().where(where).values(
-                state=State.PENDING.value, due_at=at, attempts=0, first_event_at=at))
+                state=State.PENDING.value, due_at=at, attempts=0, first_event_at=at,
+                heard=UNKNOWN))
             if result.rowcount:
                 announce_due(conn, at)
         if result.rowcount:
@@ -311,11 +318,12 @@ class Store:
         return result.rowcount
 
     def forget_fingerprints(self, uris: Iterable[str]):
-        """Make sync register these datasets again instead of calling them unchanged."""
+        """Make sync register these datasets again instead of calling them
+        unchanged, or their events seen."""
         with self.transaction() as conn:
             for chunk in _chunks(sorted(uris)):
                 conn.execute(inbox.update().where(inbox.c.dataset_uri.in_(chunk))
-                             .values(fingerprint=None))
+                             .values(fingerprint=None, seen=None))
 
     def purge_done(self, older_than, at=None) -> int:
         """Delete rows done for longer than ``older_than`` seconds.
@@ -435,8 +443,11 @@ def _owned(claim: Claim):
                    c.claimed_by == claim.claimed_by, c.claimed_at == claim.claimed_at)
 
 
-def _fold_assignments(count, at, debounce, max_delay, urgent=False):
+def _fold_assignments(count, at, debounce, max_delay, urgent=False, heard=UNKNOWN):
     """SET clause that folds ``count`` new events into an existing row.
+
+    ``heard`` (:func:`.coverage.heard_text` of the events) is added to what
+    the row heard since its last claim, up to HEARD_LIMIT characters in all.
 
     ``urgent``: due now. Otherwise the due time moves to the end of the
     debounce, unless the row is pending and due already: then the worker
@@ -465,6 +476,10 @@ def _fold_assignments(count, at, debounce, max_delay, urgent=False):
         "due_at": sa.case((c.state == State.FAILED.value, sa.case(
             (c.due_at > debounced, c.due_at), else_=debounced)), else_=debounced),
         "attempts": sa.case((finished, 0), else_=c.attempts),
+        "heard": UNKNOWN if heard == UNKNOWN else sa.case(
+            (sa.or_(c.heard.is_(None), c.heard == UNKNOWN,
+                    sa.func.length(c.heard) + len(heard) > HEARD_LIMIT), UNKNOWN),
+            else_=c.heard + heard),
     }
 
 

@@ -10,6 +10,8 @@ cure are raised as :class:`PermanentSyncError`.
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
+from typing import Optional
 
 import botocore.exceptions
 import dtoolcore
@@ -23,6 +25,8 @@ from dservercore.utils import (
 )
 from flask import current_app
 
+from .coverage import Seen
+from .s3reads import observed_reads
 from .states import DatasetKind, Outcome
 
 logger = logging.getLogger(__name__)
@@ -80,17 +84,27 @@ def fingerprint(dataset_info):
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def sync_dataset(base_uri, uri, known_fingerprint=None):
-    """Bring one dataset's index entry in line with S3.
+@dataclass(frozen=True)
+class SyncResult:
+    """What a sync did, what it read (for :mod:`.coverage`; None when too
+    much to keep) and how many S3 requests that took."""
+    outcome: Outcome
+    fingerprint: Optional[str]
+    seen: Optional[Seen]
+    s3_requests: int
 
-    Returns ``(Outcome, fingerprint)``. Must run inside an app context.
-    """
-    kind, dataset = read_dataset(uri)
-    if kind is DatasetKind.FROZEN:
-        return _register(base_uri, dataset, known_fingerprint)
-    if kind is DatasetKind.ABSENT:
-        return _delete(uri), None
-    return Outcome.PROTO, known_fingerprint
+
+def sync_dataset(base_uri, uri, known_fingerprint=None) -> SyncResult:
+    """Bring one dataset's index entry in line with S3. Needs an app context."""
+    with observed_reads() as reads:
+        kind, dataset = read_dataset(uri)
+        if kind is DatasetKind.FROZEN:
+            outcome, digest = _register(base_uri, dataset, known_fingerprint)
+        elif kind is DatasetKind.ABSENT:
+            outcome, digest = _delete(uri), None
+        else:
+            outcome, digest = Outcome.PROTO, known_fingerprint
+    return SyncResult(outcome, digest, reads.seen(kind), reads.requests)
 
 
 def _register(base_uri, dataset, known_fingerprint):

@@ -17,8 +17,9 @@ import random
 import time
 
 from .background import BackgroundThread
+from .coverage import covered
 from .states import Outcome, State
-from .store import now
+from .store import KEEP, now
 from .sync import PermanentSyncError, sync_dataset
 from .wakeup import Listener
 
@@ -136,12 +137,16 @@ class Worker(BackgroundThread):
     def process(self, claim):
         """Sync one claimed entry and record the outcome. Needs an app context.
 
-        Returns the :class:`Outcome`, or None when the claim was lost to
-        another process meanwhile (its result is that process's to record).
+        An entry whose every event since the last claim was seen by the last
+        sync is done without reading S3 (:mod:`.coverage`). Returns the
+        :class:`Outcome`, or None when the claim was lost to another process
+        meanwhile (its result is that process's to record).
         """
         from dservercore import sql_db
+        if covered(claim.seen, claim.heard):
+            return self._record(claim, Outcome.COVERED, claim.fingerprint, KEEP)
         try:
-            outcome, digest = sync_dataset(claim.base_uri, claim.dataset_uri, claim.fingerprint)
+            result = sync_dataset(claim.base_uri, claim.dataset_uri, claim.fingerprint)
         except PermanentSyncError as exc:
             sql_db.session.rollback()
             logger.error("giving up on %s: %s", claim.dataset_uri, exc)
@@ -149,7 +154,11 @@ class Worker(BackgroundThread):
         except Exception as exc:  # S3, Mongo or SQL unreachable: retry later
             sql_db.session.rollback()
             return self._record_failure(claim, exc)
-        if not self.store.finish(claim, outcome, fingerprint=digest):
+        self.tally.add("s3_requests", result.s3_requests)
+        return self._record(claim, result.outcome, result.fingerprint, result.seen)
+
+    def _record(self, claim, outcome, fingerprint, seen):
+        if not self.store.finish(claim, outcome, fingerprint=fingerprint, seen=seen):
             return self._claim_lost(claim, outcome)
         self._settle(claim, outcome)
         self.tally.add(outcome.value)

@@ -77,11 +77,14 @@ def test_dataset_uri_ignores_prefix_and_trailing_slash():
 
 
 def test_translate_names_the_dataset():
-    event = ObjectEvent("test-bucket", f"u/testuser/{U}/dtool", Action.CREATED)
-    assert translate(event, BASES) == \
-        DatasetTarget("s3://test-bucket", f"s3://test-bucket/{U}", U, "admin")
-    removal = ObjectEvent("test-bucket", f"dtool-{U}", Action.REMOVED)
-    assert translate(removal, BASES).part == "registration"
+    event = ObjectEvent("test-bucket", f"u/testuser/{U}/dtool", Action.CREATED,
+                        etag="5a1ecb9d0bcda01457c2c4782c444c5f")
+    assert translate(event, BASES) == DatasetTarget(
+        "s3://test-bucket", f"s3://test-bucket/{U}", U, "admin", key=f"u/testuser/{U}/dtool",
+        etag="5a1ecb9d0bcda01457c2c4782c444c5f", removed=False)
+    removal = translate(ObjectEvent("test-bucket", f"dtool-{U}", Action.REMOVED), BASES)
+    assert (removal.part, removal.key, removal.etag, removal.removed) == \
+        ("registration", f"dtool-{U}", None, True)
 
 
 @pytest.mark.parametrize("event,skip,warn", [

@@ -13,7 +13,7 @@ Unlike S3 event records, EventBridge events carry object keys as they are,
 not form-encoded. The same events arrive from an SQS queue or an SNS topic
 that is the rule's target.
 """
-from ..events import Action, Intake, ObjectEvent
+from ..events import Action, Intake, ObjectEvent, clean_etag
 from .errors import PayloadError, clip, require_object, require_string
 from .records import parse_time
 
@@ -60,4 +60,5 @@ def _parse(doc):
     sequencer = obj.get("sequencer")
     return {"events": [ObjectEvent(
         bucket=bucket, key=key, action=DETAIL_TYPES[detail_type], time=parse_time(doc.get("time")),
-        sequencer=sequencer if isinstance(sequencer, str) else None)]}
+        sequencer=sequencer if isinstance(sequencer, str) else None,
+        etag=clean_etag(obj.get("etag")))]}

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from urllib.parse import unquote_plus
 
-from ..events import Intake, ObjectEvent
+from ..events import Intake, ObjectEvent, clean_etag
 from .errors import PayloadError, clip, describe, require_object, require_string
 from .event_names import classify_event_name
 
@@ -86,7 +86,8 @@ def parse_record(record, where, default_encoding=KeyEncoding.UNKNOWN):
     sequencer = obj.get("sequencer")
     return Intake(events=[ObjectEvent(
         bucket=bucket, key=key, action=action, time=parse_time(record.get("eventTime")),
-        sequencer=sequencer if isinstance(sequencer, str) else None)])
+        sequencer=sequencer if isinstance(sequencer, str) else None,
+        etag=clean_etag(obj.get("eTag")))])
 
 
 def key_encoding(record, default_encoding):

@@ -1,0 +1,138 @@
+"""Whether the events heard since a dataset's last sync tell anything new.
+
+A sync reads S3, and while it reads, the last writes of a copy keep
+arriving: dtool writes the proto-dataset's ``dtool`` object early, and its
+event starts a sync at once (:func:`.keys.completes_dataset`); the README,
+tags, annotations, manifest and the final ``dtool`` object follow, and their
+events make the entry due again. Senders also deliver events twice. A second
+full read of S3 for such events would find what the first one found.
+
+So the inbox entry keeps what it *heard* since its last claim (each event's
+object key, its ETag if the sender gave one, and whether it was a removal),
+and the worker keeps what its last sync *saw* (every object that sync read
+or listed, with the ETag S3 answered, the keys S3 said were missing, the
+prefixes it listed completely, and what it found: a frozen dataset, a
+proto-dataset or none). When every heard event is one the last sync saw,
+the entry is done without a request to S3 (:attr:`.Outcome.COVERED`):
+
+- a creation is seen when the sync read that key with the same ETag (the
+  same content, whatever the order in which events and reads happened);
+- a removal is seen when the sync found that key missing, or listed the
+  folder it was in without finding it;
+- while the dataset is a proto-dataset or absent, only its ``dtool`` object
+  and its registration key can change the index: events on other parts are
+  seen.
+
+Anything else needs a sync: an event without an ETag (SeaweedFS, the
+Elasticsearch routes), a key or ETag the sync did not see, an entry whose
+last sync failed or never finished, a reconcile finding or a resync (they
+carry no event), or more events than :data:`HEARD_LIMIT` holds. None of
+this trusts the sender with more than it could do anyway: a forged event
+that names a seen ETag costs nothing, and any other one costs a sync.
+"""
+import json
+from dataclasses import dataclass, field
+from typing import Dict, FrozenSet, Iterable, List, Optional
+
+from .keys import classify_key
+from .states import DatasetKind
+
+#: What an entry heard is not known (too many events, a failed or lost
+#: sync, a finding without an event, a row older than this column).
+UNKNOWN = "!"
+#: Characters of heard events kept per entry; beyond that the entry just syncs.
+HEARD_LIMIT = 16384
+#: Characters of a sync's record kept; a dataset with more tags and
+#: annotations than that is simply synced for every event.
+SEEN_LIMIT = 65536
+#: Parts that decide whether a proto-dataset or an absent one is indexed.
+_DECIDING_PARTS = ("admin", "registration")
+
+
+@dataclass(frozen=True)
+class Heard:
+    """One event, as the inbox entry keeps it."""
+    key: str
+    etag: Optional[str]
+    removed: bool
+
+
+def heard_line(target) -> str:
+    """The text one event adds to its entry (a line of JSON), or UNKNOWN."""
+    if not target.key:
+        return UNKNOWN
+    return json.dumps(["R" if target.removed else "C", target.etag or "", target.key],
+                      separators=(",", ":")) + "\n"
+
+
+def heard_text(targets: Iterable) -> str:
+    """What a batch of events of one dataset adds, bounded by HEARD_LIMIT."""
+    lines = [heard_line(target) for target in targets]
+    if UNKNOWN in lines:
+        return UNKNOWN
+    text = "".join(lines)
+    return UNKNOWN if len(text) > HEARD_LIMIT else text
+
+
+def parse_heard(text) -> Optional[List[Heard]]:
+    """The events of an entry's text, or None when they are not known."""
+    if not text or text == UNKNOWN or not isinstance(text, str):
+        return None
+    heard = []
+    for line in text.splitlines():
+        try:
+            action, etag, key = json.loads(line)
+        except (ValueError, TypeError):
+            return None
+        if action not in ("C", "R") or not isinstance(key, str) or not isinstance(etag, str):
+            return None
+        heard.append(Heard(key, etag or None, action == "R"))
+    return heard
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What one sync read of a dataset in S3."""
+    kind: DatasetKind
+    objects: Dict[str, str] = field(default_factory=dict)  # key -> ETag
+    missing: FrozenSet[str] = frozenset()  # keys S3 answered 404 for
+    listed: FrozenSet[str] = frozenset()   # prefixes listed to the end
+
+    def to_text(self) -> Optional[str]:
+        """JSON for the inbox row; None when over SEEN_LIMIT (nothing kept)."""
+        text = json.dumps({"kind": self.kind.value, "objects": self.objects,
+                           "missing": sorted(self.missing), "listed": sorted(self.listed)},
+                          sort_keys=True, separators=(",", ":"))
+        return text if len(text) <= SEEN_LIMIT else None
+
+    @classmethod
+    def from_text(cls, text) -> Optional["Seen"]:
+        if not text:
+            return None
+        try:
+            doc = json.loads(text)
+            return cls(DatasetKind(doc["kind"]), dict(doc["objects"]),
+                       frozenset(doc["missing"]), frozenset(doc["listed"]))
+        except (ValueError, TypeError, KeyError):
+            return None
+
+    def saw(self, event: Heard) -> bool:
+        """Whether this sync already saw what ``event`` tells."""
+        if self.kind is not DatasetKind.FROZEN:
+            found = classify_key(event.key)
+            if found is not None and found.part not in _DECIDING_PARTS:
+                return True  # cannot make the dataset indexed or gone
+        if event.removed:
+            return event.key not in self.objects and (
+                event.key in self.missing
+                or any(event.key.startswith(prefix) for prefix in self.listed))
+        return event.etag is not None and self.objects.get(event.key) == event.etag
+
+
+def covered(seen_text, heard_text_) -> bool:
+    """True when the entry needs no sync: its last sync saw every event it heard."""
+    seen = Seen.from_text(seen_text)
+    heard = parse_heard(heard_text_)
+    if seen is None or not heard:
+        return False
+    return all(seen.saw(event) for event in heard)

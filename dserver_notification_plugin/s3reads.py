@@ -1,0 +1,172 @@
+"""The S3 reads of a sync: on boto3 clients kept per thread, and recorded.
+
+dtool-s3 (0.14) builds a new boto3 session, resource and two clients for
+every storage broker, and a sync makes two brokers (one to read the admin
+metadata, one inside the ``dtoolcore.DataSet``). Building them costs about
+0.1 s each on a quiet machine and far more on a busy one, several times the
+S3 round trips of the sync itself. Inside :func:`observed_reads`, brokers
+created by this thread get clients this thread built before, for the same
+bucket and the same ``DTOOL_S3_*`` settings, kept for at most
+:data:`CLIENT_SECONDS`. Outside it, and in every other thread, dtool-s3
+behaves exactly as published: the substitution is installed once, on
+dtool-s3's private ``S3StorageBroker._get_resource_and_client`` (pyproject
+bounds dtool-s3 to versions that have it), and looks at a thread-local.
+boto3 resources must not be shared between threads, hence one set per thread.
+
+Every request such a client sends during :func:`observed_reads` is
+recorded (:class:`Reads`): the ETag of each object read or listed, the keys
+S3 answered 404 for, the prefixes listed to the end and the number of
+requests. :mod:`.coverage` uses that record to tell which later events the
+sync already saw.
+"""
+import threading
+import time
+from contextlib import contextmanager
+from typing import Dict, Iterator, Set
+
+from .coverage import Seen
+from .events import clean_etag
+
+#: How long a thread keeps its clients: credentials or endpoints changed in
+#: the dtool configuration file are picked up after at most this long.
+CLIENT_SECONDS = 300.0
+#: Keys recorded per sync; a dataset with more is synced for every event.
+RECORD_LIMIT = 5000
+
+_local = threading.local()
+_install_lock = threading.Lock()
+_original = None
+
+
+class Reads:
+    """What the requests of one sync found."""
+
+    def __init__(self):
+        self.objects: Dict[str, str] = {}
+        self.missing: Set[str] = set()
+        self.listed: Set[str] = set()
+        self.requests = 0
+        self.overflowed = False
+
+    def saw(self, key, etag):
+        etag = clean_etag(etag)
+        if not isinstance(key, str) or etag is None:
+            return
+        if len(self.objects) >= RECORD_LIMIT and key not in self.objects:
+            self.overflowed = True
+            return
+        self.objects[key] = etag
+        self.missing.discard(key)
+
+    def seen(self, kind) -> Seen:
+        """The record for :mod:`.coverage`, or None when it is incomplete."""
+        if self.overflowed:
+            return None
+        return Seen(kind, dict(self.objects), frozenset(self.missing), frozenset(self.listed))
+
+
+@contextmanager
+def observed_reads() -> Iterator[Reads]:
+    """Within: this thread's dtool-s3 brokers reuse clients; yield the record."""
+    install()
+    reads = Reads()
+    outer = getattr(_local, "reads", None)
+    _local.reads = reads
+    try:
+        yield reads
+    finally:
+        _local.reads = outer
+
+
+def install():
+    """Put the per-thread client cache in front of dtool-s3's client factory."""
+    global _original
+    if _original is not None:
+        return
+    from dtool_s3.storagebroker import S3StorageBroker
+    with _install_lock:
+        if _original is not None:
+            return
+        factory = S3StorageBroker.__dict__.get("_get_resource_and_client")
+        if not isinstance(factory, classmethod):
+            raise RuntimeError("this dtool-s3 version has no classmethod S3StorageBroker."
+                               "_get_resource_and_client; install a dtool-s3 version this "
+                               "plugin supports (see its pyproject.toml)")
+        _original = factory.__func__
+        S3StorageBroker._get_resource_and_client = classmethod(_resource_and_client)
+
+
+def _resource_and_client(cls, bucket_name):
+    if getattr(_local, "reads", None) is None:
+        return _original(cls, bucket_name)
+    clients = _local.__dict__.setdefault("clients", {})
+    settings = _settings(bucket_name)
+    made_at, made = clients.get(settings, (None, None))
+    if made is None or time.monotonic() - made_at > CLIENT_SECONDS:
+        made = _original(cls, bucket_name)
+        resource, client, _ = made
+        for each in {id(c): c for c in (resource.meta.client, client)}.values():
+            _watch(each)
+        clients[settings] = (time.monotonic(), made)
+    return made
+
+
+def _settings(bucket_name):
+    """What dtool-s3 builds a bucket's clients from (the cache key)."""
+    from dtoolcore.utils import get_config_value
+    return (bucket_name,) + tuple(
+        get_config_value(f"DTOOL_S3_{name}_{bucket_name}")
+        for name in ("ENDPOINT", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY"))
+
+
+def forget_clients():
+    """Drop this thread's clients (after a fork, or in tests)."""
+    _local.__dict__.pop("clients", None)
+
+
+# --- recording -----------------------------------------------------------------------
+
+def _watch(client):
+    events = client.meta.events
+    events.register("before-parameter-build.s3", _remember_params)
+    events.register("before-send.s3", _count_request)
+    for operation in ("GetObject", "HeadObject"):
+        events.register(f"after-call.s3.{operation}", _after_object_read)
+    for operation in ("ListObjects", "ListObjectsV2"):
+        events.register(f"after-call.s3.{operation}", _after_listing)
+
+
+def _reads():
+    return getattr(_local, "reads", None)
+
+
+def _remember_params(params, context, **_):
+    context["dsnp_key"] = params.get("Key")
+    # A delimited listing does not show everything under its prefix.
+    context["dsnp_prefix"] = None if params.get("Delimiter") else params.get("Prefix")
+
+
+def _count_request(**_):
+    reads = _reads()
+    if reads is not None:
+        reads.requests += 1
+
+
+def _after_object_read(http_response, parsed, context, **_):
+    reads, key = _reads(), context.get("dsnp_key")
+    if reads is None or not isinstance(key, str):
+        return
+    if http_response.status_code in (200, 206):
+        reads.saw(key, parsed.get("ETag"))
+    elif http_response.status_code == 404:
+        reads.missing.add(key)
+
+
+def _after_listing(http_response, parsed, context, **_):
+    reads, prefix = _reads(), context.get("dsnp_prefix")
+    if reads is None or http_response.status_code != 200:
+        return
+    for obj in parsed.get("Contents", []):
+        reads.saw(obj.get("Key"), obj.get("ETag"))
+    if isinstance(prefix, str) and prefix and not parsed.get("IsTruncated"):
+        reads.listed.add(prefix)

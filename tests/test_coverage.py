@@ -1,0 +1,182 @@
+"""Which events the last sync already saw: the rules, and the inbox that keeps them.
+
+The rules are pure; the inbox part runs on SQLite and PostgreSQL.
+"""
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dserver_notification_plugin.coverage import (
+    HEARD_LIMIT, UNKNOWN, Heard, Seen, covered, heard_text, parse_heard)
+from dserver_notification_plugin.events import Action, ObjectEvent, clean_etag
+from dserver_notification_plugin.keys import DatasetTarget, translate
+from dserver_notification_plugin.states import DatasetKind, Outcome, State
+from dserver_notification_plugin.store import Store
+
+U = "8ecd8e05-558a-48e2-b563-0c9ea273e71e"
+ROOT = f"u/me/{U}/"
+URI = f"s3://b/{U}"
+BASES = {"b": "s3://b"}
+FROZEN = Seen(DatasetKind.FROZEN,
+              objects={f"dtool-{U}": "e0", ROOT + "dtool": "e1", ROOT + "README.yml": "e2",
+                       ROOT + "manifest.json": "e3", ROOT + "tags/keep": "e4"},
+              missing=frozenset(), listed=frozenset({ROOT + "tags/", ROOT + "annotations/"}))
+
+
+def event(key, etag=None, removed=False):
+    action = Action.REMOVED if removed else Action.CREATED
+    return translate(ObjectEvent("b", key, action, etag=etag), BASES)
+
+
+def heard(*targets):
+    return heard_text(targets)
+
+
+# --- the rules ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("targets", [
+    [event(ROOT + "dtool", "e1")],
+    [event(ROOT + "README.yml", "e2"), event(ROOT + "manifest.json", "e3"),
+     event(f"dtool-{U}", "e0"), event(ROOT + "dtool", "e1")],
+    [event(ROOT + "tags/gone", removed=True)],          # listed, not found
+    [event(ROOT + "annotations/x.json", removed=True)],
+], ids=["dtool-again", "the-rest-of-a-copy", "removed-tag-not-listed", "removed-annotation"])
+def test_events_a_frozen_sync_saw_are_covered(targets):
+    assert covered(FROZEN.to_text(), heard(*targets))
+
+
+@pytest.mark.parametrize("targets", [
+    [event(ROOT + "README.yml", "changed")],            # new content
+    [event(ROOT + "README.yml")],                        # no ETag given
+    [event(ROOT + "tags/new", "e9")],                    # a tag it did not list
+    [event(ROOT + "tags/keep", removed=True)],           # removal of what it read
+    [event(ROOT + "dtool", removed=True)],
+    [event(f"other/{U}/dtool", "e1")],                   # same UUID, other prefix
+    [event(ROOT + "dtool", "e1"), event(ROOT + "README.yml", "x")],  # one is enough
+], ids=["changed", "no-etag", "new-tag", "removed-tag", "removed-dtool", "other-prefix",
+        "one-of-many"])
+def test_anything_else_needs_a_sync(targets):
+    assert not covered(FROZEN.to_text(), heard(*targets))
+
+
+def test_a_proto_dataset_or_an_absent_one_changes_only_with_dtool_or_registration():
+    proto = Seen(DatasetKind.PROTO, {f"dtool-{U}": "e0", ROOT + "dtool": "p1"})
+    assert covered(proto.to_text(), heard(event(ROOT + "README.yml", "r"),
+                                          event(ROOT + "tags/t", "t"),
+                                          event(ROOT + "manifest.json", removed=True)))
+    assert not covered(proto.to_text(), heard(event(ROOT + "dtool", "frozen")))
+    assert not covered(proto.to_text(), heard(event(f"dtool-{U}", "other-prefix")))
+    absent = Seen(DatasetKind.ABSENT, missing=frozenset({f"dtool-{U}", ROOT + "dtool"}))
+    assert covered(absent.to_text(), heard(event(ROOT + "dtool", removed=True),
+                                           event(ROOT + "README.yml", removed=True)))
+    assert not covered(absent.to_text(), heard(event(ROOT + "dtool", "new copy")))
+    assert not covered(absent.to_text(), heard(event(f"dtool-{U}", "e0")))
+
+
+@pytest.mark.parametrize("seen,heard_", [
+    (None, heard(event(ROOT + "dtool", "e1"))),          # never synced
+    (FROZEN.to_text(), ""),                              # nothing heard: sync to be sure
+    (FROZEN.to_text(), UNKNOWN),
+    (FROZEN.to_text(), None),                            # a row older than the column
+    (FROZEN.to_text(), "not json\n"),
+    (FROZEN.to_text(), '["C", 1, 2]\n'),
+    ("{broken", heard(event(ROOT + "dtool", "e1"))),
+])
+def test_what_is_not_known_is_not_covered(seen, heard_):
+    assert not covered(seen, heard_)
+
+
+def test_targets_without_an_event_and_too_many_events_are_unknown():
+    finding = DatasetTarget("s3://b", URI, U, "reconcile")
+    assert heard(event(ROOT + "dtool", "e1"), finding) == UNKNOWN
+    many = [event(ROOT + f"tags/{n:05d}", "e") for n in range(HEARD_LIMIT // 40)]
+    assert heard(*many) == UNKNOWN
+
+
+def test_a_sync_record_too_big_to_keep_is_not_kept():
+    objects = {ROOT + f"annotations/{n:06d}.json": "0" * 32 for n in range(2000)}
+    assert Seen(DatasetKind.FROZEN, objects).to_text() is None
+
+
+@given(st.lists(st.tuples(st.text(min_size=1, max_size=60),
+                          st.none() | st.from_regex(r"[0-9a-f]{32}(-[0-9]{1,3})?", fullmatch=True),
+                          st.booleans()), min_size=1, max_size=20))
+def test_any_key_survives_the_inbox_text(events):
+    targets = [DatasetTarget("s3://b", URI, U, "readme", key=key, etag=etag, removed=removed)
+               for key, etag, removed in events]
+    assert parse_heard(heard_text(targets)) == [Heard(*e) for e in events]
+
+
+@pytest.mark.parametrize("raw,clean", [
+    ('"5A1ECB9D0BCDA01457C2C4782C444C5F"', "5a1ecb9d0bcda01457c2c4782c444c5f"),
+    ("d41d8cd98f00b204e9800998ecf8427e-12", "d41d8cd98f00b204e9800998ecf8427e-12"),
+    ("object eTag", None), ("", None), (None, None), (17, None), ("a" * 129, None),
+])
+def test_etags_are_compared_in_one_form(raw, clean):
+    assert clean_etag(raw) == clean
+
+
+# --- the inbox keeps what each entry heard since its last claim ---------------------------
+
+@pytest.fixture
+def store(engine):
+    return Store(engine=engine)
+
+
+def enqueue(store, targets, at):
+    store.enqueue(targets, debounce=0, max_delay=30, at=at)
+
+
+def claim_one(store, at, timeout=60):
+    [claim] = store.claim(claim_timeout=timeout, at=at)
+    return claim
+
+
+def test_a_claim_takes_what_was_heard_and_later_events_start_afresh(store):
+    first, second = event(ROOT + "dtool", "e1"), event(ROOT + "README.yml", "e2")
+    enqueue(store, [first], at=1)
+    enqueue(store, [second], at=2)
+    claimed = claim_one(store, at=3)
+    assert parse_heard(claimed.heard) == parse_heard(heard(first, second))
+    enqueue(store, [first], at=4)                    # while it syncs
+    assert store.finish(claimed, Outcome.REGISTERED, fingerprint="f", seen=FROZEN, at=5)
+    again = claim_one(store, at=6)
+    assert parse_heard(again.heard) == parse_heard(heard(first))
+    assert Seen.from_text(again.seen) == FROZEN
+    assert covered(again.seen, again.heard)
+    assert store.finish(again, Outcome.COVERED, at=7)   # keeps the record
+    enqueue(store, [first], at=8)
+    assert claim_one(store, at=9).seen == FROZEN.to_text()
+
+
+def test_after_a_failed_or_vanished_sync_the_entry_syncs_again(store):
+    enqueue(store, [event(ROOT + "dtool", "e1")], at=1)
+    store.finish(claim_one(store, at=2), Outcome.REGISTERED, seen=FROZEN, at=3)
+    enqueue(store, [event(ROOT + "dtool", "e1")], at=4)
+    failing = claim_one(store, at=5)
+    store.fail(failing, "S3 down", retry_at=6, max_attempts=8, at=5)
+    enqueue(store, [event(ROOT + "dtool", "e1")], at=5.5)
+    retry = claim_one(store, at=6)
+    assert retry.heard == UNKNOWN and not covered(retry.seen, retry.heard)
+    # the process holding ``retry`` vanishes; its claim expires
+    taken_over = claim_one(store, at=6 + 61)
+    assert taken_over.heard == UNKNOWN
+    assert store.entries()[0].state is State.PROCESSING
+
+
+def test_a_reconcile_finding_or_a_forgotten_fingerprint_forces_a_sync(store):
+    enqueue(store, [event(ROOT + "dtool", "e1")], at=1)
+    store.finish(claim_one(store, at=2), Outcome.REGISTERED, seen=FROZEN, at=3)
+    enqueue(store, [event(ROOT + "dtool", "e1"), DatasetTarget("s3://b", URI, U, "reconcile")],
+            at=4)
+    assert claim_one(store, at=5).heard == UNKNOWN
+    store.forget_fingerprints([URI])
+    assert store.entries()[0].fingerprint is None
+    enqueue(store, [event(ROOT + "dtool", "e1")], at=6)
+    assert claim_one(store, at=7 + 61).seen is None
+
+
+def test_heard_events_are_bounded_per_entry(store):
+    for n in range(HEARD_LIMIT // 100 + 10):
+        enqueue(store, [event(ROOT + f"tags/{n:06d}-{'x' * 60}", "e")], at=n)
+    assert claim_one(store, at=10_000).heard == UNKNOWN
