@@ -21,7 +21,7 @@ the entry is done without a request to S3 (:attr:`.Outcome.COVERED`):
   folder it was in without finding it;
 - while the dataset is a proto-dataset or absent, only its ``dtool`` object
   and its registration key can change the index: events on other parts are
-  seen.
+  seen, and so is every removal once the dataset is absent.
 
 Anything else needs a sync: an event without an ETag (SeaweedFS, the
 Elasticsearch routes), a key or ETag the sync did not see, an entry whose
@@ -118,6 +118,8 @@ class Seen:
 
     def saw(self, event: Heard) -> bool:
         """Whether this sync already saw what ``event`` tells."""
+        if self.kind is DatasetKind.ABSENT and event.removed:
+            return True  # nothing is left to remove from the index
         if self.kind is not DatasetKind.FROZEN:
             found = classify_key(event.key)
             if found is not None and found.part not in _DECIDING_PARTS:

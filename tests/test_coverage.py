@@ -68,7 +68,8 @@ def test_a_proto_dataset_or_an_absent_one_changes_only_with_dtool_or_registratio
     assert not covered(proto.to_text(), heard(event(f"dtool-{U}", "other-prefix")))
     absent = Seen(DatasetKind.ABSENT, missing=frozenset({f"dtool-{U}", ROOT + "dtool"}))
     assert covered(absent.to_text(), heard(event(ROOT + "dtool", removed=True),
-                                           event(ROOT + "README.yml", removed=True)))
+                                           event(ROOT + "README.yml", removed=True),
+                                           event(f"dtool-{U}", removed=True)))
     assert not covered(absent.to_text(), heard(event(ROOT + "dtool", "new copy")))
     assert not covered(absent.to_text(), heard(event(f"dtool-{U}", "e0")))
 
