@@ -48,6 +48,8 @@ def parse_args(argv):
                         help="seconds to wait before reporting 'never' (default 60)")
     parser.add_argument("--databases", default=",".join(DATABASES),
                         help="comma-separated subset of sqlite,postgresql")
+    parser.add_argument("--keep-workdir", action="store_true",
+                        help="keep the temp dir with the dserver logs and databases")
     parser.add_argument("--output", type=Path,
                         default=envs.BENCH_DIR / "results" / f"latency-{stamp}.json")
     return parser.parse_args(argv)
@@ -122,7 +124,10 @@ def main(argv=None):
             results = {kind: run_database(kind, python, (mongo, moto, postgres), options,
                                           workroot) for kind in kinds}
     finally:
-        shutil.rmtree(workroot, ignore_errors=True)
+        if options.keep_workdir:
+            print(f"dserver logs and databases kept in {workroot}")
+        else:
+            shutil.rmtree(workroot, ignore_errors=True)
     summaries = {kind: summarise(runs) for kind, runs in results.items()}
     print("\n" + text(summaries, options))
     write_json(options.output, {

@@ -1,7 +1,8 @@
 """The notifications MinIO would send for a dataset copy or removal, replayed.
 
 Order: dtool-s3's write order (``devstack.datasets.copy_write_order``), in
-which the ``dtool`` key yields two events (proto, then frozen).
+which the ``dtool`` key yields two events (proto, then frozen), each event
+with its object's ETag (``copy_write_order_with_etags``).
 Senders: a pool of threads taking events from one shared queue in order,
 so the order is roughly preserved while several requests are in flight, as
 with MinIO's parallel webhook target.
@@ -14,15 +15,16 @@ from dataclasses import dataclass, field
 
 import requests
 
-from devstack.payloads import minio_webhook_body
+from devstack.payloads import minio_bodies_for_keys
 
 CREATED = "s3:ObjectCreated:Put"
 REMOVED = "s3:ObjectRemoved:Delete"
 
-def bodies(bucket, keys, event_name):
-    """Real-shaped MinIO webhook bodies, one per key, with rising sequencers."""
-    return [minio_webhook_body(bucket, key, event_name, sequence=i)
-            for i, key in enumerate(keys)]
+def bodies(bucket, keys, event_name, etags=None):
+    """Real-shaped MinIO webhook bodies, one per key, with rising sequencers
+    and, for creations, each object's ETag (``etags``, in order), as MinIO
+    sends them."""
+    return minio_bodies_for_keys(bucket, keys, event_name, etags)
 
 
 @dataclass

@@ -15,7 +15,7 @@ import requests
 
 from bench.replay import CREATED, REMOVED, bodies, percentile, replay
 from bench.server import VenvDserver, prepare_index
-from devstack.datasets import Bucket, copy_write_order
+from devstack.datasets import Bucket, copy_write_order_with_etags
 from devstack.dserver import dserver_env
 from devstack.s3 import list_keys, remove_all_objects
 
@@ -137,9 +137,10 @@ class PluginRun:
         self.uri, self.uuid = uri, uri.rsplit("/", 1)[1]
         copy_seconds = time.monotonic() - started
         self.keys = list_keys(self.s3, self.bucket)
-        order = copy_write_order(self.keys, self.uuid)
+        order, etags = copy_write_order_with_etags(self.s3, self.bucket, self.uuid)
         self.moto.reset_request_count()
-        result = replay(self.webhook, bodies(self.bucket, order, CREATED), self.options.senders)
+        result = replay(self.webhook, bodies(self.bucket, order, CREATED, etags),
+                        self.options.senders)
         seen = wait_for({"search": lambda: self.index.in_search(self.uri, self.word)},
                         result.last_ack, self.options.timeout)
         s3_at_searchable = self.moto.request_count()

@@ -19,6 +19,7 @@ S3 answered 404 for, the prefixes listed to the end and the number of
 requests. :mod:`.coverage` uses that record to tell which later events the
 sync already saw.
 """
+import logging
 import threading
 import time
 from contextlib import contextmanager
@@ -32,7 +33,10 @@ from .events import clean_etag
 CLIENT_SECONDS = 300.0
 #: Keys recorded per sync; a dataset with more is synced for every event.
 RECORD_LIMIT = 5000
+#: Buckets whose clients a worker builds when it starts (about 0.1 s each).
+PREPARED_BUCKETS = 16
 
+logger = logging.getLogger(__name__)
 _local = threading.local()
 _install_lock = threading.Lock()
 _original = None
@@ -119,9 +123,18 @@ def _settings(bucket_name):
         for name in ("ENDPOINT", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY"))
 
 
-def forget_clients():
-    """Drop this thread's clients (after a fork, or in tests)."""
-    _local.__dict__.pop("clients", None)
+def prepare_clients(buckets):
+    """Build this thread's clients for up to :data:`PREPARED_BUCKETS` of
+    ``buckets`` now (no S3 request), so that the first sync of each does not
+    wait for them. A bucket whose settings are wrong is left for its sync
+    to report."""
+    from dtool_s3.storagebroker import S3StorageBroker
+    with observed_reads():
+        for bucket in sorted(buckets)[:PREPARED_BUCKETS]:
+            try:
+                S3StorageBroker._get_resource_and_client(bucket)
+            except Exception:
+                logger.debug("no S3 clients prepared for %s", bucket, exc_info=True)
 
 
 # --- recording -----------------------------------------------------------------------

@@ -18,6 +18,7 @@ import time
 
 from .background import BackgroundThread
 from .coverage import covered
+from .s3reads import prepare_clients
 from .states import Outcome, State
 from .store import KEEP, now
 from .sync import PermanentSyncError, sync_dataset
@@ -74,6 +75,7 @@ class Worker(BackgroundThread):
         while not self._stop.is_set() and not self.store.ready():
             self._stop.wait(self.settings.poll_seconds)
         self.listener.start()
+        prepare_clients(self.settings.bucket_to_base_uri)
         while not self._stop.is_set():
             try:
                 if not self.run_once():
@@ -145,6 +147,7 @@ class Worker(BackgroundThread):
         from dservercore import sql_db
         if covered(claim.seen, claim.heard):
             return self._record(claim, Outcome.COVERED, claim.fingerprint, KEEP)
+        started = time.monotonic()
         try:
             result = sync_dataset(claim.base_uri, claim.dataset_uri, claim.fingerprint)
         except PermanentSyncError as exc:
@@ -155,15 +158,17 @@ class Worker(BackgroundThread):
             sql_db.session.rollback()
             return self._record_failure(claim, exc)
         self.tally.add("s3_requests", result.s3_requests)
-        return self._record(claim, result.outcome, result.fingerprint, result.seen)
+        return self._record(claim, result.outcome, result.fingerprint, result.seen,
+                            f" ({result.s3_requests} S3 requests, "
+                            f"{time.monotonic() - started:.2f} s)")
 
-    def _record(self, claim, outcome, fingerprint, seen):
+    def _record(self, claim, outcome, fingerprint, seen, detail=""):
         if not self.store.finish(claim, outcome, fingerprint=fingerprint, seen=seen):
             return self._claim_lost(claim, outcome)
         self._settle(claim, outcome)
         self.tally.add(outcome.value)
         self.tally.observe_latency(max(0.0, time.time() - claim.first_event_at))
-        logger.info("synced %s: %s", claim.dataset_uri, outcome)
+        logger.info("synced %s: %s%s", claim.dataset_uri, outcome, detail)
         return outcome
 
     def _settle(self, claim, outcome):
