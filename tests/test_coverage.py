@@ -181,3 +181,38 @@ def test_heard_events_are_bounded_per_entry(store):
     for n in range(HEARD_LIMIT // 100 + 10):
         enqueue(store, [event(ROOT + f"tags/{n:06d}-{'x' * 60}", "e")], at=n)
     assert claim_one(store, at=10_000).heard == UNKNOWN
+
+
+# --- what a sync's requests record ---------------------------------------------------
+
+class Answer:
+    def __init__(self, status_code):
+        self.status_code = status_code
+
+
+def recorded(*calls):
+    """Feed botocore-shaped calls to the recorder; return what it kept."""
+    from dserver_notification_plugin import s3reads
+    with s3reads.observed_reads() as reads:
+        for operation, params, status, parsed in calls:
+            context = {}
+            s3reads._remember_params(params=params, context=context)
+            handler = s3reads._after_listing if operation == "list" \
+                else s3reads._after_object_read
+            handler(http_response=Answer(status), parsed=parsed, context=context)
+    return reads.seen(DatasetKind.FROZEN)
+
+
+def test_reads_record_etags_missing_keys_and_only_complete_listings():
+    seen = recorded(
+        ("get", {"Key": ROOT + "dtool"}, 200, {"ETag": '"E1"'}),
+        ("get", {"Key": ROOT + "README.yml"}, 404, {"Error": {"Code": "NoSuchKey"}}),
+        ("list", {"Prefix": ROOT + "tags/"}, 200,
+         {"Contents": [{"Key": ROOT + "tags/a", "ETag": '"t"'}], "IsTruncated": False}),
+        ("list", {"Prefix": ROOT + "annotations/"}, 200, {"Contents": [], "IsTruncated": True}),
+        ("list", {"Prefix": ROOT, "Delimiter": "/"}, 200, {"Contents": []}),
+        ("get", {"Key": ROOT + "manifest.json"}, 500, {}),
+    )
+    assert seen.objects == {ROOT + "dtool": "e1", ROOT + "tags/a": "t"}
+    assert seen.missing == {ROOT + "README.yml"}
+    assert seen.listed == {ROOT + "tags/"}   # truncated and delimited listings prove nothing
