@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from .schema import leases
-from .store import now, process_id
+from .database import now, process_id
 
 @dataclass(frozen=True)
 class LeaseInfo:

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from .states import Outcome
 from .schema import cursors, datasets
-from .store import _chunks, _upsert, now
+from .database import _chunks, _upsert, now
 
 #: The figures a pass counts, in the order reports show them.
 FIGURES = ("checked", "missing", "extra", "changed", "s3_requests")

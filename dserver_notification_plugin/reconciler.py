@@ -16,7 +16,7 @@ from .background import BackgroundThread
 from .leases import Lease
 from .listing import Pacer
 from .reconcile import BaseUriPass
-from .store import now
+from .database import now
 
 logger = logging.getLogger(__name__)
 

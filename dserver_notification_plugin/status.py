@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .consumer import QUEUE_COUNTERS, counter_name
 from .states import Outcome, State
-from .store import process_id
+from .database import process_id
 from .tally import EVENT_COUNTERS
 
 # Outcomes counted by the worker (see worker.Worker.process), the S3

@@ -20,7 +20,8 @@ from .background import BackgroundThread
 from .coverage import covered
 from .s3reads import prepare_clients
 from .states import Outcome, State
-from .store import KEEP, now
+from .database import now
+from .store import KEEP
 from .sync import PermanentSyncError, sync_dataset
 from .wakeup import Listener
 
