@@ -12,10 +12,12 @@ from hypothesis import given, settings as hyp_settings, strategies as st
 from werkzeug.datastructures import Headers
 
 from dserver_notification_plugin.config import load_settings
+from dserver_notification_plugin.forwarding import (
+    HEADERS_DISAGREE, UNIX_PEER, UNIX_PEER_UNNAMED, _resolve, address_allowed, client_address,
+    parse_address, parse_forwarded,
+)
 from dserver_notification_plugin.guard import (
-    BROWSER, HEADERS_DISAGREE, UNIX_PEER, UNIX_PEER_UNNAMED, Decision, RejectionLog, _resolve,
-    address_allowed, check_secret, client_address, decide, guard_request, parse_address,
-    parse_forwarded,
+    BROWSER, Decision, RejectionLog, check_secret, decide, guard_request,
 )
 
 LOGGER = "dserver_notification_plugin.guard"
