@@ -18,10 +18,14 @@ the entry is done without a request to S3 (:attr:`.Outcome.COVERED`):
 - a creation is seen when the sync read that key with the same ETag (the
   same content, whatever the order in which events and reads happened);
 - a removal is seen when the sync found that key missing, or listed the
-  folder it was in without finding it;
-- while the dataset is a proto-dataset or absent, only its ``dtool`` object
-  and its registration key can change the index: events on other parts are
-  seen, and so is every removal once the dataset is absent.
+  folder it was in without finding it, or found the dataset gone (a
+  removal cannot bring it back).
+
+The rule is the same whatever the sync found: a README written to a
+proto-dataset after its sync looked is not seen, though it cannot make the
+dataset indexed while it stays a proto-dataset, because the event does not
+say that it stays one; when the event that froze it was lost, that sync
+is what finds the dataset frozen.
 
 Anything else needs a sync: an event without an ETag (SeaweedFS, the
 Elasticsearch routes), a key or ETag the sync did not see, an entry whose
@@ -34,7 +38,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Iterable, List, Optional
 
-from .keys import classify_key
 from .states import DatasetKind
 
 #: What an entry heard is not known (too many events, a failed or lost
@@ -45,8 +48,6 @@ HEARD_LIMIT = 16384
 #: Characters of a sync's record kept; a dataset with more tags and
 #: annotations than that is simply synced for every event.
 SEEN_LIMIT = 65536
-#: Parts that decide whether a proto-dataset or an absent one is indexed.
-_DECIDING_PARTS = ("admin", "registration")
 
 
 @dataclass(frozen=True)
@@ -118,13 +119,9 @@ class Seen:
 
     def saw(self, event: Heard) -> bool:
         """Whether this sync already saw what ``event`` tells."""
-        if self.kind is DatasetKind.ABSENT and event.removed:
-            return True  # nothing is left to remove from the index
-        if self.kind is not DatasetKind.FROZEN:
-            found = classify_key(event.key)
-            if found is not None and found.part not in _DECIDING_PARTS:
-                return True  # cannot make the dataset indexed or gone
         if event.removed:
+            if self.kind is DatasetKind.ABSENT:
+                return True  # nothing is left to remove from the index
             return event.key not in self.objects and (
                 event.key in self.missing
                 or any(event.key.startswith(prefix) for prefix in self.listed))

@@ -81,7 +81,7 @@ def test_a_new_readme_is_indexed_and_a_repeated_event_is_not_read_again(
     assert search(client, admin_headers, free_text="after") == [uri]
 
 
-def test_a_live_copy_costs_a_look_at_the_proto_dataset_and_one_full_read(
+def test_a_live_copy_costs_looks_at_the_proto_dataset_and_one_full_read(
         app, client, bucket, moto, admin_headers, drain, notify_all, search):
     def notify_new(sent):
         etags = {obj["Key"]: obj["ETag"].strip('"') for obj in
@@ -90,17 +90,22 @@ def test_a_live_copy_costs_a_look_at_the_proto_dataset_and_one_full_read(
         notify_all(client, minio_bodies_for_keys(bucket.name, fresh,
                                                  etags=[etags[k] for k in fresh]))
         sent.update((k, etags[k]) for k in fresh)
+        return minio_bodies_for_keys(bucket.name, fresh, etags=[etags[k] for k in fresh])
 
     sent = set()
     proto = dtoolcore.create_proto_dataset("live", bucket.base_uri,
                                            readme_content="topic: live\n")
     proto.put_tag("fresh")
-    notify_new(sent)
+    first = notify_new(sent)
     look = s3_requests_of(moto, lambda: drain(app))
     assert search(client, admin_headers) == []
+    read = [body for body in first  # what the look read: dtool and the registration
+            if body["Key"].endswith(("/dtool", f"dtool-{uuid_of(proto.uri)}"))]
+    notify_all(client, read)    # delivered again
+    assert len(read) == 2 and s3_requests_of(moto, lambda: drain(app)) == 0
     proto.put_annotation("colour", "green")
-    notify_new(sent)            # README, tag and annotation of a proto-dataset: no read
-    assert s3_requests_of(moto, lambda: drain(app)) == 0
+    notify_new(sent)            # not read by the look: looked at again
+    assert s3_requests_of(moto, lambda: drain(app)) == look
     proto.freeze()
     notify_new(sent)            # manifest and the frozen dtool object
     full = s3_requests_of(moto, lambda: drain(app))
