@@ -18,9 +18,9 @@ import time
 
 from .background import BackgroundThread
 from .coverage import covered
+from .database import now
 from .s3reads import prepare_clients
 from .states import Outcome, State
-from .database import now
 from .store import KEEP
 from .sync import PermanentSyncError, sync_dataset
 from .wakeup import Listener
