@@ -220,3 +220,28 @@ def test_reads_record_etags_missing_keys_and_only_complete_listings():
     assert seen.objects == {ROOT + "dtool": "e1", ROOT + "tags/a": "t"}
     assert seen.missing == {ROOT + "README.yml"}
     assert seen.listed == {ROOT + "tags/"}   # truncated and delimited listings prove nothing
+
+
+@pytest.mark.parametrize("file,etag", [
+    ("minio/webhook-objectcreated-put.json", "5a1ecb9d0bcda01457c2c4782c444c5f"),
+    ("ceph/doc-put.json", "37b51d194a7513e45b56f6524f2d51f2"),
+    ("aws/eventbridge-object-created.json", "b1946ac92492d2347c6235b4d2611184"),
+    # the gateway's own ETag, base64 in the entry's extended attributes
+    ("seaweedfs/versioned-readme-create.json", "48705d4b677ac499e32af9227a1dd6c9"),
+])
+def test_senders_etags_are_read_from_their_corpus_payloads(file, etag):
+    import json
+
+    from dserver_notification_plugin.formats import parse_document
+    from tests.corpus import CORPUS
+    events = parse_document(json.loads((CORPUS / file).read_text())).events
+    assert events and {event.etag for event in events} == {etag}
+
+
+def test_a_seaweedfs_file_without_gateway_etag_has_its_md5_as_etag():
+    from dserver_notification_plugin.formats.seaweed import entry_etag
+    assert entry_etag({"attributes": {"md5": "XUFAKrxLKna5cZ2REBfFkg=="}}) == \
+        "5d41402abc4b2a76b9719d911017c592"   # md5("hello"), as SeaweedFS answers it
+    for entry in ({}, {"attributes": {"md5": "not base64!"}}, {"extended": {"Seaweed-X-Amz-ETag": 5}},
+                  {"attributes": {"md5": "AAAA"}}):
+        assert entry_etag(entry) is None

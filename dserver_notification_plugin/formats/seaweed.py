@@ -17,14 +17,17 @@ file ``<key>.versions/v_<version id>`` (``s3_constants.VersionsFolder`` and
 ``<key>``. A filer event that cannot be understood is a fault: the request
 carries one event, and a 4xx would only make the filer retry it.
 """
+import base64
+import binascii
 import re
 from datetime import datetime, timezone
 
-from ..events import Action, Intake, ObjectEvent
+from ..events import Action, Intake, ObjectEvent, clean_etag
 from .errors import PayloadError, clip, describe, is_utf8, require_object, require_string
 
 BUCKETS_ROOT = "/buckets/"
 EVENT_TYPES = ("create", "update", "delete", "rename")
+S3_ETAG = "Seaweed-X-Amz-ETag"
 VERSION_FILE = re.compile(r"(?P<key>.+)\.versions/v_[^/]+", re.DOTALL)
 
 
@@ -92,7 +95,7 @@ def add_change(intake, path, entry, action):
         intake.events.append(ObjectEvent(bucket=bucket, key=key, action=action))
     else:
         intake.events.append(ObjectEvent(bucket=bucket, key=key, action=action,
-                                         time=modification_time(entry)))
+                                         time=modification_time(entry), etag=entry_etag(entry)))
 
 
 def split_bucket_path(path):
@@ -111,6 +114,32 @@ def split_bucket_path(path):
     if version:
         key = version.group("key")
     return bucket, key
+
+
+def entry_etag(entry):
+    """The ETag SeaweedFS's S3 gateway answers for this entry, or None.
+
+    The gateway keeps it base64-encoded in ``extended["Seaweed-X-Amz-ETag"]``
+    (multipart ETags included, checked against SeaweedFS 4.48); a file
+    written through the filer only has its MD5 (``attributes.md5``, base64),
+    which is then its ETag in hex.
+    """
+    extended = entry.get("extended")
+    tag = _base64(extended.get(S3_ETAG)) if isinstance(extended, dict) else None
+    if tag is not None:
+        return clean_etag(tag.decode("ascii", "replace"))
+    attributes = entry.get("attributes")
+    digest = _base64(attributes.get("md5")) if isinstance(attributes, dict) else None
+    return digest.hex() if digest is not None and len(digest) == 16 else None
+
+
+def _base64(value):
+    if not isinstance(value, str) or len(value) > 256:
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def modification_time(entry):
