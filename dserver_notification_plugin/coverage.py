@@ -27,7 +27,7 @@ dataset indexed while it stays a proto-dataset, because the event does not
 say that it stays one; when the event that froze it was lost, that sync
 is what finds the dataset frozen.
 
-Anything else needs a sync: an event without an ETag (removals, the
+Anything else needs a sync: a creation without an ETag (the
 Elasticsearch routes), a key or ETag the sync did not see, an entry whose
 last sync failed or never finished, a reconcile finding or a resync (they
 carry no event), or more events than :data:`HEARD_LIMIT` holds. None of
