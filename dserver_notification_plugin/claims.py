@@ -70,7 +70,8 @@ def claimable(at, claim_timeout, ignore_due=False):
 
 def _taken_values(owner, at):
     return dict(state=State.PROCESSING.value, claimed_by=owner, claimed_at=at,
-                claimed_generation=c.generation, attempts=c.attempts + 1, heard="")
+                claimed_generation=c.generation, attempts=c.attempts + 1, heard="",
+                urgent=False)
 
 
 def claim_skip_locked(conn, where, limit, owner, at) -> List[dict]:

@@ -52,6 +52,9 @@ inbox = sa.Table(
     # (coverage.py): NULL means not known, and costs a sync.
     sa.Column("heard", sa.Text),
     sa.Column("seen", sa.Text),
+    # Made due at once (a dtool event) since the last claim: later events
+    # do not debounce it again.
+    sa.Column("urgent", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
     # What a claim looks for: waiting rows in due order.
     sa.Index("ix_notification_inbox_state_due_at", "state", "due_at"),
 )
@@ -181,9 +184,10 @@ MIGRATIONS: List[Step] = [
     Step(3, "reconciler: dataset signatures, pass cursor, leases",
          create_tables("notification_datasets", "notification_reconcile_cursor",
                        "notification_leases")),
-    Step(4, "inbox: events heard since the last claim, what the last sync read",
+    Step(4, "inbox: events heard since the last claim, what the last sync read, urgency",
          _steps(add_column("notification_inbox", "heard"),
-                add_column("notification_inbox", "seen"))),
+                add_column("notification_inbox", "seen"),
+                add_column("notification_inbox", "urgent"))),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version

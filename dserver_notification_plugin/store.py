@@ -117,7 +117,8 @@ class Store(Database):
                     dataset_uri=uri, base_uri=target.base_uri, uuid=target.uuid,
                     state=State.PENDING.value, generation=1, claimed_generation=0,
                     events=len(events), first_event_at=at, last_event_at=at,
-                    due_at=at if urgent else at + debounce, attempts=0, heard=heard)
+                    due_at=at if urgent else at + debounce, attempts=0, heard=heard,
+                    urgent=urgent)
                 due_times.append(_upsert(
                     conn, inbox, values, inbox.c.dataset_uri,
                     _fold_assignments(len(events), at, debounce, max_delay, urgent, heard),
@@ -339,23 +340,27 @@ def _fold_assignments(count, at, debounce, max_delay, urgent=False, heard=UNKNOW
     ``heard`` (:func:`.coverage.heard_text` of the events) is added to what
     the row heard since its last claim, up to HEARD_LIMIT characters in all.
 
-    ``urgent``: due now. Otherwise the due time moves to the end of the
-    debounce, unless the row is pending and due already: then the worker
-    is about to take it, and delaying it would only add latency.
+    ``urgent``: due now, and marked so (column ``urgent``, cleared by the
+    claim). Otherwise the due time moves to the end of the debounce, unless
+    the row is pending and due already (the worker is about to take it, and
+    delaying it would only add latency) or marked urgent: the mark, not a
+    comparison of times, keeps it due, because the ``at`` of concurrent
+    enqueues (other processes, other hosts' clocks) arrive in any order.
     """
     c = inbox.c
     finished = c.state.in_([s.value for s in FINISHED_STATES])
+    open_ = c.state.in_([State.PENDING.value, State.PROCESSING.value])
     window_start = sa.case((finished, at), else_=c.first_event_at)
     if urgent:
-        debounced = sa.literal(at)
+        debounced = sa.case((sa.and_(open_, c.due_at < at), c.due_at), else_=at)
     else:
         # min(at + debounce, window_start + max_delay), portable SQL
         debounced = sa.case(
             (window_start + max_delay > at + debounce, at + debounce),
             else_=window_start + max_delay)
-        debounced = sa.case(
-            (sa.and_(c.state == State.PENDING.value, c.due_at <= at), c.due_at),
-            else_=debounced)
+        stays_due = sa.or_(sa.and_(c.state == State.PENDING.value, c.due_at <= at),
+                           sa.and_(open_, c.urgent.is_(True)))
+        debounced = sa.case((stays_due, c.due_at), else_=debounced)
     return {
         "state": sa.case((finished, State.PENDING.value), else_=c.state),
         "generation": c.generation + 1,
@@ -366,6 +371,7 @@ def _fold_assignments(count, at, debounce, max_delay, urgent=False, heard=UNKNOW
         "due_at": sa.case((c.state == State.FAILED.value, sa.case(
             (c.due_at > debounced, c.due_at), else_=debounced)), else_=debounced),
         "attempts": sa.case((finished, 0), else_=c.attempts),
+        "urgent": sa.true() if urgent else sa.case((finished, sa.false()), else_=c.urgent),
         "heard": UNKNOWN if heard == UNKNOWN else sa.case(
             (sa.or_(c.heard.is_(None), c.heard == UNKNOWN,
                     sa.func.length(c.heard) + len(heard) > HEARD_LIMIT), UNKNOWN),

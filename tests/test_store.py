@@ -50,6 +50,27 @@ def test_an_entry_due_now_is_claimable_at_once_and_stays_due(store):
     assert (row.state, row.due_at) == (State.PENDING, 103)
 
 
+def test_an_urgent_entry_stays_due_whatever_the_order_of_concurrent_enqueues(store):
+    """Processes (and hosts) stamp events with their own clock and commit in
+    any order: a README event stamped before the dtool event but committed
+    after it must not debounce the entry again."""
+    enqueue(store, [target(1)], at=100)
+    enqueue(store, [target(1, "admin")], at=100.5, due_now={target(1).uri})
+    enqueue(store, [target(1)], at=100.4)       # stamped earlier, committed later
+    enqueue(store, [target(1)], at=101.5)       # and a later one
+    assert store.entries()[0].due_at == 100.5
+    [claimed] = claim(store, at=100.6)
+    enqueue(store, [target(1, "admin")], at=101, due_now={target(1).uri})  # while it syncs
+    enqueue(store, [target(1)], at=100.9)
+    assert store.finish(claimed, Outcome.REGISTERED, at=101.2)
+    [row] = store.entries()
+    assert row.state is State.PENDING and row.due_at <= 101
+    [again] = claim(store, at=101.2)            # the claim clears the mark ...
+    assert store.finish(again, Outcome.COVERED, at=101.3)
+    enqueue(store, [target(1)], at=102)         # ... so later events debounce it again
+    assert store.entries()[0].due_at == 104
+
+
 def test_a_failing_entry_keeps_its_backoff_even_when_due_now(store):
     enqueue(store, [target(1)], at=0, due_now={target(1).uri})
     [entry] = claim(store, at=0)
