@@ -12,7 +12,7 @@ import tempfile
 import uuid as uuidlib
 from pathlib import Path
 
-from devstack.s3 import list_keys
+from devstack.s3 import list_etags, list_keys
 
 
 def dtool_s3_env(bucket: str, endpoint: str, key: str, secret: str) -> dict:
@@ -114,9 +114,7 @@ def copy_write_order_with_etags(s3, bucket, uuid):
     and for the first (proto-dataset) ``dtool`` write, whose content S3 no
     longer holds, a stand-in that differs from the frozen one, as the real
     one did (the admin metadata said ``protodataset`` then)."""
-    etags = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        etags.update((obj["Key"], obj["ETag"].strip('"')) for obj in page.get("Contents", []))
+    etags = list_etags(s3, bucket)
     keys = copy_write_order([key for key in etags if uuid in key], uuid)
     frozen_dtool = keys[-1]
     proto_etag = hashlib.md5(f"protodataset {etags[frozen_dtool]}".encode()).hexdigest()

@@ -89,16 +89,18 @@ def wait_for_port(host: str, port: int, timeout: float, proc=None, log_path=None
 def wait_until(condition, what: str, timeout: float = 30.0, interval: float = 0.1):
     """Poll ``condition`` until it returns something truthy, and return that.
 
-    Raises AssertionError naming ``what`` after ``timeout`` seconds: tests
-    on a loaded machine wait patiently, and a failure still ends.
+    Raises AssertionError naming ``what`` and the last value seen after
+    ``timeout`` seconds: tests on a loaded machine wait patiently, and a
+    failure still ends.
     """
     deadline = time.monotonic() + timeout
+    value = None
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"not within {timeout} s: {what}")
+    raise AssertionError(f"not within {timeout} s: {what} (last value: {value!r})")
 
 
 def find_executable(name: str) -> str:

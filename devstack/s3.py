@@ -17,11 +17,16 @@ def boto3_client(service: str, endpoint: str, key: str, secret: str):
 
 def list_keys(s3_client, bucket: str, prefix: str = "") -> list:
     """Every object key in bucket under prefix, sorted."""
-    keys = []
+    return sorted(list_etags(s3_client, bucket, prefix))
+
+
+def list_etags(s3_client, bucket: str, prefix: str = "") -> dict:
+    """key -> ETag (without quotes, as senders give it) of every object under prefix."""
+    etags = {}
     paginator = s3_client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-        keys.extend(obj["Key"] for obj in page.get("Contents", []))
-    return sorted(keys)
+        etags.update((obj["Key"], obj["ETag"].strip('"')) for obj in page.get("Contents", []))
+    return etags
 
 
 def remove_all_objects(s3_client, bucket: str, prefix: str = "", batch: bool = False) -> list:

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-from typing import Dict, Iterator, Set
+from typing import Dict, Iterator, Optional, Set
 
 from .coverage import Seen
 from .events import clean_etag
@@ -62,7 +62,7 @@ class Reads:
         self.objects[key] = etag
         self.missing.discard(key)
 
-    def seen(self, kind) -> Seen:
+    def seen(self, kind) -> Optional[Seen]:
         """The record for :mod:`.coverage`, or None when it is incomplete."""
         if self.overflowed:
             return None
@@ -74,7 +74,7 @@ def observed_reads() -> Iterator[Reads]:
     """Within: this thread's dtool-s3 brokers reuse clients; yield the record."""
     install()
     reads = Reads()
-    outer = getattr(_local, "reads", None)
+    outer = _reads()
     _local.reads = reads
     try:
         yield reads
@@ -101,7 +101,7 @@ def install():
 
 
 def _resource_and_client(cls, bucket_name):
-    if getattr(_local, "reads", None) is None:
+    if _reads() is None:
         return _original(cls, bucket_name)
     clients = _local.__dict__.setdefault("clients", {})
     settings = _settings(bucket_name)

@@ -8,7 +8,7 @@ import dtoolcore
 
 from devstack.datasets import copy_write_order_with_etags
 from devstack.payloads import minio_bodies_for_keys
-from devstack.s3 import list_keys
+from devstack.s3 import list_etags, list_keys
 from dserver_notification_plugin import s3reads
 from dserver_notification_plugin.sync import sync_dataset
 
@@ -84,13 +84,12 @@ def test_a_new_readme_is_indexed_and_a_repeated_event_is_not_read_again(
 def test_a_live_copy_costs_looks_at_the_proto_dataset_and_one_full_read(
         app, client, bucket, moto, admin_headers, drain, notify_all, search):
     def notify_new(sent):
-        etags = {obj["Key"]: obj["ETag"].strip('"') for obj in
-                 bucket.s3.list_objects_v2(Bucket=bucket.name)["Contents"]}
+        etags = list_etags(bucket.s3, bucket.name)
         fresh = [k for k in sorted(etags) if (k, etags[k]) not in sent]
-        notify_all(client, minio_bodies_for_keys(bucket.name, fresh,
-                                                 etags=[etags[k] for k in fresh]))
+        bodies = minio_bodies_for_keys(bucket.name, fresh, etags=[etags[k] for k in fresh])
+        notify_all(client, bodies)
         sent.update((k, etags[k]) for k in fresh)
-        return minio_bodies_for_keys(bucket.name, fresh, etags=[etags[k] for k in fresh])
+        return bodies
 
     sent = set()
     proto = dtoolcore.create_proto_dataset("live", bucket.base_uri,

@@ -6,13 +6,13 @@ never see each other's datasets; every module runs once on SQLite and once
 on PostgreSQL (``live_database_kind``). Buckets are ``devstack.datasets.Bucket``.
 """
 import itertools
-import time
 import uuid
 
 import pytest
 import requests
 
 from devstack.dserver import LiveDserver, dserver_env, prepare_index_in_subprocess
+from devstack.ports import wait_until
 from devstack.s3 import remove_all_objects
 from tests.conftest import DATABASES, database_kind, fresh_database
 
@@ -115,15 +115,11 @@ class LiveIndex:
         On time-out the failure shows the last value seen and the tail of
         the gunicorn log, which is where a worker's traceback would be.
         """
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = condition()
-            if last:
-                return last
-            time.sleep(POLL_INTERVAL)
-        raise AssertionError(f"not within {timeout} s: {what} (last value: {last!r})\n"
-                             f"dserver log tail:\n{self.server.log_tail(80)}")
+        try:
+            return wait_until(condition, what, timeout, POLL_INTERVAL)
+        except AssertionError as failure:
+            raise AssertionError(f"{failure}\ndserver log tail:\n{self.server.log_tail(80)}") \
+                from None
 
 
 def _index_factory(tmp_path_factory, mongo_uri, kind, request):
