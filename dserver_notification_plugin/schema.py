@@ -125,6 +125,9 @@ schema_version = sa.Table(
     sa.Column("applied_at", sa.Float, nullable=False),
 )
 
+#: How long a SQLite migrator tries to switch the database to WAL while
+#: another holds it.
+WAL_SWITCH_SECONDS = 30.0
 # Any constant: the key of the PostgreSQL advisory lock migrators share.
 MIGRATION_LOCK_KEY = 0x64736E6D  # "dsnm"
 
@@ -205,10 +208,7 @@ def current_version(conn) -> int:
 def migrate(engine) -> List[Step]:
     """Bring the database to :data:`LATEST_VERSION`; return the steps applied."""
     if engine.dialect.name == "sqlite":
-        # WAL lets the HTTP workers append to the inbox while a worker
-        # thread reads it, instead of failing with "database is locked".
-        with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        _use_wal(engine)
     with engine.connect() as conn:
         if current_version(conn) >= LATEST_VERSION:
             return []  # the common case, without taking any lock
@@ -223,6 +223,30 @@ def migrate(engine) -> List[Step]:
             conn.execute(schema_version.insert().values(
                 version=step.version, description=step.description, applied_at=time.time()))
     return missing
+
+
+def _use_wal(engine, timeout=WAL_SWITCH_SECONDS):
+    """Put a SQLite database in WAL mode (it stays so, in the file).
+
+    WAL lets the HTTP workers append to the inbox while a worker thread
+    reads it, instead of failing with "database is locked". Switching needs
+    the database to itself for a moment, and SQLite answers "locked" at once
+    rather than waiting when another process holds it (hosts starting at
+    once: one switches, the others then find WAL on); so look first, and
+    try again until ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with engine.connect() as conn:
+                if conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal":
+                    return
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+                return
+        except sa.exc.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 class _exclusive:
