@@ -46,13 +46,17 @@ class Cluster:
         self._lock = threading.Lock()
 
     def deliver(self, body):
-        """POST to the next host; on a connection error, to the one after."""
+        """POST to the next host; without a whole answer, to the one after.
+
+        A host killed while it answers leaves a refused connection or a
+        cut-off answer (ChunkedEncodingError); a sender retries either.
+        """
         for _ in range(2 * HOSTS):
             with self._lock:
                 server = self.alive[next(self._turn) % len(self.alive)]
             try:
                 answer = requests.post(f"{server.url}/webhook/notify", json=body, timeout=30)
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
                 continue
             assert answer.status_code == 202, answer.text
             return
