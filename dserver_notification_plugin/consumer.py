@@ -22,7 +22,10 @@ visibility timeout and are read again, by this process or another one, and
 the inbox folds the duplicates. After a failure the thread backs off with
 jitter, and checks that the database takes writes before it receives messages
 again, so an outage does not push good messages towards the dead-letter
-queue by receiving them over and over.
+queue by receiving them over and over. For the same reason, a round refused
+because ``DSERVER_NOTIFY_MAX_PENDING`` datasets wait already stops the
+thread from receiving until the workers have brought the inbox a tenth below
+that cap.
 """
 import hashlib
 import logging
@@ -37,7 +40,7 @@ from .background import BackgroundThread
 from .formats import PayloadError
 from .formats.queue import parse_queue_message
 from .guard import printable
-from .intake import accept
+from .intake import InboxFull, accept
 from .sns_trust import SnsRefusal
 from .worker import FLUSH_INTERVAL_SECONDS, retry_delay
 
@@ -48,6 +51,7 @@ MAX_MESSAGES = 10          # the most SQS hands out per receive
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
 STOP_JOIN_SECONDS = 1.0    # a thread inside a long poll is left to end on its own
+ROOM_CHECK_SECONDS = 5.0   # how often a consumer held by a full inbox counts the waiting
 #: Per-queue counters: messages received, deleted after their events were
 #: committed, left for redrive (not understood), whose deletion SQS refused,
 #: and failed rounds (SQS or database unavailable).
@@ -59,6 +63,12 @@ def counter_name(queue_url, kind):
     """The counter of one queue's figure (counter names are at most 64 characters)."""
     digest = hashlib.sha1(queue_url.encode("utf-8")).hexdigest()[:12]
     return f"sqs.{digest}.{kind}"
+
+
+def resume_below(max_pending):
+    """After a full inbox, receive again once at most this many datasets
+    wait: a tenth below the cap, so the next batch does not hit it at once."""
+    return max_pending - max(1, max_pending // 10)
 
 
 def region_in_url(queue_url):
@@ -177,6 +187,8 @@ class QueueConsumer(BackgroundThread):
         # fork waits for it, so no child inherits a half-done batch.
         self._busy = threading.Lock()
         self._last_flush = 0.0
+        # Set by a round the full inbox refused; cleared once there is room.
+        self._held_by_full_inbox = False
 
     # life cycle ---------------------------------------------------------
     def describe(self):
@@ -191,20 +203,47 @@ class QueueConsumer(BackgroundThread):
             if not self.extension.store.ready():
                 self._stop.wait(1.0)
                 continue
-            try:
-                if failures:
-                    # Take messages again only once they can be committed.
-                    self.extension.store.check_writable()
-                self.poll_once()
-                failures = 0
-            except Exception as exc:  # SQS or the database unavailable
-                failures += 1
-                delay = retry_delay(failures, BACKOFF_BASE_SECONDS, BACKOFF_MAX_SECONDS)
-                self._record_error(exc, delay)
-                self._stop.wait(delay)
+            failures = self._round(failures)
             if time.time() - self._last_flush > FLUSH_INTERVAL_SECONDS:
                 self._last_flush = time.time()
                 self.extension.tally.flush_to(self.extension.store)
+
+    def _round(self, failures):
+        """Receive and commit one batch, or wait; return the failures in a row.
+
+        Every receive raises a message's receive count towards the queue's
+        ``maxReceiveCount``, so the thread receives only what it can commit.
+        """
+        try:
+            if failures:
+                # Take messages again only once they can be committed.
+                self.extension.store.check_writable()
+            if self._held_by_full_inbox and not self._inbox_has_room():
+                self._stop.wait(ROOM_CHECK_SECONDS)
+                return failures
+            self.poll_once()
+            return 0
+        except InboxFull as full:
+            self._held_by_full_inbox = True
+            self._record_error(full, "receiving again once at most "
+                               f"{resume_below(self.extension.settings.max_pending)} "
+                               "datasets wait")
+            return 0
+        except Exception as exc:  # SQS or the database unavailable
+            failures += 1
+            delay = retry_delay(failures, BACKOFF_BASE_SECONDS, BACKOFF_MAX_SECONDS)
+            self._record_error(exc, f"retrying in {delay:.1f} s")
+            self._stop.wait(delay)
+            return failures
+
+    def _inbox_has_room(self):
+        waiting = self.extension.store.waiting_count()
+        if waiting > resume_below(self.extension.settings.max_pending):
+            return False
+        self._held_by_full_inbox = False
+        logger.info("SQS queue %s: %d datasets wait in the inbox; receiving again",
+                    self.queue_url, waiting)
+        return True
 
     # work ---------------------------------------------------------------
     def poll_once(self, wait_seconds=WAIT_SECONDS):
@@ -273,12 +312,12 @@ class QueueConsumer(BackgroundThread):
     def _count(self, kind, amount):
         self.extension.tally.add(counter_name(self.queue_url, kind), amount)
 
-    def _record_error(self, exc, delay):
+    def _record_error(self, exc, what_next):
         self._count("errors", 1)
         self.last_error = printable(f"{type(exc).__name__}: {exc}", 500)
         self.last_error_at = time.time()
-        logger.warning("SQS queue %s: %s; nothing deleted, retrying in %.1f s",
-                       self.queue_url, self.last_error, delay)
+        logger.warning("SQS queue %s: %s; nothing deleted, %s",
+                       self.queue_url, self.last_error, what_next)
 
     # fork safety --------------------------------------------------------
     def _before_fork(self):

@@ -258,6 +258,11 @@ class Store(Database):
         counts.update({State(state): n for state, n in rows})
         return counts
 
+    def waiting_count(self) -> int:
+        """How many datasets wait in the inbox (what ``max_waiting`` caps)."""
+        with self.transaction() as conn:
+            return _waiting_count(conn)
+
     def oldest_waiting_age(self, at=None):
         """Seconds since the first event of the oldest waiting entry, or None."""
         with self.transaction() as conn:
@@ -313,11 +318,10 @@ def _over_the_cap(conn, uris, max_waiting) -> List[str]:
     """The datasets among ``uris`` (sorted) that would push the number of
     waiting rows past ``max_waiting``; those already waiting never do."""
     c = inbox.c
-    waiting_states = [state.value for state in WAITING_STATES]
-    waiting = conn.execute(sa.select(sa.func.count()).select_from(inbox)
-                           .where(c.state.in_(waiting_states))).scalar()
+    waiting = _waiting_count(conn)
     if waiting + len(uris) <= max_waiting:
         return []
+    waiting_states = [state.value for state in WAITING_STATES]
     already = set()
     for chunk in _chunks(uris):
         already.update(conn.execute(sa.select(c.dataset_uri).where(
@@ -325,6 +329,11 @@ def _over_the_cap(conn, uris, max_waiting) -> List[str]:
     new = [uri for uri in uris if uri not in already]
     room = max(0, max_waiting - waiting)
     return new[room:]
+
+
+def _waiting_count(conn) -> int:
+    return conn.execute(sa.select(sa.func.count()).select_from(inbox).where(
+        inbox.c.state.in_([state.value for state in WAITING_STATES]))).scalar()
 
 
 def _owned(claim: Claim):

@@ -135,6 +135,34 @@ def test_nothing_is_deleted_while_the_database_is_locked(sqs_app, bucket, queue)
     assert queue_figures(sqs_app)["total"]["errors"] >= 1
 
 
+def test_a_full_inbox_holds_the_messages_in_the_queue_not_the_dead_letter_queue(
+        make_app, bucket, queue, aws_env, moto, drain):
+    notify_queue(moto, bucket.name, queue)
+    app = make_app([bucket], notify={"DSERVER_NOTIFY_SQS_QUEUE_URLS": queue.url,
+                                     "DSERVER_NOTIFY_MAX_PENDING": "1"})
+    consumer = consumer_of(app)
+    waiting = bucket.put_dataset("fills-the-inbox", items=1)
+    consume_until_empty(consumer, queue)
+    assert inbox_uris(app) == [waiting]  # one dataset waits: the inbox is full
+    held = bucket.put_dataset("waits-in-the-queue", items=1)
+    try:
+        consumer.start()
+        eventually(lambda: "MAX_PENDING" in (consumer.last_error or ""),
+                   "the consumer is refused by the full inbox")
+        # Receiving on would push the messages past maxReceiveCount=2 within
+        # a few visibility timeouts (2 s each).
+        time.sleep(10)
+        assert queue.dead_letters() == []
+        assert sum(queue.depth()) > 0
+        assert inbox_uris(app) == [waiting]
+        drain(app)  # the workers make room
+        eventually(lambda: queue.depth() == (0, 0) and held in inbox_uris(app),
+                   "the consumer takes the messages once there is room")
+    finally:
+        consumer.stop(timeout=PATIENCE)  # let its long poll end before the next test
+    assert queue.dead_letters() == []
+
+
 def test_an_unreachable_queue_is_reported_in_status_and_metrics(make_app, bucket, queue,
                                                                 aws_env, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", f"http://127.0.0.1:{free_port()}")
