@@ -97,13 +97,18 @@ class SyncResult:
 def sync_dataset(base_uri, uri, known_fingerprint=None) -> SyncResult:
     """Bring one dataset's index entry in line with S3. Needs an app context."""
     with observed_reads() as reads:
-        kind, dataset = read_dataset(uri)
-        if kind is DatasetKind.FROZEN:
-            outcome, digest = _register(base_uri, dataset, known_fingerprint)
-        elif kind is DatasetKind.ABSENT:
-            outcome, digest = _delete(uri), None
-        else:
-            outcome, digest = Outcome.PROTO, known_fingerprint
+        try:
+            kind, dataset = read_dataset(uri)
+            if kind is DatasetKind.FROZEN:
+                outcome, digest = _register(base_uri, dataset, known_fingerprint)
+            elif kind is DatasetKind.ABSENT:
+                outcome, digest = _delete(uri), None
+            else:
+                outcome, digest = Outcome.PROTO, known_fingerprint
+        except Exception as exc:
+            # A failed sync spent requests too; the worker counts them.
+            exc.s3_requests = reads.requests
+            raise
     return SyncResult(outcome, digest, reads.seen(kind), reads.requests)
 
 

@@ -184,6 +184,7 @@ class Worker(BackgroundThread):
                            claim.dataset_uri, exc_info=True)
 
     def _record_failure(self, claim, exc, give_up=False):
+        self.tally.add("s3_requests", getattr(exc, "s3_requests", 0))
         error = f"{type(exc).__name__}: {exc}"
         delay = retry_delay(claim.attempts, self.settings.retry_base_seconds,
                             self.settings.retry_max_seconds)

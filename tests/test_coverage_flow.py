@@ -2,6 +2,7 @@
 
 Real moto S3 and Mongo; the notifications carry the ETags a sender gives.
 """
+import json
 import threading
 
 import dtoolcore
@@ -131,6 +132,23 @@ def test_removing_a_dataset_reads_s3_once_however_many_removals_follow(
     notify_all(client, minio_bodies_for_keys(bucket.name, rest, "s3:ObjectRemoved:Delete"))
     assert s3_requests_of(moto, lambda: drain(app)) == 0
     assert gone <= 3 and listed(client, admin_headers) == []
+
+
+def test_a_sync_that_fails_counts_its_s3_requests_too(
+        make_app, make_bucket, bucket, moto, drain, notify_all, status_json):
+    # A bucket mapped to a base URI dserver does not know: the sync reads the
+    # dataset, then gives up.
+    stray = make_bucket()
+    mapping = {bucket.name: bucket.base_uri, stray.name: stray.base_uri}
+    app = make_app([bucket], notify={"DSERVER_NOTIFY_BUCKET_TO_BASE_URI": json.dumps(mapping)})
+    uri = stray.put_dataset("unregistered", items=3)
+    keys, etags = copy_write_order_with_etags(stray.s3, stray.name, uuid_of(uri))
+    notify_all(app.test_client(), minio_bodies_for_keys(stray.name, keys, etags=etags))
+    spent = s3_requests_of(moto, lambda: drain(app))
+    assert status_json(app)["inbox"]["dead"] == 1
+    counts = tally(app)
+    assert counts["dead"] == 1
+    assert counts["s3_requests"] == spent > 0
 
 
 def test_sync_reuses_its_threads_clients_and_leaves_other_threads_alone(
