@@ -268,7 +268,7 @@ class Store(Database):
         with self.transaction() as conn:
             oldest = conn.execute(
                 sa.select(sa.func.min(inbox.c.first_event_at))
-                .where(inbox.c.state.in_([s.value for s in WAITING_STATES]))).scalar()
+                .where(_is_waiting())).scalar()
         return None if oldest is None else max(0.0, (now() if at is None else at) - oldest)
 
     def dead_entries(self, limit=100) -> List[Entry]:
@@ -321,19 +321,23 @@ def _over_the_cap(conn, uris, max_waiting) -> List[str]:
     waiting = _waiting_count(conn)
     if waiting + len(uris) <= max_waiting:
         return []
-    waiting_states = [state.value for state in WAITING_STATES]
     already = set()
     for chunk in _chunks(uris):
         already.update(conn.execute(sa.select(c.dataset_uri).where(
-            sa.and_(c.dataset_uri.in_(chunk), c.state.in_(waiting_states)))).scalars())
+            sa.and_(c.dataset_uri.in_(chunk), _is_waiting()))).scalars())
     new = [uri for uri in uris if uri not in already]
     room = max(0, max_waiting - waiting)
     return new[room:]
 
 
+def _is_waiting():
+    """The condition of an inbox row in one of :data:`.WAITING_STATES`."""
+    return inbox.c.state.in_([state.value for state in WAITING_STATES])
+
+
 def _waiting_count(conn) -> int:
-    return conn.execute(sa.select(sa.func.count()).select_from(inbox).where(
-        inbox.c.state.in_([state.value for state in WAITING_STATES]))).scalar()
+    return conn.execute(
+        sa.select(sa.func.count()).select_from(inbox).where(_is_waiting())).scalar()
 
 
 def _owned(claim: Claim):
