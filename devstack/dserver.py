@@ -8,6 +8,7 @@ exactly as in production. The SQL database is a SQLite file in the work
 directory unless ``database_uri`` names another one.
 """
 import datetime
+import functools
 import json
 import os
 import signal
@@ -29,16 +30,29 @@ ADMIN = "admin"
 USER = "alice"
 
 
-def make_jwt_keys(directory):
-    """Write an RSA key pair for dserver's RS256 JWTs; return the paths."""
+@functools.lru_cache(maxsize=None)
+def _jwt_key_pair_pem():
+    """(private, public) PEM of one RSA key pair for this process.
+
+    A 2048-bit key takes a CPU-bound fraction of a second (seconds on a
+    loaded machine); tests start hundreds of dservers, which need their own
+    files but not their own keys.
+    """
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private, public
+
+
+def make_jwt_keys(directory):
+    """Write the RSA key pair for dserver's RS256 JWTs; return the paths."""
+    private_pem, public_pem = _jwt_key_pair_pem()
     private = Path(directory, "jwt_key")
     public = Path(directory, "jwt_key.pub")
-    private.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    public.write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    private.write_bytes(private_pem)
+    public.write_bytes(public_pem)
     return private, public
 
 

@@ -9,7 +9,10 @@ are root (PostgreSQL refuses root; CI and these machines run as root).
 leave the root problem, or all of the life cycle, to us.
 
 One server per test session (or benchmark run); each app gets a fresh
-database from :meth:`PostgresServer.create_database`. No pytest in here.
+database from :meth:`PostgresServer.create_database`, cloned from an empty
+template database over one kept connection (procrastinate's tests do the
+same): half the cost of a ``psql`` subprocess per database, and
+:meth:`drop_database` takes it away again. No pytest in here.
 """
 import uuid
 
@@ -17,6 +20,7 @@ from devstack.ports import Server
 
 # SQLAlchemy 2.0 maps a bare postgresql:// to psycopg2; name psycopg 3.
 DRIVER = "postgresql+psycopg"
+TEMPLATE = "dserver_template"
 
 
 class PostgresServer(Server):
@@ -33,6 +37,7 @@ class PostgresServer(Server):
         super().__init__()
         self.durable = durable
         self._server = None
+        self._admin = None  # psycopg connection that creates and drops databases
 
     def start(self):
         import pgserver  # imported late: the demo and scripts may not need it
@@ -57,13 +62,39 @@ class PostgresServer(Server):
         """Run SQL as the superuser through psql; return its output."""
         return self._server.psql(sql)
 
+    def _admin_connection(self):
+        """The kept superuser connection; the template is made on first use."""
+        if self._admin is None:
+            import psycopg
+            self._admin = psycopg.connect(host=self.socket_dir, user="postgres",
+                                          dbname="postgres", autocommit=True)
+            self._admin.execute(f'CREATE DATABASE "{TEMPLATE}"')
+        return self._admin
+
     def create_database(self, name=None):
-        """A fresh, empty database; returns its SQLAlchemy URI."""
+        """A fresh, empty database; returns its SQLAlchemy URI.
+
+        FILE_COPY: for a tiny template, copying its files is faster than
+        PostgreSQL 15's default of writing every block to the WAL.
+        """
         name = name or f"db_{uuid.uuid4().hex[:12]}"
-        self.psql(f'CREATE DATABASE "{name}";')
+        self._admin_connection().execute(
+            f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}" STRATEGY FILE_COPY')
         return self.uri(name)
 
+    def drop_database(self, uri):
+        """Drop the database of ``uri`` (from :meth:`create_database`).
+
+        FORCE ends connections a test left open (a pool not yet disposed),
+        which would otherwise make the drop fail.
+        """
+        name = uri.rsplit("/", 1)[1].split("?", 1)[0]
+        self._admin_connection().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
     def stop(self):
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
         if self._server is not None:
             self._server.cleanup()  # pg_ctl stop, then the data directory goes
             self._server = None

@@ -2,10 +2,16 @@
 
 Mongo is nx-27017 (a MongoDB wire-protocol server) unless
 DSERVER_TEST_MONGO_URI names a real MongoDB; S3 is moto_server; SQL is
-SQLite and PostgreSQL (pgserver): every test that touches SQL takes the
-``database`` fixture and runs on both. All come from ``devstack``. Nothing
-is mocked in-process and nothing is skipped: a server that does not start
-fails the run with its log.
+SQLite, and PostgreSQL (pgserver) too where SQL is the test's subject: a
+test marked ``both_databases`` that takes the ``database`` fixture runs on
+both, every other one on SQLite only (``--all-databases`` runs them all on
+both). All come from ``devstack``. Nothing is mocked in-process and nothing
+is skipped: a server that does not start fails the run with its log.
+
+Every test belongs to one tier, by a ``unit``, ``integration`` or ``e2e``
+marker (a module's ``pytestmark``, or the test's own); collection fails
+for a test without one, or for a unit test that starts a server. See
+docs/testing.rst.
 
 Helpers more than one test module needs are fixtures here (``drain``,
 ``notify_all``, ``search``, ``auth_headers``, ``make_bucket``): test
@@ -26,6 +32,71 @@ from devstack.sns import FakeSns
 
 EXTENSION = "dserver_notification"
 
+TIERS = ("unit", "integration", "e2e")
+# A unit test runs in this process without a server: none of these fixtures
+# (the database fixture is allowed: on SQLite it is a file).
+SERVER_FIXTURES = {"mongo", "moto", "postgres", "seaweed", "make_app", "app", "index_factory",
+                   "fresh_index_factory", "live_database_kind"}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--all-databases", action="store_true",
+                     help="run every test that takes a database on SQLite and PostgreSQL, "
+                          "not only those marked both_databases")
+
+
+def database_kinds(metafunc):
+    """SQLite only, unless SQL is the subject (or --all-databases)."""
+    if metafunc.config.getoption("all_databases") \
+            or metafunc.definition.get_closest_marker("both_databases"):
+        return DATABASES
+    return ["sqlite"]
+
+
+def parametrized_by_the_test(metafunc, name):
+    """Whether the test's own parametrize marker already chooses ``name``."""
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0]
+        names = names.split(",") if isinstance(names, str) else names
+        if name in (n.strip() for n in names):
+            return True
+    return False
+
+
+def pytest_generate_tests(metafunc):
+    kinds = database_kinds(metafunc)
+    if "database" in metafunc.fixturenames and not parametrized_by_the_test(metafunc, "database"):
+        metafunc.parametrize("database", kinds, indirect=True)
+    if "live_database_kind" in metafunc.fixturenames:
+        metafunc.parametrize("live_database_kind", kinds, indirect=True, scope="module")
+
+
+def tier_problem(item):
+    """Why ``item`` has not exactly one tier that fits it, or None.
+
+    One only: ``-m unit`` selects by any marker, a module's or the test's.
+    """
+    tiers = {marker.name for marker in item.iter_markers() if marker.name in TIERS}
+    if len(tiers) != 1:
+        return f"has {len(tiers)} tier markers, not one of unit, integration or e2e"
+    [tier] = tiers
+    servers = SERVER_FIXTURES & set(item.fixturenames)
+    if tier == "unit" and (servers or item.get_closest_marker("both_databases")):
+        return f"is marked unit but starts servers ({', '.join(sorted(servers)) or 'postgres'})"
+    if "/e2e/" in item.nodeid and tier != "e2e":
+        return "is under tests/e2e but not marked e2e"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Fail collection for a test without its one tier: make test-fast and the
+    tiers in CI would otherwise miss it silently."""
+    problems = [f"{item.nodeid} {problem}" for item in items
+                for problem in [tier_problem(item)] if problem]
+    if problems:
+        raise pytest.UsageError("tests without a proper tier (see tests/conftest.py):\n  "
+                                + "\n  ".join(problems))
+
 
 @pytest.fixture(scope="session")
 def mongo():
@@ -45,21 +116,31 @@ def postgres():
 DATABASES = ["sqlite", "postgresql"]
 
 
-def fresh_database(kind, request, directory):
-    """SQLAlchemy URI of a new, empty database of ``kind``."""
+def fresh_database(kind, request, directory, drops=None):
+    """SQLAlchemy URI of a new, empty database of ``kind``.
+
+    A PostgreSQL database is cloned from the session's template; its drop
+    goes into ``drops`` for a caller that must first stop what uses it, or
+    else is run when the requesting fixture ends.
+    """
     if kind == "sqlite":
         directory.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{directory / f'dserver-{uuid.uuid4().hex[:8]}.db'}"
-    return request.getfixturevalue("postgres").create_database()
+    postgres = request.getfixturevalue("postgres")
+    uri = postgres.create_database()
+    drop = lambda: postgres.drop_database(uri)  # noqa: E731
+    drops.append(drop) if drops is not None else request.addfinalizer(drop)
+    return uri
 
 
 def database_kind(uri):
     return uri.split(":")[0].split("+")[0]
 
 
-@pytest.fixture(params=DATABASES)
+@pytest.fixture
 def database(request, tmp_path):
-    """A fresh database (SQLAlchemy URI), once on SQLite and once on PostgreSQL."""
+    """A fresh database (SQLAlchemy URI): SQLite, and PostgreSQL too for a test
+    marked ``both_databases`` (see pytest_generate_tests)."""
     return fresh_database(request.param, request, tmp_path / "sql")
 
 
@@ -110,13 +191,14 @@ def make_app(tmp_path, mongo, database, request):
     import dservercore
 
     apps = []
+    drops = []  # of further databases, once their apps let go of them
 
     def factory(buckets, notify=None, mongo_uri=None):
         workdir = tmp_path / f"app{len(apps)}"
         settings = {"DSERVER_NOTIFY_WORKER": "off"}
         settings.update(notify or {})
         database_uri = database if not apps else fresh_database(
-            database_kind(database), request, workdir)
+            database_kind(database), request, workdir, drops)
         env = dserver_env(workdir, mongo_uri or mongo.uri,
                           {b.name: b.base_uri for b in buckets}, settings,
                           database_uri=database_uri)
@@ -133,6 +215,8 @@ def make_app(tmp_path, mongo, database, request):
         if ext is not None and ext.worker is not None:
             ext.stop_background()
         dispose_engines(app)
+    for drop in drops:
+        drop()
 
 
 def dispose_engines(app):

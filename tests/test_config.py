@@ -7,6 +7,8 @@ from dserver_notification_plugin.config import (
     ConfigError, load_settings, open_configuration_warnings,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def settings(**values):
     config = {"DSERVER_NOTIFY_" + name.upper(): value for name, value in values.items()}

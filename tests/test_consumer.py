@@ -19,6 +19,8 @@ from dserver_notification_plugin.formats import PayloadError
 from dserver_notification_plugin.formats.queue import parse_queue_message
 from dserver_notification_plugin.sns_trust import SnsTrust
 
+pytestmark = pytest.mark.unit
+
 DATA = Path(__file__).parent / "data" / "formats"
 EVENTBRIDGE = "../corpus/aws/eventbridge-object-created-dtool.json"
 EVENTBRIDGE_KEY = "lab+shared 100%/c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f/dtool"

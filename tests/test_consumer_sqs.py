@@ -19,6 +19,8 @@ from devstack.dserver import dserver_env, prepare_index_in_subprocess
 from devstack.ports import free_port, python_env, wait_until
 from devstack.sqs import consumer_env, create_queue, notify_queue
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parent.parent
 EXTENSION = "dserver_notification"
 PATIENCE = 60.0

@@ -12,6 +12,8 @@ import pytest
 from dserver_notification_plugin.formats import elastic, parse_webhook
 from tests.corpus import CORPUS, PAYLOADS
 
+pytestmark = pytest.mark.unit
+
 SENDERS = {"AWS S3", "AWS SNS", "AWS EventBridge", "Ceph RGW", "MinIO",
            "MinIO (Elasticsearch target)", "StorageGRID", "SeaweedFS", "NooBaa"}
 

@@ -13,6 +13,8 @@ from dserver_notification_plugin.keys import DatasetTarget, translate
 from dserver_notification_plugin.states import DatasetKind, Outcome, State
 from dserver_notification_plugin.store import Store
 
+pytestmark = pytest.mark.unit
+
 U = "8ecd8e05-558a-48e2-b563-0c9ea273e71e"
 ROOT = f"u/me/{U}/"
 URI = f"s3://b/{U}"

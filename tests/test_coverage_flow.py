@@ -6,12 +6,15 @@ import json
 import threading
 
 import dtoolcore
+import pytest
 
 from devstack.datasets import copy_write_order_with_etags
 from devstack.payloads import minio_bodies_for_keys
 from devstack.s3 import list_etags, list_keys
 from dserver_notification_plugin import s3reads
 from dserver_notification_plugin.sync import sync_dataset
+
+pytestmark = pytest.mark.integration
 
 
 def tally(app):

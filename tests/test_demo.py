@@ -77,6 +77,7 @@ class StatusAnswers:
         return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
 
 
+@pytest.mark.unit
 def test_timeline_tells_every_sync_even_when_it_looks_late():
     """Between two looks the dataset was registered and then synced once more
     (a late notification): the story still says it was registered."""
@@ -93,6 +94,7 @@ def test_timeline_tells_every_sync_even_when_it_looks_late():
     assert timeline.grown("registered") == 1 and timeline.grown("accepted") == 7
 
 
+@pytest.mark.unit
 def test_timeline_counts_from_the_start_of_each_scene():
     stream = io.StringIO()
     client = StatusAnswers(status_answer(accepted=7, registered=1),
@@ -105,6 +107,7 @@ def test_timeline_counts_from_the_start_of_each_scene():
     assert "dataset deleted from the index" in stream.getvalue()
 
 
+@pytest.mark.unit
 def test_demo_watches_from_outside():
     """The demo reads what an operator can: HTTP, not the plugin's tables."""
     for path in (REPO / "demo").glob("*.py"):

@@ -23,6 +23,8 @@ from devstack.moto import MOTO_KEY, MOTO_SECRET, MotoServer
 from devstack.s3 import list_keys, remove_all_objects
 from devstack.seaweed import SeaweedServer
 
+pytestmark = pytest.mark.integration
+
 ITEMS = {"a.txt": b"alpha\n", "sub/b.txt": b"beta\n", "c.bin": b"\x00\x01\x02"}
 
 

@@ -13,6 +13,8 @@ from devstack.payloads import minio_bodies_for_keys
 from devstack.s3 import list_keys, remove_all_objects
 from dserver_notification_plugin.states import State
 
+pytestmark = pytest.mark.integration
+
 
 def extension(app):
     return app.extensions["dserver_notification"]

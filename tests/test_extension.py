@@ -11,6 +11,8 @@ from devstack.dserver import (LiveDserver, app_config, dserver_env, prepare_inde
 from dserver_notification_plugin import NotificationExtension
 from dserver_notification_plugin.config import ConfigError
 
+pytestmark = pytest.mark.integration
+
 
 def test_entry_point_loads_the_extension():
     found = [ep for ep in entry_points(group="dservercore.extension")

@@ -14,6 +14,8 @@ from dserver_notification_plugin.events import Action, Intake, ObjectEvent
 from dserver_notification_plugin.formats import (
     PayloadError, parse_records_document, parse_storagegrid_search_document, parse_webhook)
 
+pytestmark = pytest.mark.unit
+
 DATA = Path(__file__).parent / "data" / "formats"
 UUID_MINIO = "49f0bf41-471b-4781-855e-161fe81ffb0d"
 UUID_S3RVER = "8cbafb14-26c3-410e-9061-dfb3905946f2"

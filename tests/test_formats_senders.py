@@ -13,6 +13,8 @@ from dserver_notification_plugin.formats import KeyEncoding, parse_document, par
 from dserver_notification_plugin.formats.event_names import classify_event_name
 from dserver_notification_plugin.formats.records import decode_key
 
+pytestmark = pytest.mark.unit
+
 C, R = Action.CREATED, Action.REMOVED
 JSON = "application/json"
 

@@ -20,6 +20,8 @@ from dserver_notification_plugin.guard import (
     BROWSER, Decision, RejectionLog, check_secret, decide, guard_request,
 )
 
+pytestmark = pytest.mark.unit
+
 LOGGER = "dserver_notification_plugin.guard"
 
 

@@ -11,6 +11,8 @@ import requests
 from devstack.dserver import LiveDserver, dserver_env, prepare_index_in_subprocess, token_for
 from devstack.payloads import minio_webhook_body
 
+pytestmark = pytest.mark.integration
+
 UUID = "49f0bf41-471b-4781-855e-161fe81ffb0d"
 TOKENS = "old-token-rotated-out-soon,new-token"
 

@@ -7,6 +7,8 @@ from dserver_notification_plugin.keys import (
     DatasetObject, DatasetTarget, Skip, SkipReason, can_change_index, classify_key, dataset_uri,
     registration_uuid, translate)
 
+pytestmark = pytest.mark.unit
+
 U = "49f0bf41-471b-4781-855e-161fe81ffb0d"
 OTHER = "3f0c1d2e-0000-4000-8000-123456789abc"
 BASES = {"test-bucket": "s3://test-bucket"}

@@ -17,6 +17,8 @@ from dserver_notification_plugin.reconcile import Drift, IndexView, judge
 from dserver_notification_plugin.states import Outcome
 from dserver_notification_plugin.store import Store
 
+pytestmark = [pytest.mark.integration, pytest.mark.both_databases]
+
 URI = "s3://b/00000000-0000-4000-8000-000000000001"
 
 

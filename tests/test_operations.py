@@ -7,9 +7,13 @@ them against the same database.
 import json
 import re
 
+import pytest
+
 from devstack.dserver import ADMIN, USER
 from devstack.payloads import minio_bodies_for_keys, minio_webhook_body
 from devstack.s3 import list_keys
+
+pytestmark = pytest.mark.integration
 
 
 

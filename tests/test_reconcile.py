@@ -14,6 +14,8 @@ from devstack.datasets import clone_dataset
 from devstack.payloads import minio_bodies_for_keys
 from devstack.s3 import list_keys, remove_all_objects
 
+pytestmark = pytest.mark.integration
+
 FAST = {"DSERVER_NOTIFY_RECONCILE_MAX_RPS": "1000"}
 
 

@@ -2,7 +2,11 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from devstack.payloads import minio_webhook_body
+
+pytestmark = pytest.mark.integration
 
 DATA = Path(__file__).parent / "data" / "formats"
 UUID = "49f0bf41-471b-4781-855e-161fe81ffb0d"

@@ -20,6 +20,8 @@ from dserver_notification_plugin.store import inbox
 from tests.corpus import CORPUS_BASE_URI, CORPUS_BUCKET, PAYLOADS
 from devstack.dserver import app_config, dserver_env, prepare_index
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def corpus_app(tmp_path_factory, mongo):

@@ -1,10 +1,13 @@
 """No input yields a 500, and refused or malformed input never changes the index."""
 import json
 
+import pytest
 from dservercore import sql_db
 from dservercore.sql_models import Dataset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+pytestmark = pytest.mark.integration
 
 ROUTES = ["/webhook/notify", "/webhook/notify/", "/webhook/notify/x/y",
           "/elastic-search/", "/elastic-search/idx", "/elastic-search/idx/_doc",

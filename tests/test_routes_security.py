@@ -17,6 +17,8 @@ import pytest
 from devstack.payloads import minio_webhook_body
 from devstack.sns import TOPIC, sign
 
+pytestmark = pytest.mark.integration
+
 SNS_TYPE = "text/plain; charset=UTF-8"
 UUIDS = [f"{n:08d}-1111-4111-8111-111111111111" for n in range(10)]
 

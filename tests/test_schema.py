@@ -1,6 +1,7 @@
 """Versioned schema migrations on SQLite and PostgreSQL."""
 import threading
 
+import pytest
 import sqlalchemy as sa
 
 from dserver_notification_plugin import schema
@@ -8,6 +9,8 @@ from dserver_notification_plugin.keys import DatasetTarget
 from dserver_notification_plugin.schema import LATEST_VERSION, MIGRATIONS, migrate
 from dserver_notification_plugin.states import State
 from dserver_notification_plugin.store import Store
+
+pytestmark = [pytest.mark.integration, pytest.mark.both_databases]
 
 
 def unversioned_tables():

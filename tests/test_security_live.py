@@ -22,6 +22,8 @@ from devstack.dserver import LiveDserver, dserver_env, prepare_index_in_subproce
 from devstack.payloads import minio_webhook_body
 from devstack.sns import TOPIC
 
+pytestmark = pytest.mark.integration
+
 UUID = "49f0bf41-471b-4781-855e-161fe81ffb0d"
 TOKEN = "live-t0ken"
 GOOD = {"Authorization": f"Bearer {TOKEN}"}

@@ -19,6 +19,8 @@ from dserver_notification_plugin.sns_trust import (
     arn_region, certificate_target, string_to_sign, subscribe_target,
 )
 
+pytestmark = pytest.mark.unit
+
 AWS = allowed_origins((), TOPIC)
 HOST = "sns.eu-central-1.amazonaws.com"
 GOOD = (f"https://{HOST}/?Action=ConfirmSubscription&TopicArn={TOPIC}"

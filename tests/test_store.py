@@ -7,6 +7,8 @@ from dserver_notification_plugin.keys import DatasetTarget
 from dserver_notification_plugin.states import Outcome, State
 from dserver_notification_plugin.store import Claim, Store
 
+pytestmark = [pytest.mark.integration, pytest.mark.both_databases]
+
 
 def target(n, part="readme"):
     uuid = f"{n:08d}-0000-4000-8000-000000000000"

@@ -1,6 +1,10 @@
 """A dataset lands in S3, its notifications arrive, the index follows."""
+import pytest
+
 from devstack.payloads import minio_bodies_for_keys
 from devstack.s3 import list_keys
+
+pytestmark = pytest.mark.integration
 
 
 def test_copied_dataset_becomes_searchable(app, client, bucket, admin_headers, drain,

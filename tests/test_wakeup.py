@@ -2,10 +2,14 @@
 import threading
 import time
 
+import pytest
+
 from devstack.ports import wait_until
 from dserver_notification_plugin.keys import DatasetTarget
 from dserver_notification_plugin.store import Store
 from dserver_notification_plugin.wakeup import Alarm, Listener
+
+pytestmark = [pytest.mark.integration, pytest.mark.both_databases]
 
 PATIENCE = 30.0  # a loaded machine is slow; a failure still ends
 

@@ -2,8 +2,9 @@
 
 The session's ``mongo`` (and ``moto``) fixtures come from tests/conftest.py;
 each live dserver gets its own SQL database and Mongo database, so modules
-never see each other's datasets; every module runs once on SQLite and once
-on PostgreSQL (``live_database_kind``). Buckets are ``devstack.datasets.Bucket``.
+never see each other's datasets; a module runs on SQLite, and once more on
+PostgreSQL if it is marked ``both_databases`` (``live_database_kind``).
+Buckets are ``devstack.datasets.Bucket``.
 """
 import itertools
 import uuid
@@ -14,7 +15,7 @@ import requests
 from devstack.dserver import LiveDserver, dserver_env, prepare_index_in_subprocess
 from devstack.ports import wait_until
 from devstack.s3 import remove_all_objects
-from tests.conftest import DATABASES, database_kind, fresh_database
+from tests.conftest import database_kind, fresh_database
 
 WAIT_SECONDS = 30.0
 POLL_INTERVAL = 0.2
@@ -122,16 +123,31 @@ class LiveIndex:
                 from None
 
 
+class _Started(list):
+    """The live dservers a factory started, and the drops of their databases."""
+
+    def __init__(self):
+        super().__init__()
+        self.drops = []
+
+    def stop_all(self):
+        for index in self:
+            index.stop()
+        for drop in self.drops:  # only once nothing uses the databases
+            drop()
+
+
 def _index_factory(tmp_path_factory, mongo_uri, kind, request):
     """A ``start(...)`` function and the list of what it started.
 
-    Each dserver gets a fresh database of ``kind`` (sqlite, postgresql).
+    Each dserver gets a fresh database of ``kind`` (sqlite, postgresql),
+    dropped by ``stop_all()``.
     """
-    started = []
+    started = _Started()
 
     def start(bucket_to_base_uri, extra_env=None, port=None):
         workdir = tmp_path_factory.mktemp("live-dserver")
-        database_uri = fresh_database(kind, request, workdir)
+        database_uri = fresh_database(kind, request, workdir, started.drops)
         index = start_live_index(workdir, mongo_uri, bucket_to_base_uri, extra_env, port,
                                  database_uri=database_uri)
         started.append(index)
@@ -140,8 +156,10 @@ def _index_factory(tmp_path_factory, mongo_uri, kind, request):
     return start, started
 
 
-@pytest.fixture(scope="module", params=DATABASES)
+@pytest.fixture(scope="module")
 def live_database_kind(request):
+    """SQLite, and PostgreSQL too for a module marked both_databases
+    (tests/conftest.py parametrizes it)."""
     return request.param
 
 
@@ -154,19 +172,18 @@ def index_factory(tmp_path_factory, mongo, live_database_kind, request):
     """
     start, started = _index_factory(tmp_path_factory, mongo.uri, live_database_kind, request)
     yield start
-    for index in started:
-        index.stop()
+    started.stop_all()
 
 
 @pytest.fixture
 def fresh_index_factory(tmp_path_factory, mongo, database, request):
     """Like ``index_factory``, but what it starts is stopped when the test ends
-    (and it runs once per database, as ``database`` does)."""
+    (for tests that need a dserver of their own: restarts, kills, counters
+    from zero)."""
     start, started = _index_factory(tmp_path_factory, mongo.uri, database_kind(database),
                                     request)
     yield start
-    for index in started:
-        index.stop()
+    started.stop_all()
 
 
 def unique_word(stem):
