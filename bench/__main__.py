@@ -49,10 +49,11 @@ def parse_args(argv=None):
     parser.add_argument("--output", type=Path,
                         default=envs.BENCH_DIR / "results" / f"{stamp}.json",
                         help="JSON file to write (default bench/results/<timestamp>.json)")
-    parser.add_argument("--reconcile", type=reconcile.parse_series, default="3:30,300:30",
+    parser.add_argument("--reconcile", type=reconcile.parse_series, default="3:30,3:200,300:30",
                         metavar="ITEMS:DATASETS,...",
                         help="reconcile passes over unchanged buckets: items per dataset "
-                             "and datasets per series (default 3:30,300:30)")
+                             "and datasets per series (default 3:30,3:200,300:30; the
+                             tests check 30 datasets, this the larger count)")
     parser.add_argument("--reconcile-only", action="store_true",
                         help="run only the reconcile scenario (no venvs, no gunicorn)")
     parser.add_argument("--keep-workdir", action="store_true",

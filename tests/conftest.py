@@ -39,6 +39,15 @@ SERVER_FIXTURES = {"mongo", "moto", "postgres", "seaweed", "make_app", "app", "i
                    "fresh_index_factory", "live_database_kind"}
 
 
+def pytest_configure(config):
+    """dservercore 0.22 and flask-smorest 0.42 use marshmallow options that 3.26
+    deprecates; marshmallow 4 (the next dservercore) has no such warning class."""
+    import marshmallow
+    if hasattr(getattr(marshmallow, "warnings", None), "RemovedInMarshmallow4Warning"):
+        config.addinivalue_line("filterwarnings",
+                                "ignore::marshmallow.warnings.RemovedInMarshmallow4Warning")
+
+
 def pytest_addoption(parser):
     parser.addoption("--all-databases", action="store_true",
                      help="run every test that takes a database on SQLite and PostgreSQL, "
@@ -90,12 +99,35 @@ def tier_problem(item):
 
 def pytest_collection_modifyitems(config, items):
     """Fail collection for a test without its one tier: make test-fast and the
-    tiers in CI would otherwise miss it silently."""
+    tiers in CI would otherwise miss it silently. Then leave out the tests of
+    the next dservercore's write routes where dservercore has none."""
     problems = [f"{item.nodeid} {problem}" for item in items
                 for problem in [tier_problem(item)] if problem]
     if problems:
         raise pytest.UsageError("tests without a proper tier (see tests/conftest.py):\n  "
                                 + "\n  ".join(problems))
+    if not dservercore_writes_to_storage():
+        left_out = [item for item in items if item.get_closest_marker("needs_write_routes")]
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
+            items[:] = [item for item in items if item not in left_out]
+
+
+def dservercore_writes_to_storage():
+    """Whether this dservercore has the routes that write tags, annotations and
+    README back to storage (0.23, the ``next`` leg of noxfile.py)."""
+    import dservercore.utils
+    return hasattr(dservercore.utils, "set_tags_for_uri_by_user")
+
+
+def pytest_report_header(config):
+    from importlib import metadata
+    version = metadata.version("dservercore")
+    if dservercore_writes_to_storage():
+        return f"dservercore {version}: with the write routes (tests marked " \
+               "needs_write_routes run)"
+    return f"dservercore {version}: no write routes; tests marked needs_write_routes " \
+           "are deselected (they run in `nox -s next`)"
 
 
 @pytest.fixture(scope="session")
