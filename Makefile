@@ -2,8 +2,11 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
+NOX := $(VENV)/bin/nox
+# Options for pytest in `make test`, e.g. PYTEST_ARGS="-k sqs -x".
+PYTEST_ARGS ?=
 
-.PHONY: install demo test docs bench check-install clean
+.PHONY: install demo test test-fast test-next test-pythons docs bench check-install clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +20,23 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) -m demo
 
-## Every test, against real servers the tests start themselves.
+## Every test, against real servers the tests start themselves: the default
+## leg (dservercore 0.22.0, Flask 2.3, marshmallow 3; noxfile.py has the rest).
+## The 25 slowest are listed at the end (docs/testing.rst).
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25 $(PYTEST_ARGS)
+
+## The unit tier: no server, about a minute.
+test-fast: install
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+## The next dservercore (its wheel: DSERVER_NEXT_WHEEL, default /work/shared/wheels).
+test-next: install
+	$(NOX) -s next
+
+## The unit tier on Python 3.10 to 3.13 (pyenv's interpreters).
+test-pythons: install
+	$(NOX) -s fast
 
 docs: install
 	$(VENV)/bin/sphinx-build -W -q -b html docs docs/_build/html
@@ -31,7 +48,8 @@ bench: install
 	$(PY) -m bench claims
 	$(PY) -m bench
 
-## A fresh venv with `pip install .` must resolve to a set that imports and runs.
+## A fresh venv with `pip install .` must resolve to a set that imports and runs;
+## installed into a dserver on the next dservercore, it must keep that one.
 check-install:
 	rm -rf build/check-venv
 	$(PYTHON) -m venv build/check-venv
@@ -39,6 +57,7 @@ check-install:
 	build/check-venv/bin/python -m pip install --quiet . dserver-search-plugin-mongo dserver-retrieve-plugin-mongo
 	build/check-venv/bin/python -m pip check
 	cd build && check-venv/bin/python -c "import flask_smorest, dservercore, dserver_notification_plugin; print('imports ok')"
+	$(NOX) -s install-next
 
 clean:
-	rm -rf $(VENV) build docs/_build
+	rm -rf $(VENV) build docs/_build .nox

@@ -14,6 +14,8 @@ Sessions (``nox -l``):
   directory holding one ``dservercore-*.whl``), by default
   ``/work/shared/wheels``; without it the session fails and says so.
 * ``fast-3.10`` ... ``fast-3.13``: the unit tier on each Python.
+* ``install-next``: ``pip install .`` into a venv that holds the next
+  dservercore keeps it (and Flask 3); ``make check-install`` runs it.
 
 Arguments after ``--`` go to pytest (``nox -s next -- -m unit``).
 """
@@ -98,3 +100,32 @@ def fast(session):
     """The unit tier on each supported Python."""
     session.install("-e", ".[test]")
     session.run("python", "-m", "pytest", *pytest_args(session, ["-m", "unit"]))
+
+
+KEPT = ("dservercore", "flask", "marshmallow", "flask-smorest", "werkzeug")
+
+
+@nox.session(name="install-next", python="3.11", reuse_venv=False)
+def install_next(session):
+    """``pip install`` of the plugin into a dserver built on the next
+    dservercore keeps that dservercore and its Flask 3 stack."""
+    session.install(next_wheel(session))
+    before = installed_versions(session)
+    session.install(".", "dserver-search-plugin-mongo", "dserver-retrieve-plugin-mongo")
+    after = installed_versions(session)
+    changed = {name: (before[name], after.get(name)) for name in KEPT
+               if before.get(name) != after.get(name)}
+    if changed:
+        session.error(f"installing the plugin changed the dserver's stack: {changed}")
+    session.run("python", "-m", "pip", "check")
+    session.log("kept: " + ", ".join(f"{name} {after[name]}" for name in KEPT if name in after))
+
+
+def installed_versions(session):
+    """{lower-case name: version} of the session's venv."""
+    out = session.run("python", "-c",
+                      "from importlib import metadata\n"
+                      "for d in metadata.distributions():\n"
+                      "    print(d.metadata['Name'].lower(), d.version)",
+                      silent=True)
+    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 import uuid as uuidlib
 from pathlib import Path
 
@@ -67,6 +68,8 @@ class Bucket:
 
     ``env`` holds dtool-s3's settings for it (already in os.environ; pass
     them on to a dserver that must read the bucket), ``s3`` a boto3 client.
+    ``put_dataset`` copies with dtool the first time it sees a set of items
+    and clones that copy afterwards (:class:`Templates`).
     """
 
     def __init__(self, server, name):
@@ -78,9 +81,19 @@ class Bucket:
                                 server.secret_key)
         self.s3 = server.boto3_client("s3")
 
-    def put_dataset(self, name="testdata", items=3, **kwargs):
-        """Copy a fresh dtool dataset into the bucket; return its URI."""
-        return put_dtool_dataset(self.base_uri, name, items, env=self.env, **kwargs)
+    def put_dataset(self, name="testdata", items=3, readme="description: test dataset\n",
+                    tags=(), annotations=None, real_copy=False, **kwargs):
+        """A fresh frozen dtool dataset in the bucket; return its URI.
+
+        ``real_copy`` makes dtool copy it (where the copy itself, with its
+        proto-dataset and fragment writes, is what a test watches); else a
+        clone of an earlier copy with the same items is written, with its own
+        UUID, name, README, tags and annotations.
+        """
+        if real_copy or kwargs:
+            return put_dtool_dataset(self.base_uri, name, items, readme, tags, annotations,
+                                     env=self.env, **kwargs)
+        return TEMPLATES.put(self, name, items, readme, tags, annotations or {})
 
 
 # Rank of each part of a dataset in dtool-s3's write order.
@@ -156,3 +169,85 @@ def clone_dataset(s3, bucket, source_uri, count, workers=1):
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         return list(pool.map(clone, range(count)))
+
+
+class Templates:
+    """Clones of real dtool copies: a dataset in a second, not a copy in one.
+
+    A dtool copy of even three items costs a second or more of local files,
+    fragments and requests; the tests need hundreds of datasets. The first
+    dataset with a given set of items is copied with dtool for real; its
+    objects are kept, and later datasets with the same items are written
+    from them in dtool-s3's layout and order (``dtool``, frozen, last), with
+    their own UUID and name in the admin metadata (body and S3 user
+    metadata), and their own README, tags and annotations written as
+    dtool-s3 writes them. Only timestamps are shared with the template.
+    """
+
+    def __init__(self):
+        self._objects = {}  # (endpoint, items) -> (prefix, [(relative, body, metadata)])
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _items_key(bucket, items):
+        hashable = items if isinstance(items, int) else tuple(sorted(items.items()))
+        return bucket.server.s3_endpoint, hashable
+
+    def put(self, bucket, name, items, readme, tags, annotations):
+        key = self._items_key(bucket, items)
+        with self._lock:
+            if key not in self._objects:
+                uri = put_dtool_dataset(bucket.base_uri, name, items, readme, tags, annotations,
+                                        env=bucket.env)
+                self._objects[key] = _read_dataset(bucket.s3, bucket.name, uri)
+                return uri
+        prefix, objects = self._objects[key]
+        return _write_clone(bucket, prefix, objects, name, readme, tags, annotations)
+
+
+# What a template keeps: what does not depend on name, README, tags or annotations.
+_TEMPLATE_PARTS = ("structure.json", "README.txt", "data/", "manifest.json", "dtool")
+
+
+def _read_dataset(s3, bucket, uri):
+    source = uri.rsplit("/", 1)[1]
+    prefix = s3.get_object(Bucket=bucket, Key=f"dtool-{source}")["Body"].read().decode()
+    root = f"{prefix}{source}/"
+    objects = []
+    for key in list_keys(s3, bucket, root):
+        relative = key[len(root):]
+        if relative.startswith(_TEMPLATE_PARTS):
+            answer = s3.get_object(Bucket=bucket, Key=key)
+            objects.append((relative, answer["Body"].read(), answer.get("Metadata", {})))
+    return prefix, objects
+
+
+def _write_clone(bucket, prefix, objects, name, readme, tags, annotations):
+    """Put one clone in dtool-s3's write order; return its URI."""
+    new = str(uuidlib.uuid4())
+    root = f"{prefix}{new}/"
+
+    def put(relative, body, metadata=None):
+        bucket.s3.put_object(Bucket=bucket.name, Key=root + relative, Body=body,
+                             Metadata=metadata or {})
+
+    bucket.s3.put_object(Bucket=bucket.name, Key=f"dtool-{new}", Body=prefix.encode())
+    parts = dict((relative, (body, metadata)) for relative, body, metadata in objects)
+    for relative in ("structure.json", "README.txt"):
+        put(relative, *parts[relative])
+    for relative, (body, metadata) in sorted(parts.items()):
+        if relative.startswith("data/"):
+            put(relative, body, metadata)
+    put("README.yml", readme.encode())
+    for tag in tags:
+        put(f"tags/{tag}", b"")
+    for annotation_name, value in annotations.items():
+        put(f"annotations/{annotation_name}.json", json.dumps(value, indent=2).encode())
+    put("manifest.json", *parts["manifest.json"])
+    admin_body, admin_metadata = parts["dtool"]
+    admin = dict(json.loads(admin_body), uuid=new, name=name)
+    put("dtool", json.dumps(admin).encode(), dict(admin_metadata, uuid=new, name=name))
+    return f"s3://{bucket.name}/{new}"
+
+
+TEMPLATES = Templates()

@@ -200,7 +200,7 @@ def check_dataset_lifecycle(index, bucket):
     import dtoolcore
 
     first_word, second_word, tag = unique_word("alpha"), unique_word("beta"), unique_word("t")
-    uri = bucket.put_dataset("lifecycle", readme=f"project: {first_word}\n")
+    uri = bucket.put_dataset("lifecycle", readme=f"project: {first_word}\n", real_copy=True)
     index.wait_until(lambda: index.search(free_text=first_word) == [uri],
                      f"copied {uri} found by its README word")
     assert index.listing() == [uri]

@@ -119,6 +119,7 @@ def test_messages_taken_by_a_killed_dserver_come_back(fresh_index_factory, moto,
     assert queue.dead_letters() == []
 
 
+@pytest.mark.both_databases  # several hosts claim from one inbox in SQL
 def test_two_dservers_on_one_queue_register_each_dataset_once(
         fresh_index_factory, moto, lone_queue, tmp_path):
     bucket, queue = lone_queue
