@@ -17,7 +17,8 @@ Sessions (``nox -l``):
 * ``install-next``: ``pip install .`` into a venv that holds the next
   dservercore keeps it (and Flask 3); ``make check-install`` runs it.
 
-Arguments after ``--`` go to pytest (``nox -s next -- -m unit``).
+Arguments after ``--`` go to pytest (``nox -s next -- -m unit``); for ``fast``
+they come after ``-m unit``.
 """
 import glob
 import os
@@ -99,7 +100,7 @@ def next(session):  # noqa: A001 (the leg's name)
 def fast(session):
     """The unit tier on each supported Python."""
     session.install("-e", ".[test]")
-    session.run("python", "-m", "pytest", *pytest_args(session, ["-m", "unit"]))
+    session.run("python", "-m", "pytest", "-m", "unit", *session.posargs)
 
 
 KEPT = ("dservercore", "flask", "marshmallow", "flask-smorest", "werkzeug")

@@ -5,10 +5,14 @@ what was adapted, the request that delivers it and what its sender needs
 back: status, accepted and ignored counts, the events it stands for and
 the dataset URIs the inbox must hold afterwards.
 """
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (the fast tier runs there too)
+    import tomli as tomllib
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
 CORPUS_BUCKET = "dtool-corpus"
