@@ -195,18 +195,18 @@ class QueueConsumer(BackgroundThread):
         return f"consumer of SQS queue {self.queue_url}"
 
     def _after_stop(self):
-        self.extension.tally.flush_to(self.extension.store)
+        self.extension.tally.flush_to(self.extension.counters)
 
     def _loop(self):
         failures = 0
         while not self._stop.is_set():
-            if not self.extension.store.ready():
+            if not self.extension.db.ready():
                 self._stop.wait(1.0)
                 continue
             failures = self._round(failures)
             if time.time() - self._last_flush > FLUSH_INTERVAL_SECONDS:
                 self._last_flush = time.time()
-                self.extension.tally.flush_to(self.extension.store)
+                self.extension.tally.flush_to(self.extension.counters)
 
     def _round(self, failures):
         """Receive and commit one batch, or wait; return the failures in a row.
@@ -217,7 +217,7 @@ class QueueConsumer(BackgroundThread):
         try:
             if failures:
                 # Take messages again only once they can be committed.
-                self.extension.store.check_writable()
+                self.extension.db.check_writable()
             if self._held_by_full_inbox and not self._inbox_has_room():
                 self._stop.wait(ROOM_CHECK_SECONDS)
                 return failures
@@ -237,7 +237,7 @@ class QueueConsumer(BackgroundThread):
             return failures
 
     def _inbox_has_room(self):
-        waiting = self.extension.store.waiting_count()
+        waiting = self.extension.inbox.waiting_count()
         if waiting > resume_below(self.extension.settings.max_pending):
             return False
         self._held_by_full_inbox = False

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from .keys import Skip, completes_dataset, translate
 from .logbudget import LogBudget, printable, with_suppressed
-from .store import InboxFull as _StoreFull
+from .db import InboxFull as _StoreFull
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def accept(extension, intake) -> IntakeResult:
     extension.ignored_log.log(intake.ignored, skipped, intake.faults)
     if targets:
         try:
-            extension.store.enqueue(targets, settings.debounce_seconds,
+            extension.inbox.enqueue(targets, settings.debounce_seconds,
                                     settings.max_delay_seconds,
                                     max_waiting=settings.max_pending,
                                     due_now=_complete_or_gone(targets))

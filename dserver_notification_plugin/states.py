@@ -1,4 +1,4 @@
-"""Named states and outcomes, shared by the store, the worker, sync and status.
+"""Named states and outcomes, shared by the inbox, the worker, sync and status.
 
 String enums: their values are what the inbox table, the status JSON and
 the Prometheus labels show, so they compare equal to those texts.

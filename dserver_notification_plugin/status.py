@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .consumer import QUEUE_COUNTERS, counter_name
 from .states import Outcome, State
-from .database import process_id
+from .db import process_id
 from .tally import EVENT_COUNTERS
 
 # Outcomes counted by the worker (see worker.Worker.process), the S3
@@ -52,7 +52,7 @@ def _totals(extension):
     here instead.
     """
     extension.worker.flush_stats()
-    totals = dict(extension.store.counter_totals())
+    totals = dict(extension.counters.totals())
     for name, delta in _unflushed(extension.tally).items():
         totals[name] = totals.get(name, 0) + delta
     return totals
@@ -65,12 +65,12 @@ def gather_status(extension):
     (pending, failed or processing). ``warnings`` lists the settings that
     leave a door open (see config.open_configuration_warnings).
     """
-    store = extension.store
+    inbox = extension.inbox
     since_start = extension.tally.since_start()
     totals = _totals(extension)
-    states = store.state_counts()
+    states = inbox.state_counts()
     dead = [{"id": e.id, "dataset_uri": e.dataset_uri, "attempts": e.attempts,
-             "last_error": e.last_error} for e in store.dead_entries(DEAD_ENTRIES_SHOWN)]
+             "last_error": e.last_error} for e in inbox.dead_entries(DEAD_ENTRIES_SHOWN)]
     return {
         "process": process_id(),
         "process_started_at": extension.tally.started_at,
@@ -79,7 +79,7 @@ def gather_status(extension):
         "sync": {"since_start": _pick(since_start, OUTCOME_COUNTERS),
                  "total": _pick(totals, OUTCOME_COUNTERS)},
         "inbox": {state.value: int(states.get(state, 0)) for state in State},
-        "oldest_pending_age_seconds": store.oldest_waiting_age(),
+        "oldest_pending_age_seconds": inbox.oldest_waiting_age(),
         "dead_entries": dead,
         "reconcile": _reconcile_status(extension, totals),
         "warnings": list(getattr(extension, "warnings", [])),

@@ -136,7 +136,7 @@ def test_datasets_indexed_by_notifications_are_verified_once(app, client, bucket
     assert (finding.uri, finding.drift.value, finding.reason) == (uri, "changed",
                                                                    "never verified")
     drain(app)
-    assert ext(app).store.entries([uri])[0].last_outcome == "unchanged"
+    assert ext(app).inbox.entries([uri])[0].last_outcome == "unchanged"
     assert registrations(app) == before
     assert one_pass(ext(app), bucket.base_uri).findings == []
 
@@ -160,7 +160,7 @@ def test_a_proto_dataset_is_left_alone(app, bucket, moto):
     proto.put_readme("project: unfinished\n")
     walk = one_pass(ext(app), bucket.base_uri)
     assert walk.findings == [] and walk.figures.checked == 1
-    assert ext(app).store.entries() == []
+    assert ext(app).inbox.entries() == []
 
 
 def test_an_unchanged_bucket_of_200_datasets_costs_a_few_lists_each(app, bucket, moto, drain):
@@ -208,7 +208,7 @@ def test_an_interrupted_pass_resumes_from_its_cursor(make_app, bucket, monkeypat
     assert state.finished_at is not None
     assert (state.checked, state.missing) == (3, 3)  # nothing checked twice
     assert state.holder == second.lease.holder != first.lease.holder
-    assert len(ext(app).store.entries()) == 3
+    assert len(ext(app).inbox.entries()) == 3
     assert second.run_once() > 0  # next pass not due yet: nothing walked
     assert ext(app).ledger.pass_state(SCOPE).checked == 3
 

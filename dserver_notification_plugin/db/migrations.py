@@ -1,10 +1,10 @@
-"""The plugin's tables and their versioned migrations.
+"""The versioned migrations of the plugin's tables.
 
-The tables below are the *current* schema. A database catches up with it
+:mod:`.tables` holds the *current* schema. A database catches up with it
 through :data:`MIGRATIONS`, an ordered list of small steps; the number of
 the last step applied is kept in ``notification_schema_version``.
 
-To change the schema, change the table below and append one step::
+To change the schema, change the table in :mod:`.tables` and append one step::
 
     Step(3, "inbox: remember the dataset's size",
          add_column("notification_inbox", "size")),
@@ -14,7 +14,7 @@ fresh database gets the current tables from step 1 already, and later steps
 then find their work done. :func:`migrate` runs the missing steps in one
 transaction that only one process at a time may hold: ``pg_advisory_xact_lock``
 on PostgreSQL, an immediate (write-locked) transaction on SQLite; so several
-hosts starting at once migrate once. It runs on the store's first use in
+hosts starting at once migrate once. It runs on the database's first use in
 every process, and through ``flask notification migrate``.
 """
 import logging
@@ -24,106 +24,9 @@ from typing import Callable, List
 
 import sqlalchemy as sa
 
+from .tables import metadata, schema_version
+
 logger = logging.getLogger(__name__)
-
-metadata = sa.MetaData()
-
-inbox = sa.Table(
-    "notification_inbox", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("dataset_uri", sa.String(1024), nullable=False, unique=True),
-    sa.Column("base_uri", sa.String(1024), nullable=False),
-    sa.Column("uuid", sa.String(64), nullable=False),
-    sa.Column("state", sa.String(16), nullable=False, index=True),
-    sa.Column("generation", sa.Integer, nullable=False, default=0),
-    sa.Column("claimed_generation", sa.Integer, nullable=False, default=0),
-    sa.Column("events", sa.Integer, nullable=False, default=0),
-    sa.Column("first_event_at", sa.Float, nullable=False),
-    sa.Column("last_event_at", sa.Float, nullable=False),
-    sa.Column("due_at", sa.Float, nullable=False, index=True),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("last_error", sa.Text),
-    sa.Column("last_outcome", sa.String(32)),
-    sa.Column("fingerprint", sa.String(64)),
-    sa.Column("claimed_by", sa.String(128)),
-    sa.Column("claimed_at", sa.Float),
-    sa.Column("finished_at", sa.Float),
-    # The events heard since the last claim, and what the last sync read
-    # (coverage.py): NULL means not known, and costs a sync.
-    sa.Column("heard", sa.Text),
-    sa.Column("seen", sa.Text),
-    # Made due at once (a dtool event) since the last claim: later events
-    # do not debounce it again.
-    sa.Column("urgent", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
-    # What a claim looks for: waiting rows in due order.
-    sa.Index("ix_notification_inbox_state_due_at", "state", "due_at"),
-)
-
-# Elasticsearch-style targets delete by document id and send no body, so we
-# remember which object each id stood for.
-es_documents = sa.Table(
-    "notification_es_documents", metadata,
-    sa.Column("doc_id", sa.String(512), primary_key=True),
-    sa.Column("bucket", sa.String(255), nullable=False),
-    sa.Column("key", sa.Text, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-)
-
-#: Longest Elasticsearch document id the plugin remembers (its column's size).
-MAX_DOC_ID_LENGTH = es_documents.c.doc_id.type.length
-
-# Totals across processes and restarts, flushed periodically by each worker.
-counters = sa.Table(
-    "notification_counters", metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("value", sa.BigInteger, nullable=False, default=0),
-)
-
-# The reconciler's memory (ledger.py) and its lease (leases.py).
-datasets = sa.Table(
-    "notification_datasets", metadata,
-    sa.Column("dataset_uri", sa.String(1024), primary_key=True),
-    sa.Column("base_uri", sa.String(1024), nullable=False, index=True),
-    sa.Column("uuid", sa.String(64), nullable=False),
-    sa.Column("prefix", sa.Text, nullable=False),
-    sa.Column("registration_etag", sa.String(128)),
-    sa.Column("signature", sa.String(64)),
-    sa.Column("expected_signature", sa.String(64)),
-    sa.Column("expected_at", sa.Float),
-)
-
-cursors = sa.Table(
-    "notification_reconcile_cursor", metadata,
-    sa.Column("scope", sa.String(64), primary_key=True),
-    sa.Column("started_at", sa.Float, nullable=False),
-    sa.Column("finished_at", sa.Float),
-    sa.Column("base_uri", sa.String(1024)),
-    sa.Column("after_uuid", sa.String(64)),
-    sa.Column("checked", sa.BigInteger, nullable=False, default=0),
-    sa.Column("missing", sa.BigInteger, nullable=False, default=0),
-    sa.Column("extra", sa.BigInteger, nullable=False, default=0),
-    sa.Column("changed", sa.BigInteger, nullable=False, default=0),
-    sa.Column("s3_requests", sa.BigInteger, nullable=False, default=0),
-    sa.Column("holder", sa.String(160)),
-    sa.Column("updated_at", sa.Float),
-)
-
-leases = sa.Table(
-    "notification_leases", metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("holder", sa.String(160), nullable=False),
-    sa.Column("acquired_at", sa.Float, nullable=False),
-    sa.Column("expires_at", sa.Float, nullable=False),
-)
-
-
-# One row per applied step; the highest version is the schema's.
-schema_version = sa.Table(
-    "notification_schema_version", metadata,
-    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("description", sa.String(200), nullable=False),
-    sa.Column("applied_at", sa.Float, nullable=False),
-)
 
 #: How long a SQLite migrator tries to switch the database to WAL while
 #: another holds it.
