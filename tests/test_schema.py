@@ -139,10 +139,11 @@ def test_an_appended_step_adds_a_column_and_keeps_the_rows(engine, monkeypatch):
         extra.create(engine)
         with engine.begin() as conn:
             conn.execute(extra.insert(), [{"name": "kept"}])
-        extra.append_column(sa.Column("size", sa.Integer, nullable=False,
-                                      server_default="0"))
-        step = migrations.Step(LATEST_VERSION + 1, "test: extra.size",
-                               migrations.add_column("notification_test_extra", "size"))
+        size = dict(type_=sa.Integer, nullable=False, server_default="0")
+        extra.append_column(sa.Column("size", **size))  # the current table
+        step = migrations.Step(LATEST_VERSION + 1, "test: extra.size",  # the frozen step
+                               migrations.add_column("notification_test_extra",
+                                                     sa.Column("size", **size)))
         monkeypatch.setattr(migrations, "MIGRATIONS", [*MIGRATIONS, step])
         monkeypatch.setattr(migrations, "LATEST_VERSION", step.version)
         assert [s.version for s in migrate(engine)] == [step.version]

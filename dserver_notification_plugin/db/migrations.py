@@ -1,21 +1,30 @@
-"""The versioned migrations of the plugin's tables.
+"""The versioned migrations of the plugin's tables, each step frozen.
 
 :mod:`.tables` holds the *current* schema. A database catches up with it
 through :data:`MIGRATIONS`, an ordered list of small steps; the number of
 the last step applied is kept in ``notification_schema_version``.
 
-To change the schema, change the table in :mod:`.tables` and append one step::
+Each step states its own DDL: the tables, columns and indexes as they were
+when the step was written, never today's table objects. So a later step may
+change or drop what an earlier one created, and step 1 means the same on
+every database, whenever it runs. To change the schema, change the table in
+:mod:`.tables` *and* append one step that says the change itself::
 
-    Step(3, "inbox: remember the dataset's size",
-         add_column("notification_inbox", "size")),
+    Step(5, "inbox: remember the dataset's size",
+         add_column("notification_inbox",
+                    sa.Column("size", sa.BigInteger, nullable=False, server_default="0"))),
 
-Every step is idempotent on its own (it looks before it acts), because a
-fresh database gets the current tables from step 1 already, and later steps
-then find their work done. :func:`migrate` runs the missing steps in one
-transaction that only one process at a time may hold: ``pg_advisory_xact_lock``
-on PostgreSQL, an immediate (write-locked) transaction on SQLite; so several
-hosts starting at once migrate once. It runs on the database's first use in
-every process, and through ``flask notification migrate``.
+``tests/test_migrations.py`` checks that a database migrated step by step,
+from every version, equals the tables of :mod:`.tables`.
+
+Every step looks before it acts (creates a table or index only if missing,
+adds a column only if absent), so the plugin's tables that predate versions
+(version 0) get just what they lack. :func:`migrate` runs the missing steps
+in one transaction that only one process at a time may hold:
+``pg_advisory_xact_lock`` on PostgreSQL, an immediate (write-locked)
+transaction on SQLite; so several hosts starting at once migrate once. It
+runs on the database's first use in every process, and through ``flask
+notification migrate``.
 """
 import logging
 import time
@@ -24,7 +33,7 @@ from typing import Callable, List
 
 import sqlalchemy as sa
 
-from .tables import metadata, schema_version
+from .tables import schema_version
 
 logger = logging.getLogger(__name__)
 
@@ -35,38 +44,42 @@ WAL_SWITCH_SECONDS = 30.0
 MIGRATION_LOCK_KEY = 0x64736E6D  # "dsnm"
 
 
-# --- steps ------------------------------------------------------------------------
+# --- kinds of step ----------------------------------------------------------------
 
-def create_tables(*names) -> Callable:
-    """A step that creates the named tables (current definition) if missing."""
+def create_tables(*tables: sa.Table) -> Callable:
+    """A step that creates these tables (as the step defines them) if missing."""
     def apply(conn):
-        metadata.create_all(conn, tables=[metadata.tables[n] for n in names], checkfirst=True)
+        for table in tables:
+            table.create(conn, checkfirst=True)
     return apply
 
 
-def add_column(table_name, column_name) -> Callable:
-    """A step that adds one column of the current definition if missing.
+def add_column(table_name, column: sa.Column) -> Callable:
+    """A step that adds ``column`` to a table unless a column of its name is there.
 
     A NOT NULL column needs a ``server_default`` for the rows already there.
     """
+    sa.Table(table_name, sa.MetaData(), column)  # the DDL compiler wants its table
+
     def apply(conn):
-        if column_name in {c["name"] for c in sa.inspect(conn).get_columns(table_name)}:
+        if column.name in {c["name"] for c in sa.inspect(conn).get_columns(table_name)}:
             return
-        column = metadata.tables[table_name].c[column_name]
         ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
         conn.exec_driver_sql(f"ALTER TABLE {table_name} ADD COLUMN {ddl}")
     return apply
 
 
-def add_index(table_name, index_name) -> Callable:
-    """A step that creates one index of the current definition if missing."""
+def add_index(table_name, index_name, *column_names, unique=False) -> Callable:
+    """A step that creates an index on these columns if none of its name exists."""
+    table = sa.Table(table_name, sa.MetaData(), *(sa.Column(n) for n in column_names))
+    index = sa.Index(index_name, *(table.c[n] for n in column_names), unique=unique)
+
     def apply(conn):
-        [index] = [i for i in metadata.tables[table_name].indexes if i.name == index_name]
         index.create(conn, checkfirst=True)
     return apply
 
 
-def _steps(*steps) -> Callable:
+def all_of(*steps) -> Callable:
     """One step made of several."""
     def apply(conn):
         for step in steps:
@@ -81,19 +94,94 @@ class Step:
     apply: Callable
 
 
+# --- the steps, as they were written ------------------------------------------------
+# Never edit a step once released: databases out there have applied it.
+
+def _step_1_tables():
+    """The inbox, the document ids and the counters of 0.5's first schema."""
+    frozen = sa.MetaData()
+    inbox = sa.Table(
+        "notification_inbox", frozen,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("dataset_uri", sa.String(1024), nullable=False, unique=True),
+        sa.Column("base_uri", sa.String(1024), nullable=False),
+        sa.Column("uuid", sa.String(64), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False, index=True),
+        sa.Column("generation", sa.Integer, nullable=False),
+        sa.Column("claimed_generation", sa.Integer, nullable=False),
+        sa.Column("events", sa.Integer, nullable=False),
+        sa.Column("first_event_at", sa.Float, nullable=False),
+        sa.Column("last_event_at", sa.Float, nullable=False),
+        sa.Column("due_at", sa.Float, nullable=False, index=True),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("last_error", sa.Text),
+        sa.Column("last_outcome", sa.String(32)),
+        sa.Column("fingerprint", sa.String(64)),
+        sa.Column("claimed_by", sa.String(128)),
+        sa.Column("claimed_at", sa.Float),
+        sa.Column("finished_at", sa.Float))
+    documents = sa.Table(
+        "notification_es_documents", frozen,
+        sa.Column("doc_id", sa.String(512), primary_key=True),
+        sa.Column("bucket", sa.String(255), nullable=False),
+        sa.Column("key", sa.Text, nullable=False),
+        sa.Column("updated_at", sa.Float, nullable=False))
+    counters = sa.Table(
+        "notification_counters", frozen,
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("value", sa.BigInteger, nullable=False))
+    return inbox, documents, counters
+
+
+def _step_3_tables():
+    """The reconciler's tables: dataset signatures, pass cursor, leases."""
+    frozen = sa.MetaData()
+    datasets = sa.Table(
+        "notification_datasets", frozen,
+        sa.Column("dataset_uri", sa.String(1024), primary_key=True),
+        sa.Column("base_uri", sa.String(1024), nullable=False, index=True),
+        sa.Column("uuid", sa.String(64), nullable=False),
+        sa.Column("prefix", sa.Text, nullable=False),
+        sa.Column("registration_etag", sa.String(128)),
+        sa.Column("signature", sa.String(64)),
+        sa.Column("expected_signature", sa.String(64)),
+        sa.Column("expected_at", sa.Float))
+    cursor = sa.Table(
+        "notification_reconcile_cursor", frozen,
+        sa.Column("scope", sa.String(64), primary_key=True),
+        sa.Column("started_at", sa.Float, nullable=False),
+        sa.Column("finished_at", sa.Float),
+        sa.Column("base_uri", sa.String(1024)),
+        sa.Column("after_uuid", sa.String(64)),
+        sa.Column("checked", sa.BigInteger, nullable=False),
+        sa.Column("missing", sa.BigInteger, nullable=False),
+        sa.Column("extra", sa.BigInteger, nullable=False),
+        sa.Column("changed", sa.BigInteger, nullable=False),
+        sa.Column("s3_requests", sa.BigInteger, nullable=False),
+        sa.Column("holder", sa.String(160)),
+        sa.Column("updated_at", sa.Float))
+    leases = sa.Table(
+        "notification_leases", frozen,
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("holder", sa.String(160), nullable=False),
+        sa.Column("acquired_at", sa.Float, nullable=False),
+        sa.Column("expires_at", sa.Float, nullable=False))
+    return datasets, cursor, leases
+
+
 MIGRATIONS: List[Step] = [
     Step(1, "inbox, Elasticsearch document ids and counters",
-         create_tables("notification_inbox", "notification_es_documents",
-                       "notification_counters")),
+         create_tables(*_step_1_tables())),
     Step(2, "inbox: index on (state, due_at) for claims",
-         add_index("notification_inbox", "ix_notification_inbox_state_due_at")),
+         add_index("notification_inbox", "ix_notification_inbox_state_due_at",
+                   "state", "due_at")),
     Step(3, "reconciler: dataset signatures, pass cursor, leases",
-         create_tables("notification_datasets", "notification_reconcile_cursor",
-                       "notification_leases")),
+         create_tables(*_step_3_tables())),
     Step(4, "inbox: events heard since the last claim, what the last sync read, urgency",
-         _steps(add_column("notification_inbox", "heard"),
-                add_column("notification_inbox", "seen"),
-                add_column("notification_inbox", "urgent"))),
+         all_of(add_column("notification_inbox", sa.Column("heard", sa.Text)),
+                add_column("notification_inbox", sa.Column("seen", sa.Text)),
+                add_column("notification_inbox", sa.Column(
+                    "urgent", sa.Boolean, nullable=False, server_default=sa.false())))),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version
@@ -108,16 +196,18 @@ def current_version(conn) -> int:
     return conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
 
 
-def migrate(engine) -> List[Step]:
-    """Bring the database to :data:`LATEST_VERSION`; return the steps applied."""
+def migrate(engine, until=None) -> List[Step]:
+    """Bring the database to :data:`LATEST_VERSION` (or to version ``until``,
+    for tests); return the steps applied."""
+    target = LATEST_VERSION if until is None else until
     if engine.dialect.name == "sqlite":
         _use_wal(engine)
     with engine.connect() as conn:
-        if current_version(conn) >= LATEST_VERSION:
+        if current_version(conn) >= target:
             return []  # the common case, without taking any lock
     with _exclusive(engine) as conn:
         version = current_version(conn)  # again: another process may have migrated
-        missing = [step for step in MIGRATIONS if step.version > version]
+        missing = [step for step in MIGRATIONS if version < step.version <= target]
         if missing:
             schema_version.create(conn, checkfirst=True)
         for step in missing:
