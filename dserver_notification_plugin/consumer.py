@@ -95,17 +95,13 @@ class Batch:
         the limit :func:`.intake.accept` applies to one notification."""
         group, size = [], 0
         for intake in self.intakes:
-            if group and size + records_in(intake) > max_records:
+            if group and size + intake.records > max_records:
                 yield merged(group)
                 group, size = [], 0
             group.append(intake)
-            size += records_in(intake)
+            size += intake.records
         if group:
             yield merged(group)
-
-
-def records_in(intake):
-    return len(intake.events) + len(intake.ignored) + len(intake.faults)
 
 
 def merged(intakes):
@@ -150,8 +146,8 @@ def read_message(message, max_bytes, max_records, check_sns):
     except Exception as exc:  # a parser bug must not block the other messages
         logger.exception("reading SQS message %s failed", printable(message.get("MessageId")))
         return None, f"parser failed: {type(exc).__name__}"
-    if records_in(parsed) > max_records:
-        return None, (f"{records_in(parsed)} records exceed the limit of {max_records} "
+    if parsed.records > max_records:
+        return None, (f"{parsed.records} records exceed the limit of {max_records} "
                       "(DSERVER_NOTIFY_MAX_RECORDS)")
     if parsed.sns_confirmation is not None:
         return None, ("an SNS subscription confirmation for topic "

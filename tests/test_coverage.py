@@ -8,10 +8,10 @@ from hypothesis import strategies as st
 
 from dserver_notification_plugin.coverage import (
     HEARD_LIMIT, UNKNOWN, Heard, Seen, covered, heard_text, parse_heard)
+from dserver_notification_plugin.db import Database, Inbox
 from dserver_notification_plugin.events import Action, ObjectEvent, clean_etag
 from dserver_notification_plugin.keys import DatasetTarget, translate
 from dserver_notification_plugin.states import DatasetKind, Outcome, State
-from dserver_notification_plugin.db import Database, Inbox
 
 U = "8ecd8e05-558a-48e2-b563-0c9ea273e71e"
 ROOT = f"u/me/{U}/"

@@ -9,11 +9,11 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from dserver_notification_plugin.keys import DatasetTarget
 from dserver_notification_plugin.db import Database, Lease, Ledger
+from dserver_notification_plugin.keys import DatasetTarget
 from dserver_notification_plugin.listing import Listed, Pacer, signature
-from dserver_notification_plugin.reconcile import Drift, IndexView, judge
-from dserver_notification_plugin.states import Outcome
+from dserver_notification_plugin.reconcile import IndexView, judge
+from dserver_notification_plugin.states import Drift, Outcome
 
 URI = "s3://b/00000000-0000-4000-8000-000000000001"
 
@@ -106,7 +106,7 @@ def test_a_proto_or_failed_sync_records_nothing_and_a_deletion_forgets(ledger):
 
 def test_the_cursor_keeps_a_pass_and_its_figures(ledger):
     state = ledger.start_pass("reconciler", "h", at=50)
-    assert (state.finished_at, state.after_uuid, state.checked) == (None, None, 0)
+    assert (state.finished_at, state.after_uuid, state.counted.checked) == (None, None, 0)
     ledger.advance("reconciler", "s3://b", "uuid-1", {"checked": 50, "missing": 2,
                                                       "s3_requests": 151}, "h")
     ledger.advance("reconciler", "s3://b", "uuid-2", {"checked": 10, "extra": 1}, "h")
@@ -116,8 +116,8 @@ def test_the_cursor_keeps_a_pass_and_its_figures(ledger):
     assert (state.base_uri, state.after_uuid) == ("s3://b", "uuid-2")
     ledger.finish_pass("reconciler", at=70)
     state = ledger.pass_state("reconciler")
-    assert (state.finished_at, state.after_uuid, state.checked) == (70, None, 60)
-    assert ledger.start_pass("reconciler", "h", at=80).checked == 0
+    assert (state.finished_at, state.after_uuid, state.counted.checked) == (70, None, 60)
+    assert ledger.start_pass("reconciler", "h", at=80).counted.checked == 0
 
 
 # --- what a listing means ----------------------------------------------------------

@@ -199,18 +199,18 @@ def test_an_interrupted_pass_resumes_from_its_cursor(make_app, bucket, monkeypat
     first.run_once()
     first.lease.release()
     state = ext(app).ledger.pass_state(SCOPE)
-    assert state.finished_at is None and state.checked == 1
+    assert state.finished_at is None and state.counted.checked == 1
     assert state.after_uuid == uris[0].rsplit("/", 1)[1]
 
     second = Reconciler(ext(app))  # another process, same database
     second.run_once()
     state = ext(app).ledger.pass_state(SCOPE)
     assert state.finished_at is not None
-    assert (state.checked, state.missing) == (3, 3)  # nothing checked twice
+    assert (state.counted.checked, state.counted.missing) == (3, 3)  # nothing checked twice
     assert state.holder == second.lease.holder != first.lease.holder
     assert len(ext(app).inbox.entries()) == 3
     assert second.run_once() > 0  # next pass not due yet: nothing walked
-    assert ext(app).ledger.pass_state(SCOPE).checked == 3
+    assert ext(app).ledger.pass_state(SCOPE).counted.checked == 3
 
 
 def test_status_and_metrics_show_the_reconciler(make_app, bucket, status_json, metric_samples):

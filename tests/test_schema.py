@@ -4,8 +4,8 @@ import threading
 import sqlalchemy as sa
 
 from dserver_notification_plugin.db import Counters, Database, Inbox, migrations, tables
-from dserver_notification_plugin.keys import DatasetTarget
 from dserver_notification_plugin.db.migrations import LATEST_VERSION, MIGRATIONS, migrate
+from dserver_notification_plugin.keys import DatasetTarget
 from dserver_notification_plugin.states import State
 
 

@@ -3,9 +3,11 @@ import threading
 
 import pytest
 
+from dserver_notification_plugin.db import (
+    Claim, Counters, Database, Documents, Inbox, WaitingCapReached,
+)
 from dserver_notification_plugin.keys import DatasetTarget
 from dserver_notification_plugin.states import Outcome, State
-from dserver_notification_plugin.db import Claim, Counters, Database, Documents, Inbox, InboxFull
 
 
 def target(n, part="readme"):
@@ -217,12 +219,12 @@ def test_state_counts_and_oldest_waiting_age(inbox):
 
 def test_the_cap_admits_new_datasets_only_while_there_is_room(inbox):
     assert inbox.enqueue([target(1), target(2)], 0, 0, at=0, max_waiting=3) == 2
-    with pytest.raises(InboxFull) as full:
+    with pytest.raises(WaitingCapReached) as full:
         inbox.enqueue([target(1), target(3), target(4), target(4)], 0, 0, at=1, max_waiting=3)
     assert full.value.refused == [target(4).uri] and full.value.written == 2
     assert {e.uuid: e.events for e in inbox.entries()} == \
         {target(1).uuid: 2, target(2).uuid: 1, target(3).uuid: 1}
-    with pytest.raises(InboxFull):
+    with pytest.raises(WaitingCapReached):
         inbox.enqueue([target(5)], 0, 0, at=2, max_waiting=3)
     # done rows do not count as waiting
     for claimed in claim(inbox, at=3):

@@ -3,8 +3,8 @@ import threading
 import time
 
 from devstack.ports import wait_until
-from dserver_notification_plugin.keys import DatasetTarget
 from dserver_notification_plugin.db import Database, Inbox
+from dserver_notification_plugin.keys import DatasetTarget
 from dserver_notification_plugin.wakeup import Alarm, Listener
 
 PATIENCE = 30.0  # a loaded machine is slow; a failure still ends

@@ -20,13 +20,14 @@ from .claims import Claim
 from .counters import Counters
 from .database import CHANNEL, Database, now, process_id
 from .documents import MAX_DOC_ID_LENGTH, Documents
-from .inbox import KEEP, Entry, Inbox, InboxFull
-from .ledger import FIGURES, Known, Ledger, PassState
+from .inbox import KEEP, Entry, Inbox, WaitingCapReached
+from .ledger import Known, Ledger, PassState
 from .leases import Lease, LeaseInfo
 from .migrations import LATEST_VERSION, MIGRATIONS, Step, migrate
 
 __all__ = [
-    "CHANNEL", "Claim", "Counters", "Database", "Documents", "Entry", "FIGURES", "Inbox",
-    "InboxFull", "KEEP", "Known", "LATEST_VERSION", "Lease", "LeaseInfo", "Ledger",
-    "MAX_DOC_ID_LENGTH", "MIGRATIONS", "PassState", "Step", "migrate", "now", "process_id",
+    "CHANNEL", "Claim", "Counters", "Database", "Documents", "Entry", "Inbox",
+    "KEEP", "Known", "LATEST_VERSION", "Lease", "LeaseInfo", "Ledger",
+    "MAX_DOC_ID_LENGTH", "MIGRATIONS", "PassState", "Step", "WaitingCapReached", "migrate", "now",
+    "process_id",
 ]

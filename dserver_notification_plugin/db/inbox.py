@@ -35,9 +35,10 @@ ERROR_TEXT_LIMIT = 4000
 KEEP = object()
 
 
-class InboxFull(Exception):
-    """Too many datasets wait already; ``refused`` were not added (after
-    ``written`` events for others were committed)."""
+class WaitingCapReached(Exception):
+    """``max_waiting`` datasets wait already; ``refused`` were not added (after
+    ``written`` events for others were committed). The intake turns it into
+    :class:`..intake.InboxFull`, its answer to the sender."""
 
     def __init__(self, refused, written):
         super().__init__(f"{len(refused)} datasets not added: the inbox is full")
@@ -96,7 +97,7 @@ class Inbox:
         With ``max_waiting``, datasets not yet waiting are added only while
         fewer than that many wait; events for datasets already waiting are
         always folded in. Whatever was written is committed, then
-        :class:`InboxFull` names the datasets that were not.
+        :class:`WaitingCapReached` names the datasets that were not.
         """
         at = now() if at is None else at
         per_dataset = {}
@@ -127,7 +128,7 @@ class Inbox:
             self.alarm.ring(earliest)
         written = sum(len(events) for events in per_dataset.values())
         if refused:
-            raise InboxFull(refused, written)
+            raise WaitingCapReached(refused, written)
         return written
 
     def claim(self, claim_timeout, limit=16, ignore_due=False, owner=None,

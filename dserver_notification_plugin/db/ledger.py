@@ -20,12 +20,10 @@ from typing import Dict, Iterable, Optional
 
 import sqlalchemy as sa
 
-from ..states import Outcome
+from ..states import FIGURES, Figures, Outcome
 from .database import chunks, now, upsert
 from .tables import cursors, datasets
 
-#: The figures a pass counts, in the order reports show them.
-FIGURES = ("checked", "missing", "extra", "changed", "s3_requests")
 #: Outcomes after which the index reflects what S3 held when the sync ran.
 _REFLECTED = (Outcome.REGISTERED, Outcome.UNCHANGED)
 #: Outcomes after which there is no dataset to remember.
@@ -48,20 +46,18 @@ class PassState:
     finished_at: Optional[float]
     base_uri: Optional[str]
     after_uuid: Optional[str]
-    checked: int
-    missing: int
-    extra: int
-    changed: int
-    s3_requests: int
     holder: Optional[str]
     updated_at: Optional[float]
+    counted: Figures  # so far
 
     @classmethod
     def from_row(cls, row):
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
+        counted = Figures(**{name: int(row[name]) for name in FIGURES})
+        return cls(counted=counted,
+                   **{f.name: row[f.name] for f in fields(cls) if f.name != "counted"})
 
     def figures(self):
-        return {name: int(getattr(self, name)) for name in FIGURES}
+        return self.counted.as_dict()
 
 
 class Ledger:

@@ -7,6 +7,8 @@ there that states the change as its own DDL.
 """
 import sqlalchemy as sa
 
+from ..states import FIGURES
+
 metadata = sa.MetaData()
 
 inbox = sa.Table(
@@ -77,11 +79,8 @@ cursors = sa.Table(
     sa.Column("finished_at", sa.Float),
     sa.Column("base_uri", sa.String(1024)),
     sa.Column("after_uuid", sa.String(64)),
-    sa.Column("checked", sa.BigInteger, nullable=False, default=0),
-    sa.Column("missing", sa.BigInteger, nullable=False, default=0),
-    sa.Column("extra", sa.BigInteger, nullable=False, default=0),
-    sa.Column("changed", sa.BigInteger, nullable=False, default=0),
-    sa.Column("s3_requests", sa.BigInteger, nullable=False, default=0),
+    # the pass's figures so far, one column each
+    *(sa.Column(name, sa.BigInteger, nullable=False, default=0) for name in FIGURES),
     sa.Column("holder", sa.String(160)),
     sa.Column("updated_at", sa.Float),
 )
