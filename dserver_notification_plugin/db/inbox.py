@@ -1,6 +1,6 @@
 """The inbox: the queue of datasets to sync, one row per dataset.
 
-A queue of one row per dataset, and a queue is a handful of
+A queue is a handful of
 operations on a table: ``enqueue`` (add or fold into the dataset's row),
 ``claim`` (take due rows, atomically, by exactly one process),
 ``finish``/``fail`` (done, retry later, or dead) and ``requeue_dead``.
