@@ -1,7 +1,7 @@
 """The inbox: the queue of datasets to sync, one row per dataset.
 
-A queue is a handful of
-operations on a table: ``enqueue`` (add or fold into the dataset's row),
+A queue is a handful of operations on a table: ``enqueue`` (add or fold
+into the dataset's row),
 ``claim`` (take due rows, atomically, by exactly one process),
 ``finish``/``fail`` (done, retry later, or dead) and ``requeue_dead``.
 Every write is a single statement, so it is safe with several gunicorn
