@@ -18,7 +18,7 @@ import time
 from .background import BackgroundThread, retry_delay
 from .coverage import covered
 from .database import now
-from .s3reads import prepare_clients
+from .dtool_private import observed_reads, prepare_clients
 from .states import Outcome, State
 from .store import KEEP
 from .sync import PermanentSyncError, sync_dataset
@@ -138,23 +138,32 @@ class Worker(BackgroundThread):
         :class:`Outcome`, or None when the claim was lost to another process
         meanwhile (its result is that process's to record).
         """
-        from dservercore import sql_db
         if covered(claim.seen, claim.heard):
             return self._record(claim, Outcome.COVERED, claim.fingerprint, KEEP)
         started = time.monotonic()
-        try:
-            result = sync_dataset(claim.base_uri, claim.dataset_uri, claim.fingerprint)
-        except PermanentSyncError as exc:
-            sql_db.session.rollback()
-            logger.error("giving up on %s: %s", claim.dataset_uri, exc)
-            return self._record_failure(claim, exc, give_up=True)
-        except Exception as exc:  # S3, Mongo or SQL unreachable: retry later
-            sql_db.session.rollback()
-            return self._record_failure(claim, exc)
-        self.tally.add("s3_requests", result.s3_requests)
-        return self._record(claim, result.outcome, result.fingerprint, result.seen,
-                            f" ({result.s3_requests} S3 requests, "
+        result, failure, reads = self._sync(claim)
+        # counted whatever the sync's fate: a failed sync spent requests too
+        self.tally.add("s3_requests", reads.requests)
+        if isinstance(failure, PermanentSyncError):
+            logger.error("giving up on %s: %s", claim.dataset_uri, failure)
+            return self._record_failure(claim, failure, give_up=True)
+        if failure is not None:  # S3, Mongo or SQL unreachable: retry later
+            return self._record_failure(claim, failure)
+        return self._record(claim, result.outcome, result.fingerprint, reads.seen(result.kind),
+                            f" ({reads.requests} S3 requests, "
                             f"{time.monotonic() - started:.2f} s)")
+
+    def _sync(self, claim):
+        """``(SyncResult or None, exception or None, Reads)``: the sync, with
+        its S3 requests recorded."""
+        from dservercore import sql_db
+        with observed_reads() as reads:
+            try:
+                return sync_dataset(claim.base_uri, claim.dataset_uri,
+                                    claim.fingerprint), None, reads
+            except Exception as exc:
+                sql_db.session.rollback()
+                return None, exc, reads
 
     def _record(self, claim, outcome, fingerprint, seen, detail=""):
         if not self.store.finish(claim, outcome, fingerprint=fingerprint, seen=seen):
@@ -177,7 +186,6 @@ class Worker(BackgroundThread):
                            claim.dataset_uri, exc_info=True)
 
     def _record_failure(self, claim, exc, give_up=False):
-        self.tally.add("s3_requests", getattr(exc, "s3_requests", 0))
         error = f"{type(exc).__name__}: {exc}"
         delay = retry_delay(claim.attempts, self.settings.retry_base_seconds,
                             self.settings.retry_max_seconds)

@@ -13,7 +13,8 @@ from dserver_notification_plugin.keys import DatasetTarget
 from dserver_notification_plugin.leases import Lease
 from dserver_notification_plugin.ledger import Ledger
 from dserver_notification_plugin.listing import Listed, Pacer, signature
-from dserver_notification_plugin.reconcile import Drift, IndexView, judge
+from dserver_notification_plugin.datasetindex import IndexView
+from dserver_notification_plugin.reconcile import Drift, judge
 from dserver_notification_plugin.states import Outcome
 from dserver_notification_plugin.store import Store
 
