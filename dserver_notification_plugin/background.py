@@ -60,8 +60,9 @@ def retry_delay(attempts, base, ceiling, jitter=True):
 class BackgroundThread:
     """Runs :meth:`iterate` in one daemon thread until :meth:`stop`.
 
-    ``store`` (its ``ready()``) gates the first iteration and receives the
-    ``tally``'s counts; either may be None for a thread that needs neither.
+    ``db`` (its ``ready()``, a :class:`.db.Database`) gates the first
+    iteration, and the ``tally``'s counts go to ``counters`` (a
+    :class:`.db.Counters`); a thread that needs neither passes None.
     """
 
     thread_name = "dserver-notification"
@@ -73,9 +74,10 @@ class BackgroundThread:
     error_pause_max_seconds = 5.0
     error_pause_jitter = False
 
-    def __init__(self, store=None, tally=None):
-        self.store = store
+    def __init__(self, db=None, tally=None, counters=None):
+        self.db = db
         self.tally = tally
+        self.counters = counters
         self.failures = 0  # iterations that raised in a row
         self._thread = None
         self._stop = threading.Event()
@@ -143,8 +145,8 @@ class BackgroundThread:
     def flush_stats(self):
         """Add this process's unflushed counts to the counters table."""
         self._last_flush = time.monotonic()
-        if self.tally is not None:
-            self.tally.flush_to(self.store)
+        if self.tally is not None and self.counters is not None:
+            self.tally.flush_to(self.counters)
 
     def _halt(self, timeout):
         self._stop.set()
@@ -168,7 +170,7 @@ class BackgroundThread:
     def _wait_until_ready(self):
         """True once the database is ready; False when stopped before."""
         while not self._stop.is_set():
-            if self.store is None or self.store.ready():
+            if self.db is None or self.db.ready():
                 return True
             self._stop.wait(READY_POLL_SECONDS)
         return False

@@ -94,17 +94,13 @@ class Batch:
         the limit :func:`.intake.accept` applies to one notification."""
         group, size = [], 0
         for intake in self.intakes:
-            if group and size + records_in(intake) > max_records:
+            if group and size + intake.records > max_records:
                 yield merged(group)
                 group, size = [], 0
             group.append(intake)
-            size += records_in(intake)
+            size += intake.records
         if group:
             yield merged(group)
-
-
-def records_in(intake):
-    return len(intake.events) + len(intake.ignored) + len(intake.faults)
 
 
 def merged(intakes):
@@ -149,8 +145,8 @@ def read_message(message, max_bytes, max_records, check_sns):
     except Exception as exc:  # a parser bug must not block the other messages
         logger.exception("reading SQS message %s failed", printable(message.get("MessageId")))
         return None, f"parser failed: {type(exc).__name__}"
-    if records_in(parsed) > max_records:
-        return None, (f"{records_in(parsed)} records exceed the limit of {max_records} "
+    if parsed.records > max_records:
+        return None, (f"{parsed.records} records exceed the limit of {max_records} "
                       "(DSERVER_NOTIFY_MAX_RECORDS)")
     if parsed.sns_confirmation is not None:
         return None, ("an SNS subscription confirmation for topic "
@@ -178,7 +174,7 @@ class QueueConsumer(BackgroundThread):
     error_pause_jitter = True
 
     def __init__(self, extension, queue_url):
-        super().__init__(extension.store, extension.tally)
+        super().__init__(extension.db, extension.tally, extension.counters)
         self.extension = extension
         self.queue_url = queue_url
         self.last_error = None
@@ -203,7 +199,7 @@ class QueueConsumer(BackgroundThread):
         """
         if self.failures:
             # Take messages again only once they can be committed.
-            self.extension.store.check_writable()
+            self.extension.db.check_writable()
         if self._held_by_full_inbox and not self._inbox_has_room():
             return ROOM_CHECK_SECONDS
         try:
@@ -220,7 +216,7 @@ class QueueConsumer(BackgroundThread):
         self._record_error(exc, f"retrying in {pause:.1f} s")
 
     def _inbox_has_room(self):
-        waiting = self.extension.store.waiting_count()
+        waiting = self.extension.inbox.waiting_count()
         if waiting > resume_below(self.extension.settings.max_pending):
             return False
         self._held_by_full_inbox = False

@@ -13,10 +13,9 @@ apart (start to start) and spend at most
 import logging
 
 from .background import BackgroundThread
-from .leases import Lease
 from .listing import Pacer
 from .reconcile import BaseUriPass
-from .database import now
+from .db import Lease, now
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +38,10 @@ class Reconciler(BackgroundThread):
     error_pause_seconds = error_pause_max_seconds = ERROR_PAUSE_SECONDS
 
     def __init__(self, extension):
-        super().__init__(extension.store, extension.tally)
+        super().__init__(extension.db, extension.tally, extension.counters)
         self.ext = extension
         self.settings = extension.settings
-        self.lease = Lease(extension.store, SCOPE, self.settings.reconcile_lease_seconds)
+        self.lease = Lease(extension.db, SCOPE, self.settings.reconcile_lease_seconds)
         self._renewed_at = 0.0
         self._lease_lost = False
 
@@ -72,7 +71,7 @@ class Reconciler(BackgroundThread):
     def forget_inherited(self):
         if self._was_running:
             # before our thread touches the database (the worker does the same)
-            self.ext.store.dispose_inherited_connections()
+            self.ext.db.dispose_inherited_connections()
 
     # work -----------------------------------------------------------------------
     @property

@@ -17,10 +17,9 @@ import time
 
 from .background import BackgroundThread, retry_delay
 from .coverage import covered
-from .database import now
+from .db import KEEP, now
 from .dtool_private import observed_reads, prepare_clients
 from .states import Outcome, State
-from .store import KEEP
 from .sync import PermanentSyncError, sync_dataset
 from .wakeup import Listener
 
@@ -43,12 +42,13 @@ PURGE_INTERVAL_SECONDS = 60.0
 class Worker(BackgroundThread):
     thread_name = "dserver-notification-worker"
 
-    def __init__(self, app, settings, store, tally, ledger=None):
-        super().__init__(store, tally)
+    def __init__(self, app, settings, db, inbox, counters, tally, ledger=None):
+        super().__init__(db, tally, counters)
         self.app = app
         self.settings = settings
+        self.inbox = inbox
         self.ledger = ledger  # the reconciler's memory of what the index reflects
-        self.listener = Listener(store.listening_connection, store.alarm)
+        self.listener = Listener(db.listening_connection, inbox.alarm)
         self._last_purge = 0.0
 
     @property
@@ -72,10 +72,10 @@ class Worker(BackgroundThread):
 
     def pause(self, seconds):
         # on the alarm: an enqueue (here, or NOTIFYed by another process) wakes it
-        self.store.alarm.sleep_until(now() + seconds)
+        self.inbox.alarm.sleep_until(now() + seconds)
 
     def wake(self):
-        self.store.alarm.ring()  # out of its sleep
+        self.inbox.alarm.ring()  # out of its sleep
 
     def on_error(self, exc, pause):
         logger.exception("notification worker loop failed; retrying in %.1f s", pause)
@@ -95,7 +95,7 @@ class Worker(BackgroundThread):
         start = now()
         deadline = start + self.settings.idle_seconds
         with self.app.app_context():
-            next_due = self.store.next_due_at(self.settings.claim_timeout_seconds)
+            next_due = self.inbox.next_due_at(self.settings.claim_timeout_seconds)
         if next_due is not None:
             deadline = min(deadline, max(next_due, start + RECHECK_SECONDS))
         return deadline - start
@@ -105,7 +105,7 @@ class Worker(BackgroundThread):
         """Claim due entries (up to ``limit``) and process them; return how many."""
         from dservercore import sql_db
         with self.app.app_context():
-            claims = self.store.claim(self.settings.claim_timeout_seconds, limit=limit,
+            claims = self.inbox.claim(self.settings.claim_timeout_seconds, limit=limit,
                                       ignore_due=ignore_due)
             for claim in claims:
                 if self.stopping and not ignore_due:
@@ -166,7 +166,7 @@ class Worker(BackgroundThread):
                 return None, exc, reads
 
     def _record(self, claim, outcome, fingerprint, seen, detail=""):
-        if not self.store.finish(claim, outcome, fingerprint=fingerprint, seen=seen):
+        if not self.inbox.finish(claim, outcome, fingerprint=fingerprint, seen=seen):
             return self._claim_lost(claim, outcome)
         self._settle(claim, outcome)
         self.tally.add(outcome.value)
@@ -189,7 +189,7 @@ class Worker(BackgroundThread):
         error = f"{type(exc).__name__}: {exc}"
         delay = retry_delay(claim.attempts, self.settings.retry_base_seconds,
                             self.settings.retry_max_seconds)
-        state = self.store.fail(claim, error, now() + delay, self.settings.max_attempts,
+        state = self.inbox.fail(claim, error, now() + delay, self.settings.max_attempts,
                                 give_up=give_up)
         if state is None:
             return self._claim_lost(claim, "error")
@@ -213,7 +213,7 @@ class Worker(BackgroundThread):
         """Delete entries done for longer than the retention; return how many."""
         self._last_purge = time.time()
         try:
-            purged = self.store.purge_done(self.settings.done_retention_seconds)
+            purged = self.inbox.purge_done(self.settings.done_retention_seconds)
         except Exception:
             logger.warning("could not purge old done inbox entries; will try again",
                            exc_info=True)
@@ -225,10 +225,10 @@ class Worker(BackgroundThread):
 
     # fork safety (see background.py) ------------------------------------
     def forget_inherited(self):
-        self.store.alarm.reset()
+        self.inbox.alarm.reset()
         self.tally.take_unflushed()  # the parent flushes its own counts
         try:
-            self.store.dispose_inherited_connections()
+            self.db.dispose_inherited_connections()
         except Exception:
             logger.debug("no engines to dispose after fork", exc_info=True)
 

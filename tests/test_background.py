@@ -2,7 +2,7 @@
 import threading
 
 from dserver_notification_plugin.background import FINISHED, BackgroundThread
-from dserver_notification_plugin.store import Store
+from dserver_notification_plugin.db import Counters, Database
 from dserver_notification_plugin.tally import Tally
 
 PATIENCE = 30.0  # a loaded machine is slow; a failure still ends
@@ -13,8 +13,8 @@ class Flaky(BackgroundThread):
     error_pause_seconds = 0.01
     error_pause_max_seconds = 0.03
 
-    def __init__(self, failing, store=None, tally=None):
-        super().__init__(store, tally)
+    def __init__(self, failing, db=None, tally=None, counters=None):
+        super().__init__(db, tally, counters)
         self.failing = failing
         self.pauses, self.story = [], []
 
@@ -49,14 +49,15 @@ def test_failed_iterations_back_off_doubling_up_to_the_ceiling():
     assert thread.story[-1] == "stopped"
 
 
-def test_stop_flushes_the_counts_to_the_store(engine):
-    store = Store(engine=engine)
-    store.migrate()
-    thread = Flaky(failing=0, store=store, tally=Tally())
+def test_stop_flushes_the_counts_to_the_database(engine):
+    db = Database(engine=engine)
+    db.migrate()
+    counters = Counters(db)
+    thread = Flaky(failing=0, db=db, tally=Tally(), counters=counters)
     thread.start()
     thread.join(PATIENCE)
     thread.stop()
-    assert store.counter_totals().get("successes") == 1
+    assert counters.totals().get("successes") == 1
 
 
 class Waiting(BackgroundThread):
