@@ -130,7 +130,7 @@ def test_registrations_by_dservercore_do_not_enqueue(app, bucket):
     uri = bucket.put_dataset("direct", items=1)
     with app.app_context():
         register_dataset(generate_dataset_info(dtoolcore.DataSet.from_uri(uri), bucket.base_uri))
-    assert extension(app).store.entries() == []
+    assert extension(app).inbox.entries() == []
 
 
 def test_mongo_down_during_processing_is_retried_and_recorded(make_app, bucket, tmp_path,
@@ -148,14 +148,14 @@ def test_mongo_down_during_processing_is_retried_and_recorded(make_app, bucket, 
         notify_all(client, minio_bodies_for_keys(bucket.name, list_keys(bucket.s3, bucket.name)))
         mongo.kill()
         drain(app)
-        [row] = extension(app).store.entries()
+        [row] = extension(app).inbox.entries()
         assert row.state is State.FAILED and row.attempts == 1
         assert row.last_error.startswith(("AutoReconnect", "ServerSelectionTimeout"))
         mongo.restart()
         # a drain leaves a failed entry alone until its backoff (at most 0.5 s) ends
         wait_until(lambda: drain(app), "the failed entry synced once its backoff ended",
                    timeout=30, interval=0.1)
-        [row] = extension(app).store.entries()
+        [row] = extension(app).inbox.entries()
         assert (row.state, row.attempts, row.last_outcome) == (State.DONE, 2, "registered")
         assert search(client, auth_headers(app)) == [uri]
     finally:
