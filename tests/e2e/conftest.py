@@ -186,6 +186,18 @@ def fresh_index_factory(tmp_path_factory, mongo, database, request):
     started.stop_all()
 
 
+def start_sns_notified_index(index_factory, bucket, moto):
+    """A live dserver that moto's SNS topic for ``bucket`` notifies over HTTP.
+
+    moto's SNS signatures are placeholders, so verification is off here
+    (test_moto_sns.py says why); dtool-s3's settings let dserver read the bucket.
+    """
+    index = index_factory({bucket.name: bucket.base_uri},
+                          extra_env={**bucket.env, "DSERVER_NOTIFY_SNS_VERIFY": "off"})
+    moto.subscribe_bucket_to_webhook(bucket.name, index.webhook_url)
+    return index
+
+
 def unique_word(stem):
     """A word no other dataset's README holds (free-text search is substring)."""
     return f"{stem}{uuid.uuid4().hex[:10]}"

@@ -17,6 +17,7 @@ import uuid
 import pytest
 
 from devstack.datasets import Bucket
+from tests.e2e.conftest import start_sns_notified_index
 
 pytestmark = pytest.mark.e2e
 
@@ -30,10 +31,7 @@ def bucket(moto, live_database_kind):
 
 @pytest.fixture(scope="module")
 def index(index_factory, bucket, moto):
-    index = index_factory({bucket.name: bucket.base_uri},
-                          extra_env={**bucket.env, "DSERVER_NOTIFY_SNS_VERIFY": "off"})
-    moto.subscribe_bucket_to_webhook(bucket.name, index.webhook_url)
-    return index
+    return start_sns_notified_index(index_factory, bucket, moto)
 
 
 def test_copy_edit_and_removal_reach_search_through_sns(index, bucket, dataset_lifecycle):

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from devstack.datasets import Bucket
-from tests.e2e.conftest import unique_word, url_suffix
+from tests.e2e.conftest import start_sns_notified_index, unique_word, url_suffix
 
 pytestmark = [pytest.mark.e2e, pytest.mark.needs_write_routes]
 
@@ -32,10 +32,7 @@ def bucket(moto):
 
 @pytest.fixture(scope="module")
 def index(index_factory, bucket, moto):
-    index = index_factory({bucket.name: bucket.base_uri},
-                          extra_env={**bucket.env, "DSERVER_NOTIFY_SNS_VERIFY": "off"})
-    moto.subscribe_bucket_to_webhook(bucket.name, index.webhook_url)
-    return index
+    return start_sns_notified_index(index_factory, bucket, moto)
 
 
 def status(index):
