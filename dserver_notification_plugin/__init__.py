@@ -36,7 +36,7 @@ class NotificationExtension(ExtensionABC):
         from .consumer import make_consumers
         from .intake import IgnoredLog
         from .ledger import Ledger
-        from .logbudget import RejectionLog
+        from .logbudget import LogBudget, RejectionLog
         from .reconciler import Reconciler
         from .sns_trust import SnsTrust
         from .status import Metrics
@@ -50,6 +50,7 @@ class NotificationExtension(ExtensionABC):
         self.tally = Tally()
         self.store = Store(app)
         self.rejection_log = RejectionLog(self.settings.reject_log_interval_seconds)
+        self.store_log = LogBudget(self.settings.reject_log_interval_seconds)
         self.ignored_log = IgnoredLog(self.settings.reject_log_interval_seconds)
         self.sns = SnsTrust(self.settings)
         # Configurations that start but leave a door open: said now, and

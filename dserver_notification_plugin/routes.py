@@ -23,6 +23,7 @@ from .globals import current_notification
 from .guard import guard_request
 from .intake import IntakeRefused, accept
 from .keys import DatasetTarget, translate
+from .logbudget import describe_database_error, with_suppressed
 from .responses import ErrorSchema, error_response
 from .sns_trust import SnsRefusal
 from .schema import MAX_DOC_ID_LENGTH
@@ -87,8 +88,16 @@ def read_body():
 
 @bp.errorhandler(SQLAlchemyError)
 def _store_unavailable(exc):
-    """The database is down or busy: 503, so the sender keeps the event and retries."""
-    logger.error("notification store unavailable: %s", exc)
+    """The database is down or busy: 503, so the sender keeps the event and retries.
+
+    Logged within a budget (senders retry, and each retry fails alike) and
+    without the statement and its parameters, which hold what senders wrote.
+    """
+    counts = current_notification.store_log.admit(type(exc).__name__)
+    if counts is not None:
+        message, args = with_suppressed("notification store unavailable: %s",
+                                        [describe_database_error(exc)], counts, "failures")
+        logger.error(message, *args)
     return error_response(503, "notification store unavailable; retry later")
 
 
@@ -107,7 +116,7 @@ def _sns_refused(exc):
     ext.tally.add("refused")
     client = g.get("notification_client") or request.remote_addr or "unix socket"
     ext.rejection_log.log(client, exc.message, exc.detail)
-    return error_response(exc.status, exc.message)
+    return error_response(exc.status, exc.message, exc.headers)
 
 
 def accepted_response(intake):
