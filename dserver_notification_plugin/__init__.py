@@ -1,6 +1,7 @@
 """dserver extension that keeps the dataset index in step with S3 buckets."""
 import logging
 import os
+import threading
 
 from dservercore import ExtensionABC
 
@@ -29,6 +30,7 @@ class NotificationExtension(ExtensionABC):
         self.ledger = None
         self.reconciler = None
         self.warnings = []
+        self._warnings_lock = threading.Lock()
         self.consumers = []
 
     def init_app(self, app, *args, **kwargs):
@@ -73,6 +75,15 @@ class NotificationExtension(ExtensionABC):
             app.before_request(self._ensure_threads_running)
         logger.info("dserver-notification-plugin configured for buckets %s",
                     sorted(self.settings.bucket_to_base_uri))
+
+    def warn_once(self, warning):
+        """A door found open while running: logged the first time, and shown
+        by /webhook/status of this process from then on."""
+        with self._warnings_lock:
+            if warning in self.warnings:
+                return
+            self.warnings = [*self.warnings, warning]
+        logger.warning("dserver-notification-plugin: %s", warning)
 
     def background_threads(self):
         """The sync worker, the reconciler unless its interval is 0, and one

@@ -48,15 +48,18 @@ def _document_intake(view):
             (400, "the body is no notification at all; the message names the problem"),
             (401, "a secret is configured and the request carries no valid one"),
             (403, "client outside DSERVER_NOTIFY_ALLOW_ACCESS_FROM, a browser request, "
-                  "forwarding headers that disagree, an unlisted SNS topic or an SNS "
-                  "message whose signature does not verify"),
+                  "forwarding headers that disagree, an unlisted SNS topic, an SNS "
+                  "message whose signature does not verify or a signing certificate SNS "
+                  "does not have, or anything but a signed SNS message when "
+                  "DSERVER_NOTIFY_REQUIRE_SNS is on"),
             (413, "body larger than DSERVER_NOTIFY_MAX_BODY_BYTES, or more records than "
                   "DSERVER_NOTIFY_MAX_RECORDS; nothing was stored"),
             (415, "unsupported content type"),
             (502, "SNS could not be reached to confirm a subscription or fetch a "
                   "signing certificate"),
-            (503, "the inbox database is unavailable, or DSERVER_NOTIFY_MAX_PENDING "
-                  "datasets wait already (with Retry-After); retry later")):
+            (503, "the inbox database is unavailable, DSERVER_NOTIFY_MAX_PENDING "
+                  "datasets wait already, or too many SNS signing certificates were "
+                  "fetched this minute (with Retry-After); retry later")):
         view = bp.alt_response(status, schema=ErrorSchema, description=description)(view)
     return bp.alt_response(202, schema=IntakeResultSchema,
                            description="stored; answered after the commit")(view)
@@ -68,7 +71,7 @@ def _guard():
     if request.endpoint == "notification.status":
         return None  # admins read it from anywhere, with their dserver JWT
     ext = current_notification
-    refusal = guard_request(ext.settings, ext.rejection_log)
+    refusal = guard_request(ext.settings, ext.rejection_log, ext.warn_once)
     if refusal is not None:
         ext.tally.add("refused")
     return refusal
@@ -119,6 +122,17 @@ def _sns_refused(exc):
     return error_response(exc.status, exc.message, exc.headers)
 
 
+UNSIGNED = "only signed SNS messages are accepted (DSERVER_NOTIFY_REQUIRE_SNS)"
+
+
+def refuse_unsigned():
+    """403 for a notification that is no SNS envelope, with REQUIRE_SNS on."""
+    ext = current_notification
+    ext.tally.add("refused")
+    ext.rejection_log.log(g.get("notification_client") or "unknown", UNSIGNED)
+    return error_response(403, UNSIGNED)
+
+
 def accepted_response(intake):
     result = accept(current_notification, intake)
     return make_response(jsonify({"accepted": result.accepted, "ignored": result.ignored}), 202)
@@ -151,6 +165,8 @@ def notify(path):
         intake = parse_webhook(read_body(), request.content_type)
     except PayloadError as exc:
         payload_error(exc)
+    if intake.sns_envelope is None and current_notification.settings.require_sns:
+        return refuse_unsigned()
     if intake.sns_envelope is not None:
         current_notification.sns.check(intake.sns_envelope)  # topic, signature
     if intake.sns_confirmation is not None:
@@ -185,6 +201,8 @@ def elastic_search(path):
     object creations, and deletions of remembered document ids as
     removals.
     """
+    if current_notification.settings.require_sns:
+        return refuse_unsigned()
     route = classify(request.method, path)
     if route.doc_id is not None and len(route.doc_id) > MAX_DOC_ID_LENGTH:
         abort(400, message=f"document id of {len(route.doc_id)} characters exceeds the "
