@@ -109,6 +109,34 @@ def test_a_malformed_message_is_left_for_the_dead_letter_queue(sqs_app, bucket, 
     assert figures["total"]["deleted"] == figures["total"]["received"] - 2
 
 
+def test_a_message_whose_certificate_sns_lacks_holds_back_nothing(make_app, bucket, queue,
+                                                                  aws_env, moto, sns):
+    """Issue 23: its certificate fetch fails (404); the rest of every batch
+    is committed and deleted, and the message itself is redriven."""
+    from devstack.sns import sign
+    notify_queue(moto, bucket.name, queue)
+    app = make_app([bucket], notify={"DSERVER_NOTIFY_SQS_QUEUE_URLS": queue.url,
+                                     "DSERVER_NOTIFY_SNS_HOSTS": sns.origin,
+                                     "DSERVER_NOTIFY_SNS_TIMEOUT_SECONDS": "2"})
+    cert_path = "/SimpleNotificationService-not-there.pem"
+    envelope = sign(sns.signed({"Records": []}), sns.key, sns.origin + cert_path)
+    queue.send(json.dumps(envelope))
+    asked_before = sns.hits.count(cert_path)  # the fake SNS serves the whole session
+    uri = bucket.put_dataset("beside-a-missing-certificate", items=1)
+    consumer = consumer_of(app)
+
+    def redriven():
+        consumer.poll_once(wait_seconds=1)
+        return len(queue.dead_letters()) == 1
+    eventually(redriven, "the message with the missing certificate dead-lettered")
+    consume_until_empty(consumer, queue)
+    assert inbox_uris(app) == [uri]
+    figures = queue_figures(app)
+    assert figures["total"]["left_for_redrive"] == 2
+    assert figures["total"]["deleted"] == figures["total"]["received"] - 2
+    assert sns.hits.count(cert_path) == asked_before + 1  # asked once, then remembered
+
+
 # The commit is blocked by locking the SQLite file from outside; PostgreSQL
 # has no such lock a test can hold without the plugin's own connections.
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
