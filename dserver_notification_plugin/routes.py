@@ -16,7 +16,7 @@ from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields
 from sqlalchemy.exc import SQLAlchemyError
 
-from .events import Action, Intake, ObjectEvent
+from .events import Action, Intake, ObjectEvent, impossible_object
 from .formats import PayloadError, parse_webhook
 from .formats.elastic import EsCall, classify, parse_document, storagegrid_object
 from .globals import current_notification
@@ -204,9 +204,8 @@ def elastic_search(path):
     if current_notification.settings.require_sns:
         return refuse_unsigned()
     route = classify(request.method, path)
-    if route.doc_id is not None and len(route.doc_id) > MAX_DOC_ID_LENGTH:
-        abort(400, message=f"document id of {len(route.doc_id)} characters exceeds the "
-                           f"limit of {MAX_DOC_ID_LENGTH}")
+    if route.doc_id is not None:
+        check_doc_id(route.doc_id)
     answer = _es_answers.get(route.call)
     if answer is not None:
         return answer(route)
@@ -220,6 +219,15 @@ def elastic_search(path):
     except PayloadError as exc:
         payload_error(exc)
     abort(400, message=f"unsupported Elasticsearch request {request.method} /{path}")
+
+
+def check_doc_id(doc_id):
+    """400 for an id no store could remember: too long, or holding NUL."""
+    if len(doc_id) > MAX_DOC_ID_LENGTH:
+        abort(400, message=f"document id of {len(doc_id)} characters exceeds the "
+                           f"limit of {MAX_DOC_ID_LENGTH}")
+    if "\x00" in doc_id:
+        abort(400, message="document id holds NUL")
 
 
 # What an Elasticsearch 7.x cluster answers on GET /; clients (MinIO's
@@ -267,6 +275,10 @@ _es_answers = {
 def _index_document(route):
     ext = current_notification
     intake = parse_document(read_body())
+    for event in intake.events:  # one document is one object: all or nothing
+        problem = impossible_object(event)
+        if problem is not None:
+            raise PayloadError(f"document names no S3 object: {problem}")
     doc_id = route.doc_id or uuid.uuid4().hex
     result = accept(ext, intake)
     if route.doc_id and intake.events:
@@ -275,16 +287,29 @@ def _index_document(route):
         # can ever change the index. (Ids from POST <index>/_doc are ours
         # and never deleted.)
         event = intake.events[0]
-        if isinstance(translate(event, ext.settings.bucket_to_base_uri), DatasetTarget):
+        if isinstance(translate(event, ext.settings.bucket_to_base_uri), DatasetTarget) \
+                and named_by_id(doc_id) is None:
             ext.store.remember_document(doc_id, event.bucket, event.key)
     return es_response({"accepted": result.accepted, "ignored": result.ignored,
                         "_index": route.index, "_id": doc_id, "result": "created"}, status=201)
 
 
+def named_by_id(doc_id):
+    """``(bucket, key)`` of a dataset object that a StorageGRID id
+    ``<bucket>_<key>`` names by itself, else None. Such an id is read, never
+    looked up: no later document can make it name something else."""
+    settings = current_notification.settings
+    found = storagegrid_object(doc_id, settings.bucket_to_base_uri)
+    if found is None:
+        return None
+    event = ObjectEvent(bucket=found[0], key=found[1], action=Action.REMOVED)
+    target = translate(event, settings.bucket_to_base_uri)
+    return found if isinstance(target, DatasetTarget) else None
+
+
 def _delete_document(route):
     ext = current_notification
-    found = ext.store.recall_document(route.doc_id) or \
-        storagegrid_object(route.doc_id, ext.settings.bucket_to_base_uri)
+    found = named_by_id(route.doc_id) or ext.store.recall_document(route.doc_id)
     if found is None:
         # MinIO only deletes what HEAD said exists; an unknown id is no
         # error worth a retry loop.

@@ -176,3 +176,79 @@ def test_store_trouble_is_logged_once_and_without_sql_parameters(app, client, bu
     assert len(lines) == 1
     assert "locked" in lines[0]
     assert secret_prefix not in caplog.text and "INSERT" not in caplog.text
+
+
+# --- 4. Elasticsearch document ids cannot be re-pointed -----------------------------------------
+
+def events_per_dataset(app):
+    return {row.uuid: row.events for row in inbox_rows(app)}
+
+
+def test_a_later_document_cannot_re_point_an_id(app, client, bucket):
+    real, decoy = f"{UUIDS[1]}/README.yml", f"{UUIDS[2]}/README.yml"
+
+    def put(key):
+        return client.put("/elastic-search/notify/all/_doc/d1",
+                          json={"Records": [record(bucket.name, key)]})
+
+    assert put(real).status_code == 201
+    second = put(decoy)
+    assert second.status_code in (201, 409)
+    before = events_per_dataset(app)
+    assert client.delete("/elastic-search/notify/all/_doc/d1").status_code == 200
+    after = events_per_dataset(app)
+    assert after[UUIDS[1]] == before[UUIDS[1]] + 1  # the removal reached the dataset
+    assert after.get(UUIDS[2]) == before.get(UUIDS[2])
+
+
+def test_a_storagegrid_id_is_read_not_looked_up(app, client, bucket):
+    real, decoy = f"{UUIDS[3]}/dtool", f"{UUIDS[4]}/dtool"
+    path = f"/elastic-search/idx/type/{bucket.name}_{real}"
+    answer = client.put(path, json={"bucket": bucket.name, "key": decoy})
+    assert answer.status_code == 201
+    before = events_per_dataset(app)
+    assert client.delete(path).get_json()["result"] == "deleted"
+    after = events_per_dataset(app)
+    assert after[UUIDS[3]] == before.get(UUIDS[3], 0) + 1
+    assert after.get(UUIDS[4]) == before.get(UUIDS[4])
+
+
+# --- 5. and 7. keys no S3 holds: too long, or holding NUL ---------------------------------------
+
+IMPOSSIBLE_KEYS = {
+    "huge": "p" * 65536 + f"/{UUIDS[5]}/README.yml",
+    "just over S3's limit": "é" * 500 + f"/{UUIDS[5]}/README.yml",  # 1,049 bytes
+    "NUL": f"a\x00b/{UUIDS[5]}/README.yml",
+}
+
+
+@pytest.mark.parametrize("what", sorted(IMPOSSIBLE_KEYS))
+def test_an_elasticsearch_document_for_a_key_no_s3_holds_is_400(app, client, bucket, what):
+    key = IMPOSSIBLE_KEYS[what]
+    doc = {"Records": [record(bucket.name, key)]}
+    assert_json_error(client.put("/elastic-search/notify/all/_doc/k1", json=doc), 400)
+    assert client.head("/elastic-search/notify/all/_doc/k1").status_code == 404
+    storagegrid = {"bucket": bucket.name, "key": key}
+    assert_json_error(client.put("/elastic-search/idx/type/some-id", json=storagegrid), 400)
+    assert inbox_rows(app) == []
+
+
+@pytest.mark.parametrize("what", sorted(IMPOSSIBLE_KEYS))
+def test_a_record_for_a_key_no_s3_holds_is_unreadable_not_stored(app, client, bucket, what):
+    good = f"{UUIDS[6]}/dtool"
+    body = {"Records": [record(bucket.name, IMPOSSIBLE_KEYS[what]), record(bucket.name, good)]}
+    for _ in range(2):  # a sender retries: the same answer, never a 5xx
+        answer = client.post("/webhook/notify", json=body)
+        assert answer.status_code == 202
+        assert answer.get_json() == {"accepted": 1, "ignored": 1}
+    assert [row.uuid for row in inbox_rows(app)] == [UUIDS[6]]
+
+
+def test_document_ids_holding_nul_are_400(app, client, bucket):
+    doc = {"Records": [record(bucket.name, f"{UUIDS[7]}/README.yml")]}
+    for answer in (client.put("/elastic-search/notify/all/_doc/a%00b", json=doc),
+                   client.head("/elastic-search/notify/all/_doc/a%00b"),
+                   client.delete("/elastic-search/notify/all/_doc/a%00b"),
+                   client.delete(f"/elastic-search/idx/type/{bucket.name}_a%00b")):
+        assert answer.status_code == 400
+    assert inbox_rows(app) == []

@@ -231,6 +231,31 @@ def test_the_cap_admits_new_datasets_only_while_there_is_room(store):
     assert store.enqueue([target(7)], 0, 0, at=5) == 1  # no cap: resync, for instance
 
 
+def test_the_cap_holds_when_many_requests_arrive_at_once(store):
+    """Issue 23: each request used to count, see room, and insert."""
+    from dserver_notification_plugin.store import InboxFull
+    threads, per_thread, cap = 8, 12, 20
+    start = threading.Barrier(threads)
+    outcomes = []
+
+    def sender(number):
+        start.wait()
+        for n in range(per_thread):
+            try:
+                store.enqueue([target(number * 100 + n)], 0, 0, at=n, max_waiting=cap)
+                outcomes.append("taken")
+            except InboxFull:
+                outcomes.append("refused")
+
+    workers = [threading.Thread(target=sender, args=(t,)) for t in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(outcomes) == threads * per_thread  # no thread died of a database error
+    assert store.state_counts()[State.PENDING] == cap == outcomes.count("taken")
+
+
 def test_purges_delete_only_old_done_rows_or_dead_ones(store):
     enqueue(store, [target(n) for n in range(4)], at=0, debounce=0)
     claims = {c.uuid: c for c in claim(store, at=1)}
