@@ -54,6 +54,7 @@ def _document_intake(view):
                   "DSERVER_NOTIFY_REQUIRE_SNS is on"),
             (413, "body larger than DSERVER_NOTIFY_MAX_BODY_BYTES, or more records than "
                   "DSERVER_NOTIFY_MAX_RECORDS; nothing was stored"),
+            (409, "an Elasticsearch document id that names another object already"),
             (415, "unsupported content type"),
             (502, "SNS could not be reached to confirm a subscription or fetch a "
                   "signing certificate"),
@@ -280,6 +281,8 @@ def _index_document(route):
         if problem is not None:
             raise PayloadError(f"document names no S3 object: {problem}")
     doc_id = route.doc_id or uuid.uuid4().hex
+    if route.doc_id and intake.events:
+        refuse_re_pointing(route.doc_id, intake.events[0])
     result = accept(ext, intake)
     if route.doc_id and intake.events:
         # Remembered for a later bodiless DELETE of this id, but only when
@@ -292,6 +295,16 @@ def _index_document(route):
             ext.store.remember_document(doc_id, event.bucket, event.key)
     return es_response({"accepted": result.accepted, "ignored": result.ignored,
                         "_index": route.index, "_id": doc_id, "result": "created"}, status=201)
+
+
+def refuse_re_pointing(doc_id, event):
+    """409 for a document naming another object than the id remembers: a
+    DELETE of the id must reach what it named first (a sender's ids stand
+    for one object each)."""
+    known = current_notification.store.recall_document(doc_id)
+    if known is not None and known != (event.bucket, event.key):
+        abort(409, message="document id names another object already; ids are not "
+                           "re-pointed")
 
 
 def named_by_id(doc_id):
