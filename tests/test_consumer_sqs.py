@@ -6,6 +6,7 @@ thread, and look at what a user would: the queue's depth, its dead-letter
 queue, the inbox, the index and ``flask notification status``.
 """
 import json
+import logging
 import sqlite3
 import subprocess
 import sys
@@ -135,6 +136,22 @@ def test_a_message_whose_certificate_sns_lacks_holds_back_nothing(make_app, buck
     assert figures["total"]["left_for_redrive"] == 2
     assert figures["total"]["deleted"] == figures["total"]["received"] - 2
     assert sns.hits.count(cert_path) == asked_before + 1  # asked once, then remembered
+
+
+def test_messages_left_again_and_again_write_one_warning(sqs_app, queue, caplog):
+    """Issue 23: a line per left message and receive let a sender fill the log."""
+    caplog.set_level(logging.WARNING, logger="dserver_notification_plugin.consumer")
+    for n in range(3):
+        queue.send(f"no notification {n}")
+    consumer = consumer_of(sqs_app)
+
+    def redriven():
+        consumer.poll_once(wait_seconds=1)
+        return len(queue.dead_letters()) == 3
+    eventually(redriven, "the three messages in the dead-letter queue")
+    assert queue_figures(sqs_app)["total"]["left_for_redrive"] == 6  # each received twice
+    lines = [r.getMessage() for r in caplog.records if "left SQS message" in r.getMessage()]
+    assert len(lines) == 1, lines
 
 
 # The commit is blocked by locking the SQLite file from outside; PostgreSQL
