@@ -26,7 +26,7 @@ from .keys import DatasetTarget, translate
 from .logbudget import describe_database_error, with_suppressed
 from .responses import ErrorSchema, error_response
 from .sns_trust import SnsRefusal
-from .schema import MAX_DOC_ID_LENGTH
+from .db import MAX_DOC_ID_LENGTH
 
 logger = logging.getLogger(__name__)
 
@@ -256,7 +256,7 @@ def es_response(body, status=200):
 
 
 def _document_exists(route):
-    found = current_notification.store.recall_document(route.doc_id) is not None
+    found = current_notification.documents.recall(route.doc_id) is not None
     return es_response({"_id": route.doc_id, "found": found}, status=200 if found else 404)
 
 
@@ -292,7 +292,7 @@ def _index_document(route):
         event = intake.events[0]
         if isinstance(translate(event, ext.settings.bucket_to_base_uri), DatasetTarget) \
                 and named_by_id(doc_id) is None:
-            ext.store.remember_document(doc_id, event.bucket, event.key)
+            ext.documents.remember(doc_id, event.bucket, event.key)
     return es_response({"accepted": result.accepted, "ignored": result.ignored,
                         "_index": route.index, "_id": doc_id, "result": "created"}, status=201)
 
@@ -301,7 +301,7 @@ def refuse_re_pointing(doc_id, event):
     """409 for a document naming another object than the id remembers: a
     DELETE of the id must reach what it named first (a sender's ids stand
     for one object each)."""
-    known = current_notification.store.recall_document(doc_id)
+    known = current_notification.documents.recall(doc_id)
     if known is not None and known != (event.bucket, event.key):
         abort(409, message="document id names another object already; ids are not "
                            "re-pointed")
@@ -322,7 +322,7 @@ def named_by_id(doc_id):
 
 def _delete_document(route):
     ext = current_notification
-    found = named_by_id(route.doc_id) or ext.store.recall_document(route.doc_id)
+    found = named_by_id(route.doc_id) or ext.documents.recall(route.doc_id)
     if found is None:
         # MinIO only deletes what HEAD said exists; an unknown id is no
         # error worth a retry loop.
@@ -331,7 +331,7 @@ def _delete_document(route):
     bucket, key = found
     result = accept(ext, Intake(events=[ObjectEvent(bucket=bucket, key=key,
                                                     action=Action.REMOVED)]))
-    ext.store.forget_document(route.doc_id)
+    ext.documents.forget(route.doc_id)
     return es_response({"accepted": result.accepted, "ignored": result.ignored,
                         "_index": route.index, "_id": route.doc_id, "result": "deleted"})
 

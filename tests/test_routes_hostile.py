@@ -22,7 +22,7 @@ EXTENSION = "dserver_notification"
 
 
 def inbox_rows(app):
-    return app.extensions[EXTENSION].store.entries()
+    return app.extensions[EXTENSION].inbox.entries()
 
 
 def record(bucket, key, event="s3:ObjectCreated:Put"):
