@@ -244,7 +244,7 @@ class Settings:
         "REQUIRE_SNS", "off", parse_switch,
         "on: the HTTP routes accept signed SNS messages only and refuse (403) "
         "everything else (S3 records, Elasticsearch and StorageGRID bodies), for "
-        "deployments that receive from SNS alone; needs SNS_VERIFY on.")
+        "deployments that receive from SNS alone; needs SNS_VERIFY on and SNS_TOPICS.")
     sns_timeout_seconds: float = setting(
         "SNS_TIMEOUT_SECONDS", "5", number(float, 0.1),
         "Deadline for one request to SNS (subscription confirmation, signing "
@@ -375,10 +375,11 @@ def load_settings(config: Optional[Mapping] = None, environ: Optional[Mapping] =
     settings = Settings(**{
         field: meta["parse"](env_name(meta), raw_value(meta, config, environ))
         for field, meta in declared_settings()})
-    if settings.require_sns and not settings.sns_verify:
-        # "signed only" with signatures unchecked would admit forged envelopes
-        raise ConfigError(f"{PREFIX}REQUIRE_SNS is on but {PREFIX}SNS_VERIFY is off; "
-                          "unchecked signatures prove nothing")
+    if settings.require_sns and not (settings.sns_verify and settings.sns_topics):
+        # Unchecked signatures prove nothing, and AWS signs the messages of
+        # any account's topics: "signed only" needs both to mean anything.
+        raise ConfigError(f"{PREFIX}REQUIRE_SNS needs {PREFIX}SNS_VERIFY on and "
+                          f"{PREFIX}SNS_TOPICS set: AWS signs every account's topics")
     return settings
 
 

@@ -87,7 +87,7 @@ def test_a_certificate_sns_does_not_have_is_refused_and_asked_for_once(sns_app, 
 # --- also noticed: a deployment that receives only SNS ----------------------------------------
 
 def test_require_sns_refuses_everything_unsigned(sns_app, sns, bucket):
-    app = sns_app(require_sns="on")
+    app = sns_app(require_sns="on", sns_topics=TOPIC)
     client = app.test_client()
     body = minio_webhook_body(bucket.name, f"{UUIDS[0]}/dtool")
     assert "REQUIRE_SNS" in assert_json_error(client.post("/webhook/notify", json=body), 403)
@@ -103,6 +103,9 @@ def test_require_sns_refuses_everything_unsigned(sns_app, sns, bucket):
                   "Timestamp": "t", "Message": json.dumps(body)}
     assert post_sns(client, unverified).status_code == 403
     assert inbox_rows(app) == []
+    # signed, but by a topic of someone else's account
+    assert post_sns(client, sns.signed(body, topic=TOPIC + "-theirs")).status_code == 403
+    assert inbox_rows(app) == []
     assert post_sns(client, sns.signed(body)).status_code == 202
     assert [row.uuid for row in inbox_rows(app)] == [UUIDS[0]]
 
@@ -111,6 +114,7 @@ def test_require_sns_needs_verification(make_app, bucket):
     from dserver_notification_plugin.config import ConfigError
     with pytest.raises(ConfigError, match="REQUIRE_SNS"):
         make_app([bucket], notify={"DSERVER_NOTIFY_REQUIRE_SNS": "on",
+                                   "DSERVER_NOTIFY_SNS_TOPICS": TOPIC,
                                    "DSERVER_NOTIFY_SNS_VERIFY": "off"})
 
 
@@ -123,7 +127,7 @@ def test_a_wide_allow_list_is_quiet_only_with_a_secret_or_require_sns(make_app, 
         return status.get_json()["warnings"]
     [warning] = warnings()
     assert "REQUIRE_SNS" in warning
-    assert warnings(DSERVER_NOTIFY_REQUIRE_SNS="on") == []
+    assert warnings(DSERVER_NOTIFY_REQUIRE_SNS="on", DSERVER_NOTIFY_SNS_TOPICS=TOPIC) == []
 
 
 # --- also noticed: a proxy on this host that TRUSTED_PROXIES forgot -------------------------------
