@@ -84,6 +84,16 @@ def test_a_certificate_sns_does_not_have_is_refused_and_asked_for_once(sns_app, 
     assert len(sns.hits) == before + 1
 
 
+def test_certificate_fetches_beyond_the_limit_are_503_with_retry_after(sns_app, sns, bucket):
+    app = sns_app()
+    app.extensions[EXTENSION].sns.fetch_limit.per_minute = 0  # the minute's fetches spent
+    body = minio_webhook_body(bucket.name, f"{UUIDS[0]}/dtool")
+    answer = post_sns(app.test_client(), sns.signed(body))
+    assert "retry later" in assert_json_error(answer, 503)
+    assert answer.headers["Retry-After"] == "60"
+    assert inbox_rows(app) == []
+
+
 # --- also noticed: a deployment that receives only SNS ----------------------------------------
 
 def test_require_sns_refuses_everything_unsigned(sns_app, sns, bucket):
