@@ -194,6 +194,7 @@ class BaseUriPass:
         False when ``on_chunk`` stopped it."""
         self._spent_mark = self.pacer.spent
         lister = BucketLister(self.bucket, self.pacer)
+        self._walk = lister.flat_walk()  # kept across chunks: a page may span two
         index = read_index(self.base_uri)
         start_key = lister.start_key(after_uuid)
         while True:
@@ -219,9 +220,11 @@ class BaseUriPass:
         present = {r.uuid for r in registrations}
         known = self.ext.ledger.known(dataset_uri(self.base_uri, r.uuid) for r in registrations)
         findings = []
-        for registration in registrations:
+        # In key order, so that datasets next to each other share the flat walk's pages.
+        for root, registration, record in sorted(self._roots(lister, registrations, known),
+                                                 key=lambda found: found[0]):
             self.heartbeat()
-            findings.append(self._check(lister, index, registration, known))
+            findings.append(self._check(index, registration, root, record))
         findings = [f for f in findings if f is not None]
         for uuid in index.uuids_between(low, high):
             if uuid not in present:
@@ -238,20 +241,31 @@ class BaseUriPass:
         self.figures.add(figures)
         return figures
 
-    def _check(self, lister, index, registration, known):
+    def _roots(self, lister, registrations, known):
+        """``(root, registration, ledger record)`` of each registration whose
+        prefix is known: from the ledger while the key's ETag is unchanged,
+        else read from the key (and remembered); the record is None when it
+        no longer describes the dataset there."""
+        roots = []
+        for registration in registrations:
+            uri = dataset_uri(self.base_uri, registration.uuid)
+            record = known.get(uri)
+            if record is not None and record.registration_etag == registration.etag:
+                prefix = record.prefix
+            else:
+                prefix = lister.dataset_prefix(registration)
+                if prefix is None:
+                    continue  # removed since it was listed; the next pass sees it
+                if not self.dry_run:
+                    target = DatasetTarget(self.base_uri, uri, registration.uuid, "reconcile")
+                    self.ext.ledger.remember_prefix(target, prefix, registration.etag)
+                record = None if record is None or record.prefix != prefix else record
+            roots.append((f"{prefix}{registration.uuid}/", registration, record))
+        return roots
+
+    def _check(self, index, registration, root, record):
         uri = dataset_uri(self.base_uri, registration.uuid)
-        record = known.get(uri)
-        if record is not None and record.registration_etag == registration.etag:
-            prefix = record.prefix
-        else:
-            prefix = lister.dataset_prefix(registration)
-            if prefix is None:
-                return None  # removed since it was listed; the next pass sees it
-            if not self.dry_run:
-                target = DatasetTarget(self.base_uri, uri, registration.uuid, "reconcile")
-                self.ext.ledger.remember_prefix(target, prefix, registration.etag)
-            record = None if record is None or record.prefix != prefix else record
-        listed = lister.metadata(f"{prefix}{registration.uuid}/")
+        listed = self._walk.metadata(root)
         verdict = judge(listed, index.holds(uri), index.disagrees(uri),
                         record.signature if record else None)
         if verdict is None:
