@@ -2,7 +2,8 @@
 
 ``python -m bench latency`` and ``python -m bench claims`` run the latency
 and claim benchmarks on SQLite and PostgreSQL instead (bench/latency.py,
-bench/claims.py).
+bench/claims.py); ``python -m bench reconcile`` a reconcile pass over a mix
+of small and large datasets, with a model for 100,000 (bench/reconcile_mix.py).
 
 Builds (or reuses) the two venvs, starts one Mongo-wire server and one
 moto_server shared by both runs, runs the copy/delete story for each
@@ -98,9 +99,10 @@ def run_all(options, workroot):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("latency", "claims"):
+    subcommands = {"latency": "latency", "claims": "claims", "reconcile": "reconcile_mix"}
+    if argv and argv[0] in subcommands:
         import importlib
-        return importlib.import_module(f"bench.{argv[0]}").main(argv[1:])
+        return importlib.import_module(f"bench.{subcommands[argv[0]]}").main(argv[1:])
     options = parse_args(argv)
     workroot = tempfile.mkdtemp(prefix="dserver-bench-")
     try:
