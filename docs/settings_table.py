@@ -56,6 +56,7 @@ EXAMPLES = {
     "CLAIM_TIMEOUT_SECONDS": "600",
     "POLL_SECONDS": "1",
     "IDLE_SECONDS": "30",
+    "SYNC_THREADS": "8",
     "WORKER": "off",
     "SQS_QUEUE_URLS": "https://sqs.eu-central-1.amazonaws.com/123456789012/dserver-events",
     "REJECT_LOG_INTERVAL_SECONDS": "300",

@@ -1,8 +1,10 @@
 """The background worker: claims due inbox entries and syncs their datasets.
 
-One worker thread runs in every dserver process (gunicorn workers included)
-unless ``DSERVER_NOTIFY_WORKER=off``. Claims are atomic in the database, so
-any number of processes may run one. Between batches it sleeps until the
+One worker runs in every dserver process (gunicorn workers included)
+unless ``DSERVER_NOTIFY_WORKER=off``, with ``DSERVER_NOTIFY_SYNC_THREADS``
+threads that each claim and sync one entry at a time. Claims are atomic in
+the database, so any number of threads and processes may claim; one entry
+per dataset means one dataset is synced by one of them at a time. Between batches it sleeps until the
 earliest due entry, and is woken sooner by an enqueue in its own process
 or, on PostgreSQL, by a notification from any other (:mod:`.wakeup`); only
 without such notifications (SQLite) does it look every poll interval.
@@ -14,6 +16,7 @@ database connections discarded, never shared.
 """
 import logging
 import random
+import threading
 import time
 
 from .background import BackgroundThread
@@ -77,7 +80,21 @@ class Worker(BackgroundThread):
         while not self._stop.is_set() and not self.db.ready():
             self._stop.wait(self.settings.poll_seconds)
         self.listener.start()
-        prepare_clients(self.settings.bucket_to_base_uri)
+        # More syncs at once: each thread claims one entry at a time, as a
+        # process of its own would; they end with this one's stop event.
+        helpers = [threading.Thread(target=self._sync_loop, daemon=True,
+                                    name=f"{self.thread_name}-{number}")
+                   for number in range(1, self.settings.sync_threads)]
+        for helper in helpers:
+            helper.start()
+        self._sync_loop(housekeeping=True)
+        for helper in helpers:
+            helper.join(self.stop_timeout)
+
+    def _sync_loop(self, housekeeping=False):
+        """Claim and sync until stopped; the first thread also flushes the
+        counts and purges old entries."""
+        prepare_clients(self.settings.bucket_to_base_uri)  # this thread's clients
         while not self._stop.is_set():
             try:
                 if not self.run_once():
@@ -85,9 +102,9 @@ class Worker(BackgroundThread):
             except Exception:  # database unreachable ...
                 logger.exception("notification worker loop failed; retrying")
                 self._stop.wait(min(5.0, 10 * self.settings.poll_seconds))
-            if time.time() - self._last_flush > FLUSH_INTERVAL_SECONDS:
+            if housekeeping and time.time() - self._last_flush > FLUSH_INTERVAL_SECONDS:
                 self.flush_stats()
-            if time.time() - self._last_purge > PURGE_INTERVAL_SECONDS:
+            if housekeeping and time.time() - self._last_purge > PURGE_INTERVAL_SECONDS:
                 self.purge_done()
 
     def _wait_for_work(self):
