@@ -99,7 +99,8 @@ def run_all(options, workroot):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    subcommands = {"latency": "latency", "claims": "claims", "reconcile": "reconcile_mix"}
+    subcommands = {"latency": "latency", "claims": "claims", "reconcile": "reconcile_mix",
+                   "burst": "burst"}
     if argv and argv[0] in subcommands:
         import importlib
         return importlib.import_module(f"bench.{subcommands[argv[0]]}").main(argv[1:])
