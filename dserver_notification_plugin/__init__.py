@@ -1,6 +1,7 @@
 """dserver extension that keeps the dataset index in step with S3 buckets."""
 import logging
 import os
+import threading
 
 from dservercore import ExtensionABC
 
@@ -32,20 +33,25 @@ class NotificationExtension(ExtensionABC):
         self.ledger = None
         self.reconciler = None
         self.warnings = []
+        self._warnings_lock = threading.Lock()
         self.consumers = []
 
     def init_app(self, app, *args, **kwargs):
         from .cli import notification_cli
         from .consumer import make_consumers
         from .db import Counters, Database, Documents, Inbox, Ledger
+        from .dtool_private import check_installed
         from .intake import IgnoredLog
-        from .logbudget import RejectionLog
+        from .logbudget import LogBudget, RejectionLog
         from .reconciler import Reconciler
         from .sns_trust import SnsTrust
         from .status import Metrics
         from .tally import Tally
         from .worker import Worker
 
+        # A dtool or dtool-s3 without the private parts the sync uses would
+        # otherwise fail every sync until the entries are dead: say so now.
+        check_installed()
         # Read here, not at import: two apps in one process may differ.
         self.settings = load_settings(app.config)
         self.app = app
@@ -57,6 +63,7 @@ class NotificationExtension(ExtensionABC):
         self.counters = Counters(self.db)
         self.ledger = Ledger(self.db)
         self.rejection_log = RejectionLog(self.settings.reject_log_interval_seconds)
+        self.store_log = LogBudget(self.settings.reject_log_interval_seconds)
         self.ignored_log = IgnoredLog(self.settings.reject_log_interval_seconds)
         self.sns = SnsTrust(self.settings)
         # Configurations that start but leave a door open: said now, and
@@ -79,6 +86,15 @@ class NotificationExtension(ExtensionABC):
             app.before_request(self._ensure_threads_running)
         logger.info("dserver-notification-plugin configured for buckets %s",
                     sorted(self.settings.bucket_to_base_uri))
+
+    def warn_once(self, warning):
+        """A door found open while running: logged the first time, and shown
+        by /webhook/status of this process from then on."""
+        with self._warnings_lock:
+            if warning in self.warnings:
+                return
+            self.warnings = [*self.warnings, warning]
+        logger.warning("dserver-notification-plugin: %s", warning)
 
     def background_threads(self):
         """The sync worker, the reconciler unless its interval is 0, and one

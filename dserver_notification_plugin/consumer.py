@@ -39,10 +39,9 @@ from .events import Intake
 from .background import BackgroundThread
 from .formats import PayloadError
 from .formats.queue import parse_queue_message
-from .guard import printable
+from .logbudget import LogBudget, printable, with_suppressed
 from .intake import InboxFull, accept
 from .sns_trust import SnsRefusal
-from .worker import FLUSH_INTERVAL_SECONDS, retry_delay
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +51,7 @@ BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
 STOP_JOIN_SECONDS = 1.0    # a thread inside a long poll is left to end on its own
 ROOM_CHECK_SECONDS = 5.0   # how often a consumer held by a full inbox counts the waiting
+PARSER_FAILURE_LOG_SECONDS = 60.0
 #: Per-queue counters: messages received, deleted after their events were
 #: committed, left for redrive (not understood), whose deletion SQS refused,
 #: and failed rounds (SQS or database unavailable).
@@ -116,8 +116,11 @@ def read_batch(messages, max_bytes, max_records, check_sns) -> Batch:
 
     ``check_sns(envelope)`` applies the webhook's SNS checks (listed topic,
     signature) to messages that came through SNS without raw delivery; it
-    raises :class:`SnsRefusal`, and one with status 502 (SNS unreachable to
-    fetch its certificate) fails the whole round, to be tried again.
+    raises :class:`SnsRefusal`. Whatever a message's failure (a forged
+    signature, a certificate SNS does not have, SNS unreachable, a parser
+    bug), that message alone is left in the queue: SQS shows it again after
+    its visibility timeout, so a passing failure costs one more receive, and
+    the redrive policy ends a lasting one. The rest of the batch goes on.
     """
     batch = Batch()
     for message in messages:
@@ -140,11 +143,9 @@ def read_message(message, max_bytes, max_records, check_sns):
     except PayloadError as exc:
         return None, exc.message
     except SnsRefusal as exc:
-        if exc.status >= 500:
-            raise
         return None, f"{exc.message} ({exc.detail})" if exc.detail else exc.message
     except Exception as exc:  # a parser bug must not block the other messages
-        logger.exception("reading SQS message %s failed", printable(message.get("MessageId")))
+        log_parser_failure(message, exc)
         return None, f"parser failed: {type(exc).__name__}"
     if parsed.records > max_records:
         return None, (f"{parsed.records} records exceed the limit of {max_records} "
@@ -160,6 +161,20 @@ def read_message(message, max_bytes, max_records, check_sns):
     return parsed, None
 
 
+# A sender can repeat a message that trips a parser bug without end: its
+# traceback is worth one line per kind of failure and minute.
+_parser_failures = LogBudget(PARSER_FAILURE_LOG_SECONDS)
+
+
+def log_parser_failure(message, exc):
+    counts = _parser_failures.admit(type(exc).__name__)
+    if counts is None:
+        return
+    text, args = with_suppressed("reading SQS message %s failed",
+                                 [printable(message.get("MessageId"))], counts, "failures")
+    logger.error(text, *args, exc_info=exc)
+
+
 class QueueConsumer(BackgroundThread):
     """One SQS queue, consumed by one thread of this process.
 
@@ -170,9 +185,12 @@ class QueueConsumer(BackgroundThread):
 
     thread_name = "dserver-notification-sqs"
     stop_timeout = STOP_JOIN_SECONDS
+    error_pause_seconds = BACKOFF_BASE_SECONDS
+    error_pause_max_seconds = BACKOFF_MAX_SECONDS
+    error_pause_jitter = True
 
     def __init__(self, extension, queue_url):
-        super().__init__()
+        super().__init__(extension.db, extension.tally, extension.counters)
         self.extension = extension
         self.queue_url = queue_url
         self.last_error = None
@@ -182,55 +200,39 @@ class QueueConsumer(BackgroundThread):
         # Held while a received batch is being committed and deleted; a
         # fork waits for it, so no child inherits a half-done batch.
         self._busy = threading.Lock()
-        self._last_flush = 0.0
         # Set by a round the full inbox refused; cleared once there is room.
         self._held_by_full_inbox = False
+        # A message left in the queue comes back every visibility timeout
+        # until redriven: one line per reason and interval, not per receive.
+        self._left_log = LogBudget(extension.settings.reject_log_interval_seconds)
 
-    # life cycle ---------------------------------------------------------
+    # the loop (driven by BackgroundThread) ------------------------------
     def describe(self):
         return f"consumer of SQS queue {self.queue_url}"
 
-    def _after_stop(self):
-        self.extension.tally.flush_to(self.extension.counters)
-
-    def _loop(self):
-        failures = 0
-        while not self._stop.is_set():
-            if not self.extension.db.ready():
-                self._stop.wait(1.0)
-                continue
-            failures = self._round(failures)
-            if time.time() - self._last_flush > FLUSH_INTERVAL_SECONDS:
-                self._last_flush = time.time()
-                self.extension.tally.flush_to(self.extension.counters)
-
-    def _round(self, failures):
-        """Receive and commit one batch, or wait; return the failures in a row.
+    def iterate(self):
+        """Receive and commit one batch, or say how long to wait.
 
         Every receive raises a message's receive count towards the queue's
         ``maxReceiveCount``, so the thread receives only what it can commit.
         """
+        if self.failures:
+            # Take messages again only once they can be committed.
+            self.extension.db.check_writable()
+        if self._held_by_full_inbox and not self._inbox_has_room():
+            return ROOM_CHECK_SECONDS
         try:
-            if failures:
-                # Take messages again only once they can be committed.
-                self.extension.db.check_writable()
-            if self._held_by_full_inbox and not self._inbox_has_room():
-                self._stop.wait(ROOM_CHECK_SECONDS)
-                return failures
             self.poll_once()
-            return 0
         except InboxFull as full:
             self._held_by_full_inbox = True
             self._record_error(full, "receiving again once at most "
                                f"{resume_below(self.extension.settings.max_pending)} "
                                "datasets wait")
-            return 0
-        except Exception as exc:  # SQS or the database unavailable
-            failures += 1
-            delay = retry_delay(failures, BACKOFF_BASE_SECONDS, BACKOFF_MAX_SECONDS)
-            self._record_error(exc, f"retrying in {delay:.1f} s")
-            self._stop.wait(delay)
-            return failures
+        return None
+
+    def on_error(self, exc, pause):
+        # SQS or the database unavailable
+        self._record_error(exc, f"retrying in {pause:.1f} s")
 
     def _inbox_has_room(self):
         waiting = self.extension.inbox.waiting_count()
@@ -283,15 +285,20 @@ class QueueConsumer(BackgroundThread):
         return self._client
 
     def _leave(self, left):
-        """Count and log messages left for the queue's redrive policy."""
+        """Count messages left for the queue's redrive policy, and log them
+        within the budget: one line per reason and interval."""
         self._count("left_for_redrive", len(left))
         for message, reason in left:
+            counts = self._left_log.admit(printable(reason, 80))
+            if counts is None:
+                continue
             attributes = message.get("Attributes") or {}
-            logger.warning(
+            text, args = with_suppressed(
                 "left SQS message %s in %s for its redrive policy (received %s times): %s",
-                printable(message.get("MessageId"), 100), self.queue_url,
-                printable(attributes.get("ApproximateReceiveCount", "?")),
-                printable(reason, 300))
+                [printable(message.get("MessageId"), 100), self.queue_url,
+                 printable(attributes.get("ApproximateReceiveCount", "?")),
+                 printable(reason, 300)], counts, "messages")
+            logger.warning(text, *args)
 
     def _delete(self, messages):
         entries = [{"Id": str(number), "ReceiptHandle": message["ReceiptHandle"]}
@@ -315,25 +322,26 @@ class QueueConsumer(BackgroundThread):
         logger.warning("SQS queue %s: %s; nothing deleted, %s",
                        self.queue_url, self.last_error, what_next)
 
-    # fork safety --------------------------------------------------------
-    def _before_fork(self):
+    # fork safety (see background.py) ------------------------------------
+    def before_fork(self):
+        # Not paused: a thread inside a long poll would hold the fork for up
+        # to WAIT_SECONDS. Waiting for the batch it commits is enough.
         self._was_running = self.running
         self._busy.acquire()
 
-    def _after_fork_in_parent(self):
+    def after_fork_in_parent(self):
         self._busy.release()
 
-    def _after_fork_in_child(self):
-        # The parent's thread did not come along and its lock stays held
-        # here. Its client shares the parent's sockets: keep it unused and
-        # unclosed, and make a fresh one on first use.
+    def forget_inherited(self):
+        # The parent's lock stays held here. Its client shares the parent's
+        # sockets: keep it unused and unclosed, and make a fresh one on first use.
         self._busy = threading.Lock()
-        self._forget_thread()
         if self._client is not None:
             self._inherited_clients.append(self._client)
             self._client = None
-        if self.extension.settings.worker and getattr(self, "_was_running", False):
-            self.start()
+
+    def restarts_in_child(self):
+        return self.extension.settings.worker
 
 
 def make_consumers(extension):

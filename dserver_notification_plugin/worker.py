@@ -15,21 +15,19 @@ every fork and fresh ones are started in each child, with the inherited
 database connections discarded, never shared.
 """
 import logging
-import random
 import threading
 import time
 
-from .background import BackgroundThread
+from .background import BackgroundThread, retry_delay
 from .coverage import covered
 from .db import KEEP, now
-from .s3reads import prepare_clients
+from .dtool_private import observed_reads, prepare_clients
 from .states import Outcome, State
 from .sync import PermanentSyncError, sync_dataset
 from .wakeup import Listener
 
 logger = logging.getLogger(__name__)
 
-FLUSH_INTERVAL_SECONDS = 2.0
 # An entry due in the past that no claim found is held by another claimer's
 # open transaction: look again shortly instead of spinning.
 RECHECK_SECONDS = 0.05
@@ -44,86 +42,98 @@ DRAIN_BATCH = 16
 PURGE_INTERVAL_SECONDS = 60.0
 
 
-def retry_delay(attempts, base, ceiling):
-    """Exponential backoff with jitter: base, 2*base, 4*base ... up to ``ceiling``."""
-    exponential = base * 2 ** min(max(attempts - 1, 0), 32)
-    return min(ceiling, exponential) + random.uniform(0, base)
-
-
 class Worker(BackgroundThread):
     thread_name = "dserver-notification-worker"
 
     def __init__(self, app, settings, db, inbox, counters, tally, ledger=None):
-        super().__init__()
+        super().__init__(db, tally, counters)
         self.app = app
         self.settings = settings
-        self.db = db
         self.inbox = inbox
-        self.counters = counters
-        self.tally = tally
         self.ledger = ledger  # the reconciler's memory of what the index reflects
-        self._last_flush = 0.0
         self.listener = Listener(db.listening_connection, inbox.alarm)
         self._last_purge = 0.0
+        self._helpers = []  # the further sync threads (DSERVER_NOTIFY_SYNC_THREADS - 1)
 
-    # life cycle ---------------------------------------------------------
-    def stop(self, timeout=None):
-        self._stop.set()
-        self.inbox.alarm.ring()  # out of its sleep
-        super().stop(timeout)
+    @property
+    def error_pause_seconds(self):
+        """After a failed round (the database unreachable ...)."""
+        return min(5.0, 10 * self.settings.poll_seconds)
 
-    def _after_stop(self):
-        self.listener.stop()  # its connection is closed too
-        self.flush_stats()
+    error_pause_max_seconds = error_pause_seconds
 
-    def _loop(self):
-        while not self._stop.is_set() and not self.db.ready():
-            self._stop.wait(self.settings.poll_seconds)
+    # the loop (driven by BackgroundThread) ---------------------------------
+    def on_start(self):
         self.listener.start()
-        # More syncs at once: each thread claims one entry at a time, as a
-        # process of its own would; they end with this one's stop event.
-        helpers = [threading.Thread(target=self._sync_loop, daemon=True,
-                                    name=f"{self.thread_name}-{number}")
-                   for number in range(1, self.settings.sync_threads)]
-        for helper in helpers:
+        prepare_clients(self.settings.bucket_to_base_uri)
+        # More syncs at once: further threads claim and sync as this one does,
+        # one entry at a time, until the same stop (see join).
+        self._helpers = [threading.Thread(target=self._help, daemon=True,
+                                          name=f"{self.thread_name}-{number}")
+                         for number in range(1, self.settings.sync_threads)]
+        for helper in self._helpers:
             helper.start()
-        self._sync_loop(housekeeping=True)
-        for helper in helpers:
-            helper.join(self.stop_timeout)
 
-    def _sync_loop(self, housekeeping=False):
-        """Claim and sync until stopped; the first thread also flushes the
-        counts and purges old entries."""
-        prepare_clients(self.settings.bucket_to_base_uri)  # this thread's clients
-        while not self._stop.is_set():
+    def iterate(self):
+        """Claim and sync; when nothing was due, how long to sleep. Purging
+        old entries is this thread's alone."""
+        wait = self._sync_round()
+        if time.time() - self._last_purge > PURGE_INTERVAL_SECONDS:
+            self.purge_done()
+        return wait
+
+    def _sync_round(self):
+        claimed = self.run_once()
+        return None if claimed else self._time_until_work()
+
+    def _help(self):
+        """A further sync thread, with S3 clients of its own; the driver's
+        thread flushes the counts for all of them."""
+        prepare_clients(self.settings.bucket_to_base_uri)
+        while not self.stopping:
             try:
-                if not self.run_once():
-                    self._wait_for_work()
-            except Exception:  # database unreachable ...
-                logger.exception("notification worker loop failed; retrying")
-                self._stop.wait(min(5.0, 10 * self.settings.poll_seconds))
-            if housekeeping and time.time() - self._last_flush > FLUSH_INTERVAL_SECONDS:
-                self.flush_stats()
-            if housekeeping and time.time() - self._last_purge > PURGE_INTERVAL_SECONDS:
-                self.purge_done()
+                wait = self._sync_round()
+            except Exception as exc:  # the database unreachable ...
+                wait = self.error_pause_seconds
+                self.on_error(exc, wait)
+            if wait and not self.stopping:
+                self.pause(wait)
 
-    def _wait_for_work(self):
-        """Sleep until the next entry is due or someone announces one.
+    def join(self, timeout=None):
+        """Wait for the driver's thread and then for the further sync threads."""
+        super().join(timeout)
+        for helper in self._helpers:
+            helper.join(timeout)
 
-        Without notifications from other processes, sleep at most the
-        poll interval; with them (PostgreSQL), as long as the idle
-        interval, after asking the database when the next entry is due.
+    def pause(self, seconds):
+        # on the alarm: an enqueue (here, or NOTIFYed by another process) wakes it
+        self.inbox.alarm.sleep_until(now() + seconds)
+
+    def wake(self):
+        self.inbox.alarm.ring()  # out of its sleep
+
+    def on_error(self, exc, pause):
+        logger.exception("notification worker loop failed; retrying in %.1f s", pause)
+
+    def on_stop(self):
+        self.listener.stop()  # its connection is closed too
+
+    def _time_until_work(self):
+        """Seconds until the next entry is due or someone may announce one.
+
+        Without notifications from other processes, at most the poll
+        interval; with them (PostgreSQL), as long as the idle interval,
+        after asking the database when the next entry is due.
         """
-        start = now()
         if not self.listener.listening:
-            self.inbox.alarm.sleep_until(start + self.settings.poll_seconds)
-            return
+            return self.settings.poll_seconds
+        start = now()
         deadline = start + self.settings.idle_seconds
         with self.app.app_context():
             next_due = self.inbox.next_due_at(self.settings.claim_timeout_seconds)
         if next_due is not None:
             deadline = min(deadline, max(next_due, start + RECHECK_SECONDS))
-        self.inbox.alarm.sleep_until(deadline)
+        return deadline - start
 
     # work ---------------------------------------------------------------
     def run_once(self, ignore_due=False, limit=CLAIM_BATCH):
@@ -133,7 +143,7 @@ class Worker(BackgroundThread):
             claims = self.inbox.claim(self.settings.claim_timeout_seconds, limit=limit,
                                       ignore_due=ignore_due)
             for claim in claims:
-                if self._stop.is_set() and not ignore_due:
+                if self.stopping and not ignore_due:
                     break  # the claim times out and another process takes it
                 self.process(claim)
             sql_db.session.remove()
@@ -163,23 +173,32 @@ class Worker(BackgroundThread):
         :class:`Outcome`, or None when the claim was lost to another process
         meanwhile (its result is that process's to record).
         """
-        from dservercore import sql_db
         if covered(claim.seen, claim.heard):
             return self._record(claim, Outcome.COVERED, claim.fingerprint, KEEP)
         started = time.monotonic()
-        try:
-            result = sync_dataset(claim.base_uri, claim.dataset_uri, claim.fingerprint)
-        except PermanentSyncError as exc:
-            sql_db.session.rollback()
-            logger.error("giving up on %s: %s", claim.dataset_uri, exc)
-            return self._record_failure(claim, exc, give_up=True)
-        except Exception as exc:  # S3, Mongo or SQL unreachable: retry later
-            sql_db.session.rollback()
-            return self._record_failure(claim, exc)
-        self.tally.add("s3_requests", result.s3_requests)
-        return self._record(claim, result.outcome, result.fingerprint, result.seen,
-                            f" ({result.s3_requests} S3 requests, "
+        result, failure, reads = self._sync(claim)
+        # counted whatever the sync's fate: a failed sync spent requests too
+        self.tally.add("s3_requests", reads.requests)
+        if isinstance(failure, PermanentSyncError):
+            logger.error("giving up on %s: %s", claim.dataset_uri, failure)
+            return self._record_failure(claim, failure, give_up=True)
+        if failure is not None:  # S3, Mongo or SQL unreachable: retry later
+            return self._record_failure(claim, failure)
+        return self._record(claim, result.outcome, result.fingerprint, reads.seen(result.kind),
+                            f" ({reads.requests} S3 requests, "
                             f"{time.monotonic() - started:.2f} s)")
+
+    def _sync(self, claim):
+        """``(SyncResult or None, exception or None, Reads)``: the sync, with
+        its S3 requests recorded."""
+        from dservercore import sql_db
+        with observed_reads() as reads:
+            try:
+                return sync_dataset(claim.base_uri, claim.dataset_uri,
+                                    claim.fingerprint), None, reads
+            except Exception as exc:
+                sql_db.session.rollback()
+                return None, exc, reads
 
     def _record(self, claim, outcome, fingerprint, seen, detail=""):
         if not self.inbox.finish(claim, outcome, fingerprint=fingerprint, seen=seen):
@@ -202,7 +221,6 @@ class Worker(BackgroundThread):
                            claim.dataset_uri, exc_info=True)
 
     def _record_failure(self, claim, exc, give_up=False):
-        self.tally.add("s3_requests", getattr(exc, "s3_requests", 0))
         error = f"{type(exc).__name__}: {exc}"
         delay = retry_delay(claim.attempts, self.settings.retry_base_seconds,
                             self.settings.retry_max_seconds)
@@ -240,29 +258,15 @@ class Worker(BackgroundThread):
                         self.settings.done_retention_seconds)
         return purged
 
-    def flush_stats(self):
-        self._last_flush = time.time()
-        self.tally.flush_to(self.counters)
-
-    # fork safety --------------------------------------------------------
-    def _before_fork(self):
-        self._was_running = self.running
-        if self._was_running:
-            self.stop(timeout=30.0)  # the listener's connection is closed too
-
-    def _after_fork_in_parent(self):
-        if getattr(self, "_was_running", False):
-            self.start()
-
-    def _after_fork_in_child(self):
-        self._forget_thread()
+    # fork safety (see background.py) ------------------------------------
+    def forget_inherited(self):
+        self._helpers = []  # the parent's threads did not come along
         self.inbox.alarm.reset()
-        self.listener = Listener(self.db.listening_connection, self.inbox.alarm)
         self.tally.take_unflushed()  # the parent flushes its own counts
         try:
             self.db.dispose_inherited_connections()
         except Exception:
             logger.debug("no engines to dispose after fork", exc_info=True)
-        if self.settings.worker and getattr(self, "_was_running", False):
-            self.start()
 
+    def restarts_in_child(self):
+        return self.settings.worker
