@@ -30,8 +30,10 @@ class NotificationExtension(ExtensionABC):
         self.reconciler = None
         self.warnings = []
         self.consumers = []
+        self._alembic_rules = None  # the receiver that adds them (alembic_rules)
 
     def init_app(self, app, *args, **kwargs):
+        from .alembic_rules import exclude_plugin_tables
         from .cli import notification_cli
         from .consumer import make_consumers
         from .intake import IgnoredLog
@@ -65,6 +67,8 @@ class NotificationExtension(ExtensionABC):
         self.metrics = Metrics(self)
         app.extensions[EXTENSION_KEY] = self
         app.cli.add_command(notification_cli)
+        # `flask db migrate` must neither see nor drop the plugin's tables.
+        self._alembic_rules = exclude_plugin_tables(app)
         if self.settings.worker:
             if not _running_a_flask_command():
                 # The threads wait for the database; create_app finishes first.
