@@ -27,6 +27,7 @@ class NotificationExtension(ExtensionABC):
         self.store = None
         self.worker = None
         self.ledger = None
+        self.attention = None
         self.reconciler = None
         self.warnings = []
         self.consumers = []
@@ -61,6 +62,7 @@ class NotificationExtension(ExtensionABC):
             logger.warning("dserver-notification-plugin: %s", warning)
         self.ledger = Ledger(self.store)
         self.worker = Worker(app, self.settings, self.store, self.tally, self.ledger)
+        self.attention = self.worker.attention  # base URIs an operator must look at
         self.reconciler = Reconciler(self)
         self.consumers = make_consumers(self)
         # Metrics exist from the start, so the latency histogram sees every sync.

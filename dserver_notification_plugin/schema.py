@@ -116,6 +116,20 @@ leases = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False),
 )
 
+# What an operator must look at, per base URI (attention.py): a bucket that
+# cannot be read, removals a reconcile pass held back.
+attention = sa.Table(
+    "notification_attention", metadata,
+    sa.Column("base_uri", sa.String(1024), primary_key=True),
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("count", sa.Integer),
+    sa.Column("total", sa.Integer),
+    sa.Column("since", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("reporter", sa.String(160)),
+)
+
 
 # One row per applied step; the highest version is the schema's.
 schema_version = sa.Table(
@@ -191,6 +205,8 @@ MIGRATIONS: List[Step] = [
          _steps(add_column("notification_inbox", "heard"),
                 add_column("notification_inbox", "seen"),
                 add_column("notification_inbox", "urgent"))),
+    Step(5, "base URIs that need an operator: unreadable buckets, held removals",
+         create_tables("notification_attention")),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -82,6 +82,8 @@ def gather_status(extension):
         "oldest_pending_age_seconds": store.oldest_waiting_age(),
         "dead_entries": dead,
         "reconcile": _reconcile_status(extension, totals),
+        # base URIs whose bucket cannot be read, removals held back
+        "attention": [concern.as_dict() for concern in extension.attention.concerns()],
         "warnings": list(getattr(extension, "warnings", [])),
         "queues": [_queue_status(consumer, since_start, totals)
                    for consumer in extension.consumers],
@@ -140,6 +142,9 @@ def format_status(status):
     age = status["oldest_pending_age_seconds"]
     lines.append("oldest pending entry: " + ("none" if age is None else f"{age:.1f} s old"))
     lines.extend(_format_reconcile(status["reconcile"]))
+    for concern in status["attention"]:
+        lines.append(f"ATTENTION {concern['base_uri']} ({concern['kind'].replace('_', ' ')} "
+                     f"since {_when(concern['since'])}): {concern['reason']}")
     dead = status["dead_entries"]
     if dead:
         lines.append(f"dead entries ({len(dead)} shown; retry with "
@@ -242,7 +247,26 @@ class _StatusCollector:
                 queue_error_time.add_metric([queue["queue_url"]], queue["last_error_at"] or 0.0)
         return (events, process_events, outcomes, states, age, queue_messages,
                 queue_error_time,
-                *_reconcile_families(None if status is None else status["reconcile"]))
+                *_reconcile_families(None if status is None else status["reconcile"]),
+                *_attention_families(None if status is None else status["attention"]))
+
+
+def _attention_families(concerns):
+    from .attention import REMOVALS_HELD, UNREADABLE
+    unreadable = GaugeMetricFamily(
+        f"{METRIC_PREFIX}_base_uri_unreadable", "1 for a base URI whose bucket cannot be "
+        "read (reason: missing at the endpoint, access denied, ...); nothing of it is "
+        "deleted meanwhile.", labels=["base_uri", "reason"])
+    held = GaugeMetricFamily(
+        f"{METRIC_PREFIX}_reconcile_removals_held", "Datasets of a base URI a reconcile "
+        "pass found gone but did not remove (more than DSERVER_NOTIFY_RECONCILE_MAX_"
+        "REMOVALS); `flask notification confirm-removals` removes them.", labels=["base_uri"])
+    for concern in concerns or ():
+        if concern["kind"] == UNREADABLE:
+            unreadable.add_metric([concern["base_uri"], concern["reason"]], 1)
+        elif concern["kind"] == REMOVALS_HELD:
+            held.add_metric([concern["base_uri"]], concern["count"] or 0)
+    return unreadable, held
 
 
 def _reconcile_families(reconcile):

@@ -16,9 +16,11 @@ import logging
 import random
 import time
 
+from .attention import UNREADABLE, Attention
 from .background import BackgroundThread
 from .coverage import covered
 from .database import now
+from .evidence import BucketUnreadable
 from .s3reads import prepare_clients
 from .states import Outcome, State
 from .store import KEEP
@@ -61,6 +63,10 @@ class Worker(BackgroundThread):
         self._last_flush = 0.0
         self.listener = Listener(store.listening_connection, store.alarm)
         self._last_purge = 0.0
+        self.attention = Attention(store)
+        # Base URIs this process reported unreadable: a sync that reads one
+        # again settles the concern.
+        self._unreadable = set()
 
     # life cycle ---------------------------------------------------------
     def stop(self, timeout=None):
@@ -155,10 +161,15 @@ class Worker(BackgroundThread):
             sql_db.session.rollback()
             logger.error("giving up on %s: %s", claim.dataset_uri, exc)
             return self._record_failure(claim, exc, give_up=True)
+        except BucketUnreadable as exc:  # says nothing about the dataset: never delete
+            sql_db.session.rollback()
+            self._report_unreadable(claim.base_uri, exc)
+            return self._record_failure(claim, exc, keep_trying=True)
         except Exception as exc:  # S3, Mongo or SQL unreachable: retry later
             sql_db.session.rollback()
             return self._record_failure(claim, exc)
         self.tally.add("s3_requests", result.s3_requests)
+        self._readable_again(claim.base_uri)
         return self._record(claim, result.outcome, result.fingerprint, result.seen,
                             f" ({result.s3_requests} S3 requests, "
                             f"{time.monotonic() - started:.2f} s)")
@@ -183,20 +194,42 @@ class Worker(BackgroundThread):
             logger.warning("could not record the sync of %s for the reconciler",
                            claim.dataset_uri, exc_info=True)
 
-    def _record_failure(self, claim, exc, give_up=False):
+    def _report_unreadable(self, base_uri, exc):
+        """Say in status and metrics which base URI cannot be read, and why."""
+        logger.warning("base URI %s cannot be read, nothing is deleted: %s", base_uri, exc)
+        try:
+            self.attention.raise_concern(base_uri, UNREADABLE, exc.reason)
+            self._unreadable.add(base_uri)
+        except Exception:
+            logger.warning("could not record that %s cannot be read", base_uri, exc_info=True)
+
+    def _readable_again(self, base_uri):
+        if base_uri not in self._unreadable:
+            return  # the common case costs no statement
+        try:
+            self.attention.settle(base_uri, UNREADABLE)
+            self._unreadable.discard(base_uri)
+        except Exception:
+            logger.debug("could not settle the concern about %s", base_uri, exc_info=True)
+
+    def _record_failure(self, claim, exc, give_up=False, keep_trying=False):
+        """Retry later with backoff, or bury the entry. ``keep_trying``: an
+        unreadable bucket may be fixed any time (an endpoint corrected), so its
+        entries never go dead; they retry every RETRY_MAX_SECONDS at most."""
         self.tally.add("s3_requests", getattr(exc, "s3_requests", 0))
         error = f"{type(exc).__name__}: {exc}"
         delay = retry_delay(claim.attempts, self.settings.retry_base_seconds,
                             self.settings.retry_max_seconds)
-        state = self.store.fail(claim, error, now() + delay, self.settings.max_attempts,
-                                give_up=give_up)
+        max_attempts = float("inf") if keep_trying else self.settings.max_attempts
+        state = self.store.fail(claim, error, now() + delay, max_attempts, give_up=give_up)
         if state is None:
             return self._claim_lost(claim, "error")
         outcome = Outcome.DEAD if state is State.DEAD else Outcome.RETRIED
         self.tally.add(outcome.value)
         if not give_up:
-            logger.warning("sync of %s failed (attempt %d of %d, %s): %s",
-                           claim.dataset_uri, claim.attempts, self.settings.max_attempts,
+            logger.warning("sync of %s failed (attempt %d of %s, %s): %s",
+                           claim.dataset_uri, claim.attempts,
+                           "no limit" if keep_trying else self.settings.max_attempts,
                            "giving up" if state is State.DEAD else f"retry in {delay:.1f}s",
                            error)
         return outcome
