@@ -134,20 +134,27 @@ def _delete(uri):
         return Outcome.ABSENT
     delete_dataset(uri)
     # dservercore's delete only asks the plugins; the Mongo search and
-    # retrieve plugins implement no delete_dataset and keep their documents.
-    # Remove what a plugin demonstrably left behind.
-    for plugin in _plugins_holding(uri):
-        plugin.collection.delete_many({"uri": uri})
-        logger.info("removed %s left behind by %s", uri, type(plugin).__name__)
+    # retrieve plugins and extensions such as dserver-direct-mongo-plugin
+    # (whose collection dserver-dependency-graph-plugin reads) implement no
+    # delete_dataset and keep their documents. Remove what a plugin
+    # demonstrably left behind.
+    for plugin, collection in plugin_collections():
+        if collection.delete_many({"uri": uri}).deleted_count:
+            logger.info("removed %s left behind by %s", uri, type(plugin).__name__)
     logger.info("deleted %s", uri)
     return Outcome.DELETED
 
 
 def plugin_collections():
-    """``(plugin, collection)`` for each distinct Mongo collection of the
-    search and retrieve plugins (by default both use the same one)."""
+    """``(plugin, collection)`` for each distinct Mongo collection in which a
+    plugin keeps documents keyed by dataset ``uri``: the search and retrieve
+    plugins (by default both use the same one) and every loaded extension
+    that exposes a pymongo ``collection``, as dserver-direct-mongo-plugin
+    and dserver-dependency-graph-plugin do."""
     seen, found = set(), []
-    for plugin in (current_app.search, current_app.retrieve):
+    plugins = (current_app.search, current_app.retrieve,
+               *getattr(current_app, "custom_extensions", ()))
+    for plugin in plugins:
         collection = getattr(plugin, "collection", None)
         if collection is None or not hasattr(collection, "find_one"):
             continue
