@@ -1,6 +1,9 @@
 """dserver extension that keeps the dataset index in step with S3 buckets."""
+import atexit
 import logging
 import os
+import sys
+import weakref
 
 from dservercore import ExtensionABC
 
@@ -31,6 +34,8 @@ class NotificationExtension(ExtensionABC):
         self.reconciler = None
         self.warnings = []
         self.consumers = []
+        self.processes = None
+        self.heartbeat = None
         self._alembic_rules = None  # the receiver that adds them (alembic_rules)
 
     def init_app(self, app, *args, **kwargs):
@@ -40,6 +45,7 @@ class NotificationExtension(ExtensionABC):
         from .intake import IgnoredLog
         from .ledger import Ledger
         from .logbudget import RejectionLog
+        from .processes import Heartbeat, Processes
         from .reconciler import Reconciler
         from .sns_trust import SnsTrust
         from .status import Metrics
@@ -61,6 +67,13 @@ class NotificationExtension(ExtensionABC):
         for warning in self.warnings:
             logger.warning("dserver-notification-plugin: %s", warning)
         self.ledger = Ledger(self.store)
+        # Claims and leases belong to processes known to be alive.
+        self.processes = Processes(self.store, self.settings.heartbeat_seconds,
+                                   role=_role())
+        self.heartbeat = Heartbeat(self.processes)
+        self.store.heartbeat = self.heartbeat
+        self.store.alive_within = self.processes.alive_within
+        _stop_at_exit(self)
         self.worker = Worker(app, self.settings, self.store, self.tally, self.ledger)
         self.attention = self.worker.attention  # base URIs an operator must look at
         self.reconciler = Reconciler(self)
@@ -91,8 +104,12 @@ class NotificationExtension(ExtensionABC):
                 runner.start()
 
     def stop_background(self):
+        """Stop the threads, then release this process's claims and lease at
+        once (a graceful stop: SIGTERM to gunicorn, interpreter exit)."""
         for runner in reversed(self.background_threads()):
             runner.stop()
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
 
     def get_blueprint(self):
         from .routes import bp
@@ -115,6 +132,33 @@ class NotificationExtension(ExtensionABC):
     def delete_dataset(self, dataset_uri):
         if self.settings is not None:
             self.tally.add("index_deletions")
+
+
+_EXTENSIONS = weakref.WeakSet()
+
+
+def _stop_at_exit(extension):
+    """At a normal interpreter exit (a gunicorn worker after SIGTERM, a
+    `flask notification` command) stop every extension of this process, so
+    that its claims and lease go to the others at once."""
+    if not _EXTENSIONS:
+        atexit.register(_stop_all)
+    _EXTENSIONS.add(extension)
+
+
+def _stop_all():
+    for extension in list(_EXTENSIONS):
+        try:
+            extension.stop_background()
+        except Exception:  # at exit: the database may be gone; the others reap us
+            logger.debug("could not stop at exit", exc_info=True)
+
+
+def _role():
+    """What this process is, for status: a server, or which flask command."""
+    if _running_a_flask_command():
+        return " ".join(["flask", *sys.argv[1:3]])[:64]
+    return "dserver"
 
 
 def _running_a_flask_command():

@@ -285,6 +285,11 @@ class Settings:
     claim_timeout_seconds: float = setting(
         "CLAIM_TIMEOUT_SECONDS", "300", number(float, 1),
         "A claimed entry whose process vanished is reclaimed after this.")
+    heartbeat_seconds: float = setting(
+        "HEARTBEAT_SECONDS", "2", number(float, 0.1),
+        "Every process that claims entries or holds the reconciler's lease beats this "
+        "often; one silent for three beats is taken for dead and its claims and lease "
+        "go to the others at once (the claim timeout is then only a last resort).")
     poll_seconds: float = setting(
         "POLL_SECONDS", "0.5", number(float, 0.01),
         "How often the worker looks for due entries when other processes cannot "

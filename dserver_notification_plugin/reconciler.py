@@ -17,6 +17,7 @@ from .background import BackgroundThread
 from .evidence import BucketUnreadable
 from .leases import Lease
 from .listing import Pacer
+from .processes import MISSED_BEATS
 from .reconcile import BaseUriPass
 from .database import now
 
@@ -107,7 +108,10 @@ class Reconciler(BackgroundThread):
         Returns the seconds to wait before asking again.
         """
         if not self.lease.acquire():
-            return self.settings.reconcile_lease_seconds / 2
+            # Ask again soon: a holder that stops gracefully releases the
+            # lease at once, and one that dies loses it within a few beats.
+            return min(self.settings.reconcile_lease_seconds / 2,
+                       self.settings.heartbeat_seconds * MISSED_BEATS)
         self._renewed_at, self._lease_lost = now(), False
         state = self.ext.ledger.pass_state(SCOPE)
         at = now() if at is None else at

@@ -130,6 +130,16 @@ attention = sa.Table(
     sa.Column("reporter", sa.String(160)),
 )
 
+# Processes known to be alive (processes.py): every claim owner and lease
+# holder, with its last heartbeat.
+processes = sa.Table(
+    "notification_processes", metadata,
+    sa.Column("id", sa.String(160), primary_key=True),
+    sa.Column("role", sa.String(64), nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("heartbeat_at", sa.Float, nullable=False, index=True),
+)
+
 
 # One row per applied step; the highest version is the schema's.
 schema_version = sa.Table(
@@ -207,6 +217,8 @@ MIGRATIONS: List[Step] = [
                 add_column("notification_inbox", "urgent"))),
     Step(5, "base URIs that need an operator: unreadable buckets, held removals",
          create_tables("notification_attention")),
+    Step(6, "processes and their heartbeats",
+         create_tables("notification_processes")),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version

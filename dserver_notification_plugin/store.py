@@ -27,7 +27,8 @@ import sqlalchemy as sa
 from . import claims
 from .claims import Claim
 from .coverage import HEARD_LIMIT, UNKNOWN, heard_text
-from .database import Database, _chunks, _upsert, announce_due, now, process_id
+from .database import Database, _chunks, _upsert, announce_due, now
+from .processes import process_identity
 from .schema import counters, es_documents, inbox
 from .states import FINISHED_STATES, WAITING_STATES, State
 from .wakeup import Alarm
@@ -81,6 +82,16 @@ class Store(Database):
         super().__init__(app=app, engine=engine)
         # Rung after every enqueue; the worker of this process sleeps on it.
         self.alarm = Alarm()
+        # Set by the extension (processes.py): the process joins with its
+        # first claim or lease request, and a claim whose owner beat within
+        # ``alive_within`` seconds is never taken from it.
+        self.heartbeat = None
+        self.alive_within = None
+
+    def register_process(self):
+        """Join the live processes before claiming or leasing (idempotent)."""
+        if self.heartbeat is not None:
+            self.heartbeat.ensure_running()
 
     # the queue ----------------------------------------------------------------------
     def enqueue(self, targets, debounce, max_delay, at=None, max_waiting=None,
@@ -142,17 +153,32 @@ class Store(Database):
         skips the debounce of pending rows, never the backoff of failed
         ones: a drain must not spin on an entry that keeps failing.
         """
-        owner = owner or process_id()
+        if owner is None:
+            self.register_process()
+            owner = process_identity()
         at = now() if at is None else at
+        where = claims.claimable(at, claim_timeout, ignore_due, self.alive_within)
         with self.transaction() as conn:
-            rows = claims.claim_rows(conn, claims.claimable(at, claim_timeout, ignore_due),
-                                     limit, owner, at)
+            rows = claims.claim_rows(conn, where, limit, owner, at)
         return [Claim.from_row(row) for row in sorted(rows, key=claims.due_order)]
+
+    def release(self, taken: Iterable[Claim], at=None) -> int:
+        """Give claims back unprocessed (a stopping worker): due now, for anyone."""
+        at = now() if at is None else at
+        released = 0
+        with self.transaction() as conn:
+            for claim in taken:
+                released += conn.execute(inbox.update().where(_owned(claim)).values(
+                    state=State.PENDING.value, due_at=at, claimed_by=None,
+                    heard=UNKNOWN)).rowcount
+            if released:
+                announce_due(conn, at)
+        return released
 
     def next_due_at(self, claim_timeout):
         """When the next entry becomes claimable (maybe already), or None."""
         with self.transaction() as conn:
-            return claims.next_due_at(conn, claim_timeout)
+            return claims.next_due_at(conn, claim_timeout, self.alive_within)
 
     def finish(self, claim: Claim, outcome, fingerprint=None, seen=KEEP, at=None) -> bool:
         """Mark a claimed row done, or pending again if events arrived meanwhile.

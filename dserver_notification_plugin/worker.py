@@ -120,9 +120,11 @@ class Worker(BackgroundThread):
         with self.app.app_context():
             claims = self.store.claim(self.settings.claim_timeout_seconds, limit=limit,
                                       ignore_due=ignore_due)
-            for claim in claims:
+            for number, claim in enumerate(claims):
                 if self._stop.is_set() and not ignore_due:
-                    break  # the claim times out and another process takes it
+                    # stopping: give the rest back, due now, for any process
+                    self.store.release(claims[number:])
+                    break
                 self.process(claim)
             sql_db.session.remove()
         return len(claims)
