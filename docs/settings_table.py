@@ -54,6 +54,7 @@ EXAMPLES = {
     "RETRY_BASE_SECONDS": "2",
     "RETRY_MAX_SECONDS": "600",
     "CLAIM_TIMEOUT_SECONDS": "600",
+    "HEARTBEAT_SECONDS": "5",
     "POLL_SECONDS": "1",
     "IDLE_SECONDS": "30",
     "WORKER": "off",

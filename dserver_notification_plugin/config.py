@@ -284,7 +284,8 @@ class Settings:
         "RETRY_MAX_SECONDS", "300", number(float, 0), "Longest delay between two attempts.")
     claim_timeout_seconds: float = setting(
         "CLAIM_TIMEOUT_SECONDS", "300", number(float, 1),
-        "A claimed entry whose process vanished is reclaimed after this.")
+        "Last resort: a claimed entry whose owner never joined the heartbeating "
+        "processes (an older plugin version) is reclaimed after this.")
     heartbeat_seconds: float = setting(
         "HEARTBEAT_SECONDS", "2", number(float, 0.1),
         "Every process that claims entries or holds the reconciler's lease beats this "
