@@ -118,7 +118,9 @@ def test_the_claim_of_a_sigkilled_dserver_is_synced_by_another(
 
 def test_a_sigtermed_dserver_hands_the_reconciler_lease_on_at_once(
         fresh_index_factory, bucket, tmp_path):
-    reconciling = {**bucket.env, **LIFECYCLE,
+    # Beats far apart: a release seen right after the stop cannot be a
+    # survivor's reaping (that takes three beats), only the stopped one's own.
+    reconciling = {**bucket.env, **LIFECYCLE, "DSERVER_NOTIFY_HEARTBEAT_SECONDS": "10",
                    "DSERVER_NOTIFY_RECONCILE_INTERVAL_SECONDS": "1",
                    "DSERVER_NOTIFY_RECONCILE_MAX_RPS": "1000"}
     first = fresh_index_factory({bucket.name: bucket.base_uri}, extra_env=reconciling)
