@@ -237,9 +237,10 @@ class Worker(BackgroundThread):
         return outcome
 
     def _claim_lost(self, claim, outcome):
-        logger.warning("claim of %s expired before it finished (%s) and another process "
-                       "took it; its result is not recorded here (raise "
-                       "DSERVER_NOTIFY_CLAIM_TIMEOUT_SECONDS if syncs take that long)",
+        logger.warning("claim of %s was taken by another process before it finished (%s): "
+                       "this process had missed its heartbeats (a pause longer than three "
+                       "DSERVER_NOTIFY_HEARTBEAT_SECONDS, or the database away) or the claim "
+                       "timeout passed; its result is not recorded here",
                        claim.dataset_uri, outcome)
         return None
 
