@@ -27,7 +27,10 @@ class NotificationExtension(ExtensionABC):
     def __init__(self):
         self.settings = None
         self.app = None
-        self.store = None
+        self.db = None
+        self.inbox = None
+        self.documents = None
+        self.counters = None
         self.worker = None
         self.ledger = None
         self.attention = None
@@ -42,14 +45,14 @@ class NotificationExtension(ExtensionABC):
         from .alembic_rules import exclude_plugin_tables
         from .cli import notification_cli
         from .consumer import make_consumers
+        from .db import Counters, Database, Documents, Inbox, Ledger
         from .intake import IgnoredLog
-        from .ledger import Ledger
         from .logbudget import RejectionLog
-        from .processes import Heartbeat, Processes
+        from .db.processes import Processes
+        from .heartbeat import Heartbeat
         from .reconciler import Reconciler
         from .sns_trust import SnsTrust
         from .status import Metrics
-        from .store import Store
         from .tally import Tally
         from .worker import Worker
 
@@ -57,7 +60,12 @@ class NotificationExtension(ExtensionABC):
         self.settings = load_settings(app.config)
         self.app = app
         self.tally = Tally()
-        self.store = Store(app)
+        # The plugin's tables, each through its own small class on one connector.
+        self.db = Database(app)
+        self.inbox = Inbox(self.db)
+        self.documents = Documents(self.db)
+        self.counters = Counters(self.db)
+        self.ledger = Ledger(self.db)
         self.rejection_log = RejectionLog(self.settings.reject_log_interval_seconds)
         self.ignored_log = IgnoredLog(self.settings.reject_log_interval_seconds)
         self.sns = SnsTrust(self.settings)
@@ -66,15 +74,15 @@ class NotificationExtension(ExtensionABC):
         self.warnings = open_configuration_warnings(self.settings)
         for warning in self.warnings:
             logger.warning("dserver-notification-plugin: %s", warning)
-        self.ledger = Ledger(self.store)
         # Claims and leases belong to processes known to be alive.
-        self.processes = Processes(self.store, self.settings.heartbeat_seconds,
-                                   role=_role())
+        self.processes = Processes(self.db, self.settings.heartbeat_seconds, role=_role(),
+                                   alarm=self.inbox.alarm)
         self.heartbeat = Heartbeat(self.processes)
-        self.store.heartbeat = self.heartbeat
-        self.store.alive_within = self.processes.alive_within
+        self.db.heartbeat = self.heartbeat
+        self.db.alive_within = self.processes.alive_within
         _stop_at_exit(self)
-        self.worker = Worker(app, self.settings, self.store, self.tally, self.ledger)
+        self.worker = Worker(app, self.settings, self.db, self.inbox, self.counters, self.tally,
+                             self.ledger)
         self.attention = self.worker.attention  # base URIs an operator must look at
         self.reconciler = Reconciler(self)
         self.consumers = make_consumers(self)

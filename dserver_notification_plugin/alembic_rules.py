@@ -17,7 +17,7 @@ operator configured.
 """
 from flask import appcontext_pushed
 
-from .schema import metadata
+from .db.tables import metadata
 
 #: Alembic's hooks, in the order ``context.configure`` takes them.
 HOOKS = ("include_name", "include_object")

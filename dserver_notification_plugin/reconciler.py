@@ -12,14 +12,13 @@ apart (start to start) and spend at most
 """
 import logging
 
-from .attention import UNREADABLE
 from .background import BackgroundThread
+from .db.attention import UNREADABLE
+from .db.processes import MISSED_BEATS
 from .evidence import BucketUnreadable
-from .leases import Lease
 from .listing import Pacer
-from .processes import MISSED_BEATS
 from .reconcile import BaseUriPass
-from .database import now
+from .db import Lease, now
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ class Reconciler(BackgroundThread):
         super().__init__()
         self.ext = extension
         self.settings = extension.settings
-        self.lease = Lease(extension.store, SCOPE, self.settings.reconcile_lease_seconds)
+        self.lease = Lease(extension.db, SCOPE, self.settings.reconcile_lease_seconds)
         self._renewed_at = 0.0
         self._lease_lost = False
 
@@ -81,12 +80,12 @@ class Reconciler(BackgroundThread):
         self._forget_thread()
         if getattr(self, "_was_running", False):
             # before our thread touches the database (the worker does the same)
-            self.ext.store.dispose_inherited_connections()
+            self.ext.db.dispose_inherited_connections()
             self.start()
 
     def _loop(self):
         while not self._stop.is_set():
-            if not self.ext.store.ready():  # dservercore still starting
+            if not self.ext.db.ready():  # dservercore still starting
                 self._stop.wait(0.5)
                 continue
             try:

@@ -15,9 +15,9 @@ import sqlalchemy as sa
 
 from devstack.dserver import dserver_env
 from devstack.ports import python_env
+from dserver_notification_plugin.db import Database, Inbox
+from dserver_notification_plugin.db.tables import metadata
 from dserver_notification_plugin.keys import DatasetTarget
-from dserver_notification_plugin.schema import metadata
-from dserver_notification_plugin.store import Store
 
 FLASK = Path(sys.executable).with_name("flask")
 
@@ -34,7 +34,7 @@ def flask_db(workdir, env, *args):
 def wait_for_events(engine, uuids):
     """Events waiting in the inbox, as a running dserver would have them."""
     targets = [DatasetTarget("s3://b", f"s3://b/{u}", u, "readme") for u in uuids]
-    Store(engine=engine).enqueue(targets, debounce=3600, max_delay=7200)
+    Inbox(Database(engine=engine)).enqueue(targets, debounce=3600, max_delay=7200)
 
 
 def plugin_rows(engine):

@@ -78,7 +78,7 @@ def test_a_wrong_endpoint_deletes_nothing_and_says_so(
     retry_due(app, drain)
 
     assert listed(client, admin_headers) == [uri]
-    [entry] = ext(app).store.entries([uri])
+    [entry] = ext(app).inbox.entries([uri])
     assert entry.state is State.FAILED and entry.attempts >= 2
     assert "NoSuchBucket" in entry.last_error and other_moto.s3_endpoint in entry.last_error
     status = status_json(app)
@@ -100,7 +100,7 @@ def test_a_wrong_endpoint_deletes_nothing_and_says_so(
     # The endpoint is put right: the retry finds the dataset, the concern ends.
     monkeypatch.setenv(f"DTOOL_S3_ENDPOINT_{bucket.name}", bucket.server.s3_endpoint)
     retry_due(app, drain)
-    [entry] = ext(app).store.entries([uri])
+    [entry] = ext(app).inbox.entries([uri])
     assert (entry.state, entry.last_outcome) == (State.DONE, "unchanged")
     assert listed(client, admin_headers) == [uri]
     assert concerns(status_json(app), "unreadable") == {}

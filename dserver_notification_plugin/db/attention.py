@@ -18,8 +18,9 @@ from typing import List, Optional
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from .database import now, process_id
-from .schema import attention
+from .database import now
+from .processes import process_identity
+from .tables import attention
 
 UNREADABLE = "unreadable"
 REMOVALS_HELD = "removals_held"
@@ -41,28 +42,28 @@ class Concern:
 
 
 class Attention:
-    """The rows of ``notification_attention``, through a :class:`.store.Store`."""
+    """The rows of ``notification_attention``, on the plugin's :class:`.Database`."""
 
-    def __init__(self, store):
-        self.store = store
+    def __init__(self, db):
+        self.db = db
 
     def raise_concern(self, base_uri, kind, reason, count=None, total=None, at=None):
         """Record (or refresh) a concern; ``since`` stays the first time."""
         at = now() if at is None else at
         values = dict(base_uri=base_uri, kind=kind, reason=reason, count=count, total=total,
-                      since=at, updated_at=at, reporter=process_id())
+                      since=at, updated_at=at, reporter=process_identity())
         refreshed = {k: v for k, v in values.items() if k not in ("base_uri", "kind", "since")}
         # Update first, insert when there was none: concerns are rare, and
         # this is the same on every database.
-        with self.store.transaction() as conn:
+        with self.db.transaction() as conn:
             if conn.execute(attention.update().where(self._is(base_uri, kind))
                             .values(**refreshed)).rowcount:
                 return
         try:
-            with self.store.transaction() as conn:
+            with self.db.transaction() as conn:
                 conn.execute(attention.insert().values(**values))
         except IntegrityError:  # another process recorded it meanwhile
-            with self.store.transaction() as conn:
+            with self.db.transaction() as conn:
                 conn.execute(attention.update().where(self._is(base_uri, kind))
                              .values(**refreshed))
 
@@ -72,12 +73,12 @@ class Attention:
 
     def settle(self, base_uri, kind) -> bool:
         """The concern is over; True if there was one."""
-        with self.store.transaction() as conn:
+        with self.db.transaction() as conn:
             return conn.execute(attention.delete().where(self._is(base_uri, kind))).rowcount > 0
 
     def concerns(self, kind=None) -> List[Concern]:
         query = sa.select(attention).order_by(attention.c.base_uri, attention.c.kind)
         if kind is not None:
             query = query.where(attention.c.kind == kind)
-        with self.store.transaction() as conn:
+        with self.db.transaction() as conn:
             return [Concern(**row) for row in conn.execute(query).mappings()]

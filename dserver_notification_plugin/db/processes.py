@@ -1,5 +1,7 @@
 """Processes known to be alive, and what becomes of the work of one that is not.
 
+(The SQL; the thread that beats is :mod:`..heartbeat`.)
+
 procrastinate's worker heartbeats and stalled-job detection are the model.
 Every process that claims inbox entries or asks for a lease joins
 ``notification_processes``: its id (the claim owner and lease holder,
@@ -28,15 +30,14 @@ import secrets
 import socket
 import threading
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import sqlalchemy as sa
 
-from .background import register_fork_hooks
-from .coverage import UNKNOWN
+from ..coverage import UNKNOWN
+from ..states import State
 from .database import announce_due, now
-from .schema import inbox, leases, processes
-from .states import State
+from .tables import inbox, leases, processes
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +88,12 @@ def live_owners(at, alive_within):
 
 
 class Processes:
-    """This process's row and everyone's liveness, through a store."""
+    """This process's row and everyone's liveness, on the plugin's database."""
 
-    def __init__(self, store, heartbeat_seconds, role="dserver"):
-        self.store = store
+    def __init__(self, db, heartbeat_seconds, role="dserver", alarm=None):
+        """``alarm``: this process's worker alarm, rung when work was released."""
+        self.db = db
+        self.alarm = alarm
         self.heartbeat_seconds = heartbeat_seconds
         self.role = role
         self._joined_as = None  # the identity whose row we wrote
@@ -107,7 +110,7 @@ class Processes:
         """Write (or refresh) this process's row."""
         at = now() if at is None else at
         me = process_identity()
-        with self.store.transaction() as conn:
+        with self.db.transaction() as conn:
             if not conn.execute(processes.update().where(processes.c.id == me)
                                 .values(heartbeat_at=at, role=self.role)).rowcount:
                 conn.execute(processes.insert().values(
@@ -119,7 +122,7 @@ class Processes:
         it for dead meanwhile (its claims are gone then: their syncs' results
         are not recorded, as for any lost claim)."""
         at = now() if at is None else at
-        with self.store.transaction() as conn:
+        with self.db.transaction() as conn:
             renewed = conn.execute(processes.update().where(
                 processes.c.id == process_identity()).values(heartbeat_at=at)).rowcount
         if not renewed:
@@ -130,7 +133,7 @@ class Processes:
     def reap(self, at=None) -> List[str]:
         """Release the work of every process that stopped beating; their ids."""
         at = now() if at is None else at
-        with self.store.transaction() as conn:
+        with self.db.transaction() as conn:
             dead = list(conn.execute(sa.select(processes.c.id).where(
                 processes.c.heartbeat_at < at - self.alive_within,
                 processes.c.id != process_identity())).scalars())  # we beat: alive
@@ -139,8 +142,8 @@ class Processes:
         for process in dead:
             logger.warning("process %s stopped beating; its claims and leases are released",
                            process)
-        if dead:
-            self.store.alarm.ring()
+        if dead and self.alarm is not None:
+            self.alarm.ring()
         return dead
 
     def leave(self, at=None):
@@ -148,7 +151,7 @@ class Processes:
         if not self.joined:
             return
         at = now() if at is None else at
-        with self.store.transaction() as conn:
+        with self.db.transaction() as conn:
             released = self._release(conn, [process_identity()], at)
         self._joined_as = None
         logger.info("process %s left; released %d claim(s)", process_identity(), released)
@@ -172,7 +175,7 @@ class Processes:
         """Every process row, with what it holds (for status and metrics)."""
         at = now() if at is None else at
         c = inbox.c
-        with self.store.transaction() as conn:
+        with self.db.transaction() as conn:
             rows = conn.execute(sa.select(processes).order_by(processes.c.started_at)).all()
             claims = dict(conn.execute(
                 sa.select(c.claimed_by, sa.func.count()).where(
@@ -185,80 +188,3 @@ class Processes:
                             tuple(sorted(name for holder, name in held
                                          if holder_of(holder) == row.id)))
                 for row in rows]
-
-
-class Heartbeat:
-    """The daemon thread that beats for this process and reaps the dead.
-
-    Started by the first claim or lease request of the process (and again
-    in a forked child); ``stop`` ends it and leaves.
-    """
-
-    def __init__(self, registry: Processes):
-        self.registry = registry
-        self._thread: Optional[threading.Thread] = None
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._pid = None
-        self._paused = False
-        register_fork_hooks(self)
-
-    @property
-    def running(self):
-        return self._thread is not None and self._thread.is_alive() \
-            and self._pid == os.getpid()
-
-    def ensure_running(self):
-        """Join and start beating, unless already doing so in this process."""
-        if self.running and self.registry.joined:
-            return
-        with self._lock:
-            if self.running and self.registry.joined:
-                return
-            self.registry.join()
-            self._start_thread()
-
-    def _start_thread(self):
-        self._stop = threading.Event()
-        self._pid = os.getpid()
-        self._thread = threading.Thread(target=self._loop, daemon=True,
-                                        name="dserver-notification-heartbeat")
-        self._thread.start()
-
-    def _loop(self):
-        stop = self._stop
-        while not stop.wait(self.registry.heartbeat_seconds):
-            try:
-                self.registry.beat()
-                self.registry.reap()
-            except Exception:  # the database may be away for a moment
-                logger.warning("heartbeat failed; trying again", exc_info=True)
-
-    # fork safety (see background.py): no database call may be under way
-    # in the parent while it forks; the child joins on its first claim.
-    def _before_fork(self):
-        self._paused = self.running
-        if self._paused:
-            self._stop.set()
-            self._thread.join(2 * self.registry.heartbeat_seconds)
-
-    def _after_fork_in_parent(self):
-        if self._paused:
-            self._paused = False
-            self._start_thread()
-
-    def _after_fork_in_child(self):
-        self._paused = False
-        self._thread = None
-        self._lock = threading.Lock()
-
-    def stop(self):
-        """Stop beating and release this process's work."""
-        self._stop.set()
-        if self.running and self._thread is not threading.current_thread():
-            self._thread.join(2 * self.registry.heartbeat_seconds)
-        self._thread = None
-        try:
-            self.registry.leave()
-        except Exception:  # at shutdown the database may be gone: the others reap us
-            logger.debug("could not leave", exc_info=True)
