@@ -83,11 +83,13 @@ class Pair:
         env.update(bucket.env)
         prepare_index_in_subprocess(env, [bucket.base_uri])
         self.env = env
-        self.headers = None
         self.first = LiveDserver({**env, **(first_env or {})}, workdir / "a").start()
-        (workdir / "b").mkdir()
-        self.second = LiveDserver(env, workdir / "b").start()
         self.headers = self.first.admin_headers()
+        (workdir / "b").mkdir()
+        self.second = LiveDserver(env, workdir / "b")
+
+    def start_second(self):
+        self.second.start()
 
     def status(self, server):
         return requests.get(f"{server.url}/webhook/status", headers=self.headers,
@@ -112,6 +114,7 @@ def after_sigkill(workdir, mongo, moto, database_uri):
         for body in minio_bodies_for_keys(bucket.name, list_keys(bucket.s3, bucket.name)):
             requests.post(f"{pair.first.url}/webhook/notify", json=body, timeout=30)
         wait_for(lambda: pair.status(pair.first)["inbox"]["processing"], "a claim")
+        pair.start_second()  # only now: the claim is the first dserver's
         killed = time.monotonic()
         pair.first.kill()
         wait_for(lambda: pair.listing(pair.second) == [uri], "the other dserver's sync")
@@ -125,6 +128,7 @@ def after_sigterm(workdir, mongo, moto, database_uri):
     pair = Pair(workdir, mongo, bucket, database_uri,
                 notify={"DSERVER_NOTIFY_RECONCILE_INTERVAL_SECONDS": "1"})
     try:
+        pair.start_second()
         lease = wait_for(lambda: (pair.status(pair.second)["reconcile"]["lease"] or {})
                          .get("holder"), "a lease holder")
         pid = int(lease.split(":")[1])
