@@ -62,21 +62,24 @@ class Heartbeat:
 
     # fork safety (see background.py): no database call may be under way
     # in the parent while it forks; the child joins on its first claim.
-    def _before_fork(self):
+    def before_fork(self):
         self._paused = self.running
         if self._paused:
             self._stop.set()
             self._thread.join(2 * self.registry.heartbeat_seconds)
 
-    def _after_fork_in_parent(self):
+    def after_fork_in_parent(self):
         if self._paused:
             self._paused = False
             self._start_thread()
 
-    def _after_fork_in_child(self):
+    def after_fork_in_child(self):
         self._paused = False
         self._thread = None
         self._lock = threading.Lock()
+
+    def restart_after_fork_in_child(self):
+        pass  # the child joins with its first claim or lease request
 
     def stop(self):
         """Stop beating and release this process's work."""

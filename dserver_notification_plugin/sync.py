@@ -2,10 +2,12 @@
 
 Sync never trusts what an event said: it looks at the bucket. A frozen
 dataset is registered (or updated when it changed), a dataset whose
-``dtool`` object is gone is deleted from the SQL table *and* from the
-search and retrieve plugins, and a proto-dataset is left for the event that
-freezes it. Errors that a retry may cure propagate; errors no retry can
-cure are raised as :class:`PermanentSyncError`.
+``dtool`` object is gone (and its bucket answers) is deleted from the SQL
+table *and* from the documents of every extension that keeps some, and a proto-dataset is left for the event that
+freezes it (:mod:`.datasetindex` does the deleting). Errors that a retry
+may cure propagate; errors no retry can cure are raised as
+:class:`PermanentSyncError`. The worker records the S3 requests of a sync
+around it (:func:`.dtool_private.observed_reads`).
 """
 import hashlib
 import json
@@ -19,39 +21,20 @@ from dservercore import ValidationError
 from dservercore.utils import (
     base_uri_exists,
     dataset_uri_exists,
-    delete_dataset,
     generate_dataset_info,
     register_dataset,
 )
-from flask import current_app
 
-from .coverage import Seen
+from .datasetindex import remove_dataset
+from .dtool_private import storage_broker
 from .evidence import confirm_bucket_answers, is_object_absent, unreadable_from
-from .s3reads import observed_reads
 from .states import DatasetKind, Outcome
 
 logger = logging.getLogger(__name__)
 
 
-
 class PermanentSyncError(Exception):
     """No retry can fix this (e.g. the base URI is not registered)."""
-
-
-def storage_broker(uri):
-    """dtoolcore's storage broker for ``uri``.
-
-    dtoolcore offers no public way to read admin metadata without also
-    swallowing S3 errors, so this uses its private ``_get_storage_broker``
-    (pyproject bounds dtoolcore to the versions where it exists) and fails
-    with a clear message should it vanish.
-    """
-    get_broker = getattr(dtoolcore, "_get_storage_broker", None)
-    if get_broker is None:
-        raise PermanentSyncError(
-            f"dtoolcore {getattr(dtoolcore, '__version__', '?')} has no _get_storage_broker; "
-            "install a dtoolcore version this plugin supports (see its pyproject.toml)")
-    return get_broker(uri, config_path=None)
 
 
 def read_dataset(uri):
@@ -85,30 +68,22 @@ def fingerprint(dataset_info):
 
 @dataclass(frozen=True)
 class SyncResult:
-    """What a sync did, what it read (for :mod:`.coverage`; None when too
-    much to keep) and how many S3 requests that took."""
+    """What a sync did, and what it found in S3 (for :mod:`.coverage`)."""
     outcome: Outcome
     fingerprint: Optional[str]
-    seen: Optional[Seen]
-    s3_requests: int
+    kind: DatasetKind
 
 
 def sync_dataset(base_uri, uri, known_fingerprint=None) -> SyncResult:
     """Bring one dataset's index entry in line with S3. Needs an app context."""
-    with observed_reads() as reads:
-        try:
-            kind, dataset = read_dataset(uri)
-            if kind is DatasetKind.FROZEN:
-                outcome, digest = _register(base_uri, dataset, known_fingerprint)
-            elif kind is DatasetKind.ABSENT:
-                outcome, digest = _delete(uri), None
-            else:
-                outcome, digest = Outcome.PROTO, known_fingerprint
-        except Exception as exc:
-            # A failed sync spent requests too; the worker counts them.
-            exc.s3_requests = reads.requests
-            raise
-    return SyncResult(outcome, digest, reads.seen(kind), reads.requests)
+    kind, dataset = read_dataset(uri)
+    if kind is DatasetKind.FROZEN:
+        outcome, digest = _register(base_uri, dataset, known_fingerprint)
+    elif kind is DatasetKind.ABSENT:
+        outcome, digest = _delete(uri), None
+    else:
+        outcome, digest = Outcome.PROTO, known_fingerprint
+    return SyncResult(outcome, digest, kind)
 
 
 def _register(base_uri, dataset, known_fingerprint):
@@ -129,43 +104,7 @@ def _register(base_uri, dataset, known_fingerprint):
 
 
 def _delete(uri):
-    leftovers = _plugins_holding(uri)
-    if not dataset_uri_exists(uri) and not leftovers:
+    if not remove_dataset(uri):
         return Outcome.ABSENT
-    delete_dataset(uri)
-    # dservercore's delete only asks the plugins; the Mongo search and
-    # retrieve plugins and extensions such as dserver-direct-mongo-plugin
-    # (whose collection dserver-dependency-graph-plugin reads) implement no
-    # delete_dataset and keep their documents. Remove what a plugin
-    # demonstrably left behind.
-    for plugin, collection in plugin_collections():
-        if collection.delete_many({"uri": uri}).deleted_count:
-            logger.info("removed %s left behind by %s", uri, type(plugin).__name__)
     logger.info("deleted %s", uri)
     return Outcome.DELETED
-
-
-def plugin_collections():
-    """``(plugin, collection)`` for each distinct Mongo collection in which a
-    plugin keeps documents keyed by dataset ``uri``: the search and retrieve
-    plugins (by default both use the same one) and every loaded extension
-    that exposes a pymongo ``collection``, as dserver-direct-mongo-plugin
-    and dserver-dependency-graph-plugin do."""
-    seen, found = set(), []
-    plugins = (current_app.search, current_app.retrieve,
-               *getattr(current_app, "custom_extensions", ()))
-    for plugin in plugins:
-        collection = getattr(plugin, "collection", None)
-        if collection is None or not hasattr(collection, "find_one"):
-            continue
-        ident = (collection.database.name, collection.name) \
-            if hasattr(collection, "database") else id(collection)
-        if ident not in seen:
-            seen.add(ident)
-            found.append((plugin, collection))
-    return found
-
-
-def _plugins_holding(uri):
-    return [plugin for plugin, collection in plugin_collections()
-            if collection.find_one({"uri": uri}, {"_id": 1}) is not None]
