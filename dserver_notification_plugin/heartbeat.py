@@ -39,10 +39,10 @@ class Heartbeat:
         if self.running and self.registry.joined:
             return
         with self._lock:
-            if self.running and self.registry.joined:
-                return
-            self.registry.join()
-            self._start_thread()
+            if not self.registry.joined:
+                self.registry.join()
+            if not self.running:
+                self._start_thread()
 
     def _start_thread(self):
         self._stop = threading.Event()
