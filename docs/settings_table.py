@@ -43,6 +43,7 @@ EXAMPLES = {
     "SNS_TOPICS": "arn:aws:sns:eu-central-1:123456789012:dserver-events",
     "SNS_HOSTS": "sns.eu-central-1.amazonaws.com,http://127.0.0.1:5123",
     "SNS_VERIFY": "off",
+    "REQUIRE_SNS": "on",
     "SNS_TIMEOUT_SECONDS": "10",
     "MAX_BODY_BYTES": "4194304",
     "MAX_RECORDS": "100",

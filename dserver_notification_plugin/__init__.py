@@ -3,6 +3,7 @@ import atexit
 import logging
 import os
 import sys
+import threading
 import weakref
 
 from dservercore import ExtensionABC
@@ -36,6 +37,7 @@ class NotificationExtension(ExtensionABC):
         self.attention = None
         self.reconciler = None
         self.warnings = []
+        self._warnings_lock = threading.Lock()
         self.consumers = []
         self.processes = None
         self.heartbeat = None
@@ -48,9 +50,9 @@ class NotificationExtension(ExtensionABC):
         from .db import Counters, Database, Documents, Inbox, Ledger
         from .dtool_private import check_installed
         from .intake import IgnoredLog
-        from .logbudget import RejectionLog
         from .db.processes import Processes
         from .heartbeat import Heartbeat
+        from .logbudget import LogBudget, RejectionLog
         from .reconciler import Reconciler
         from .sns_trust import SnsTrust
         from .status import Metrics
@@ -71,6 +73,7 @@ class NotificationExtension(ExtensionABC):
         self.counters = Counters(self.db)
         self.ledger = Ledger(self.db)
         self.rejection_log = RejectionLog(self.settings.reject_log_interval_seconds)
+        self.store_log = LogBudget(self.settings.reject_log_interval_seconds)
         self.ignored_log = IgnoredLog(self.settings.reject_log_interval_seconds)
         self.sns = SnsTrust(self.settings)
         # Configurations that start but leave a door open: said now, and
@@ -103,6 +106,15 @@ class NotificationExtension(ExtensionABC):
             app.before_request(self._ensure_threads_running)
         logger.info("dserver-notification-plugin configured for buckets %s",
                     sorted(self.settings.bucket_to_base_uri))
+
+    def warn_once(self, warning):
+        """A door found open while running: logged the first time, and shown
+        by /webhook/status of this process from then on."""
+        with self._warnings_lock:
+            if warning in self.warnings:
+                return
+            self.warnings = [*self.warnings, warning]
+        logger.warning("dserver-notification-plugin: %s", warning)
 
     def background_threads(self):
         """The sync worker, the reconciler unless its interval is 0, and one

@@ -66,10 +66,20 @@ def parse_secrets(name, text):
     """A list of secrets. Text that is there but holds no value (``" , "``)
     is a mistake, not a wish to run without a secret: refuse it. The
     message never repeats the value."""
+    return parse_filled_list(name, text, "run without a secret")
+
+
+def parse_topics(name, text):
+    """SNS topic ARNs; like secrets, set but empty is a mistake: unset, the
+    list would admit every topic."""
+    return parse_filled_list(name, text, "accept every topic")
+
+
+def parse_filled_list(name, text, unset_means):
     values = parse_list(name, text)
     if text.strip() and not values:
         raise ConfigError(f"{name} is set but holds no value; give at least one, "
-                          "or unset it to run without a secret")
+                          f"or unset it to {unset_means}")
     return values
 
 
@@ -237,7 +247,7 @@ class Settings:
         "BASIC_AUTH", "", parse_basic_auth,
         "Comma-separated user:password pairs for HTTP Basic authentication.", secret=True)
     sns_topics: Tuple[str, ...] = setting(
-        "SNS_TOPICS", "", parse_list,
+        "SNS_TOPICS", "", parse_topics,
         "Comma-separated SNS topic ARNs whose subscriptions are confirmed; when set, "
         "notifications from any other topic are refused (403).")
     sns_hosts: Tuple = setting(
@@ -250,6 +260,11 @@ class Settings:
         "SNS_VERIFY", "on", parse_switch,
         "Verify the signature of every SNS message (SignatureVersion 1 and 2); off "
         "only for servers that do not sign, such as moto.")
+    require_sns: bool = setting(
+        "REQUIRE_SNS", "off", parse_switch,
+        "on: the HTTP routes accept signed SNS messages only and refuse (403) "
+        "everything else (S3 records, Elasticsearch and StorageGRID bodies), for "
+        "deployments that receive from SNS alone; needs SNS_VERIFY on and SNS_TOPICS.")
     sns_timeout_seconds: float = setting(
         "SNS_TIMEOUT_SECONDS", "5", number(float, 0.1),
         "Deadline for one request to SNS (subscription confirmation, signing "
@@ -339,11 +354,11 @@ def open_configuration_warnings(settings: Settings) -> List[str]:
     warnings = []
     secret = settings.auth_tokens or settings.basic_auth
     wide = [str(net) for net in settings.allow_access_from if not net.is_loopback]
-    if wide and not secret:
+    if wide and not secret and not settings.require_sns:
         warnings.append(
             f"{PREFIX}ALLOW_ACCESS_FROM admits {', '.join(wide)} and no secret is set "
-            f"({PREFIX}AUTH_TOKEN or {PREFIX}BASIC_AUTH): anyone who can send from "
-            "there can queue syncs")
+            f"({PREFIX}AUTH_TOKEN or {PREFIX}BASIC_AUTH) nor {PREFIX}REQUIRE_SNS: "
+            "anyone who can send from there can queue syncs")
     everyone = [str(net) for net in settings.trusted_proxies
                 if net != UNIX and net.prefixlen == 0]
     if everyone:
@@ -389,9 +404,15 @@ def raw_value(meta, config: Optional[Mapping] = None, environ: Optional[Mapping]
 
 def load_settings(config: Optional[Mapping] = None, environ: Optional[Mapping] = None) -> Settings:
     """Read and validate every setting; raise ConfigError naming the bad one."""
-    return Settings(**{
+    settings = Settings(**{
         field: meta["parse"](env_name(meta), raw_value(meta, config, environ))
         for field, meta in declared_settings()})
+    if settings.require_sns and not (settings.sns_verify and settings.sns_topics):
+        # Unchecked signatures prove nothing, and AWS signs the messages of
+        # any account's topics: "signed only" needs both to mean anything.
+        raise ConfigError(f"{PREFIX}REQUIRE_SNS needs {PREFIX}SNS_VERIFY on and "
+                          f"{PREFIX}SNS_TOPICS set: AWS signs every account's topics")
+    return settings
 
 
 class ConfigSnapshot:

@@ -107,6 +107,7 @@ class Inbox:
         due_times, refused = [], []
         with self.db.transaction() as conn:
             if max_waiting is not None:
+                hold_the_cap(conn)
                 refused = _over_the_cap(conn, sorted(per_dataset), max_waiting)
                 for uri in refused:
                     del per_dataset[uri]
@@ -294,6 +295,27 @@ class Inbox:
 
 
 # --- statements -------------------------------------------------------------------
+
+#: PostgreSQL advisory lock key of the cap on waiting datasets ("cap" in ASCII).
+CAP_LOCK_KEY = 0x636170
+
+
+def hold_the_cap(conn):
+    """Make counting the waiting rows and adding new ones one step: until
+    this transaction ends, no other capped enqueue counts.
+
+    Without it, concurrent requests each saw room and all inserted.
+    PostgreSQL: a transaction-scoped advisory lock; every statement after
+    it sees what earlier holders committed (READ COMMITTED). SQLite: a
+    write that changes nothing takes the database's write lock first, so
+    the count is read under it (pysqlite opens the transaction only at the
+    first write, and a count read before it may be stale).
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(CAP_LOCK_KEY)))
+    else:
+        conn.execute(inbox.update().where(inbox.c.id == -1).values(id=inbox.c.id))
+
 
 def _over_the_cap(conn, uris, max_waiting) -> List[str]:
     """The datasets among ``uris`` (sorted) that would push the number of
