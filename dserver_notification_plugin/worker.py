@@ -15,7 +15,7 @@ database connections discarded, never shared.
 import logging
 import time
 
-from .background import BackgroundThread, retry_delay
+from .background import BackgroundThread, log_iteration_error, retry_delay
 from .coverage import covered
 from .db import KEEP, now
 from .db.attention import UNREADABLE, Attention
@@ -84,7 +84,7 @@ class Worker(BackgroundThread):
         self.inbox.alarm.ring()  # out of its sleep
 
     def on_error(self, exc, pause):
-        logger.exception("notification worker loop failed; retrying in %.1f s", pause)
+        log_iteration_error("notification worker loop", exc, pause)
 
     def on_stop(self):
         self.listener.stop()  # its connection is closed too
