@@ -1,9 +1,12 @@
 """``python -m bench``: this plugin against the published 0.4.3, side by side.
 
-``python -m bench latency`` and ``python -m bench claims`` run the latency
-and claim benchmarks on SQLite and PostgreSQL instead (bench/latency.py,
-bench/claims.py); ``python -m bench reconcile`` a reconcile pass over a mix
-of small and large datasets, with a model for 100,000 (bench/reconcile_mix.py).
+``python -m bench latency``, ``python -m bench claims`` and ``python -m
+bench recovery`` run the latency, claim and crash/restart recovery
+benchmarks on SQLite and PostgreSQL instead (bench/latency.py,
+bench/claims.py, bench/recovery.py); ``python -m bench burst`` a burst of
+small copies per number of sync threads (bench/burst.py) and ``python -m
+bench reconcile`` a reconcile pass over a mix of small and large datasets,
+with a model for 100,000 (bench/reconcile_mix.py).
 
 Builds (or reuses) the two venvs, starts one Mongo-wire server and one
 moto_server shared by both runs, runs the copy/delete story for each
@@ -99,8 +102,8 @@ def run_all(options, workroot):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    subcommands = {"latency": "latency", "claims": "claims", "reconcile": "reconcile_mix",
-                   "burst": "burst"}
+    subcommands = {"latency": "latency", "claims": "claims", "recovery": "recovery",
+                   "reconcile": "reconcile_mix", "burst": "burst"}
     if argv and argv[0] in subcommands:
         import importlib
         return importlib.import_module(f"bench.{subcommands[argv[0]]}").main(argv[1:])

@@ -39,7 +39,7 @@ from .events import Intake
 from .background import BackgroundThread
 from .formats import PayloadError
 from .formats.queue import parse_queue_message
-from .logbudget import LogBudget, printable, with_suppressed
+from .logbudget import LogBudget, describe_database_error, printable, with_suppressed
 from .intake import InboxFull, accept
 from .sns_trust import SnsRefusal
 
@@ -317,7 +317,8 @@ class QueueConsumer(BackgroundThread):
 
     def _record_error(self, exc, what_next):
         self._count("errors", 1)
-        self.last_error = printable(f"{type(exc).__name__}: {exc}", 500)
+        # the database's text would carry the statement and what senders wrote
+        self.last_error = describe_database_error(exc)
         self.last_error_at = time.time()
         logger.warning("SQS queue %s: %s; nothing deleted, %s",
                        self.queue_url, self.last_error, what_next)
