@@ -41,12 +41,16 @@ test-pythons: install
 docs: install
 	$(VENV)/bin/sphinx-build -W -q -b html docs docs/_build/html
 
-## Benchmarks (not part of the tests): latency and claim throughput on SQLite
-## and PostgreSQL, then side by side with the published plugin.
+## Benchmarks (not part of the tests): latency, claim throughput and a burst of
+## copies on SQLite and PostgreSQL, side by side with the published plugin, and
+## a reconcile pass over a mix of datasets (large ones of 1,500 items: past one
+## page of 1,000 keys a dataset's size no longer changes the requests).
 bench: install
 	$(PY) -m bench latency
 	$(PY) -m bench claims
+	$(PY) -m bench burst
 	$(PY) -m bench
+	$(PY) -m bench reconcile --large-items 1500
 
 ## A fresh venv with `pip install .` must resolve to a set that imports and runs;
 ## installed into a dserver on the next dservercore, it must keep that one.

@@ -1,8 +1,12 @@
 """``python -m bench``: this plugin against the published 0.4.3, side by side.
 
-``python -m bench latency`` and ``python -m bench claims`` run the latency
-and claim benchmarks on SQLite and PostgreSQL instead (bench/latency.py,
-bench/claims.py).
+``python -m bench latency``, ``python -m bench claims`` and ``python -m
+bench recovery`` run the latency, claim and crash/restart recovery
+benchmarks on SQLite and PostgreSQL instead (bench/latency.py,
+bench/claims.py, bench/recovery.py); ``python -m bench burst`` a burst of
+small copies per number of sync threads (bench/burst.py) and ``python -m
+bench reconcile`` a reconcile pass over a mix of small and large datasets,
+with a model for 100,000 (bench/reconcile_mix.py).
 
 Builds (or reuses) the two venvs, starts one Mongo-wire server and one
 moto_server shared by both runs, runs the copy/delete story for each
@@ -49,11 +53,10 @@ def parse_args(argv=None):
     parser.add_argument("--output", type=Path,
                         default=envs.BENCH_DIR / "results" / f"{stamp}.json",
                         help="JSON file to write (default bench/results/<timestamp>.json)")
-    parser.add_argument("--reconcile", type=reconcile.parse_series, default="3:30,3:200,300:30",
+    parser.add_argument("--reconcile", type=reconcile.parse_series, default="3:30,300:30",
                         metavar="ITEMS:DATASETS,...",
                         help="reconcile passes over unchanged buckets: items per dataset "
-                             "and datasets per series (default 3:30,3:200,300:30; the
-                             tests check 30 datasets, this the larger count)")
+                             "and datasets per series (default 3:30,300:30)")
     parser.add_argument("--reconcile-only", action="store_true",
                         help="run only the reconcile scenario (no venvs, no gunicorn)")
     parser.add_argument("--keep-workdir", action="store_true",
@@ -99,9 +102,11 @@ def run_all(options, workroot):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("latency", "claims"):
+    subcommands = {"latency": "latency", "claims": "claims", "recovery": "recovery",
+                   "reconcile": "reconcile_mix", "burst": "burst"}
+    if argv and argv[0] in subcommands:
         import importlib
-        return importlib.import_module(f"bench.{argv[0]}").main(argv[1:])
+        return importlib.import_module(f"bench.{subcommands[argv[0]]}").main(argv[1:])
     options = parse_args(argv)
     workroot = tempfile.mkdtemp(prefix="dserver-bench-")
     try:

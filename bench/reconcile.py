@@ -44,11 +44,16 @@ def _app(workdir, mongo_uri, bucket):
 
 def measure(mongo, moto, items, datasets, workdir):
     """Figures of one unchanged-bucket pass with ``datasets`` of ``items`` items."""
-    from dserver_notification_plugin.reconciler import one_pass
     bucket = Bucket(moto, f"bench-rec-{uuidlib.uuid4().hex[:8]}")
     source = bucket.put_dataset("bench", items=items, tags=["bench"],
                                 annotations={"purpose": "benchmark"})
     clone_dataset(bucket.s3, bucket.name, source, datasets - 1, workers=CLONE_WORKERS)
+    return dict(items_per_dataset=items, **measure_bucket(mongo, moto, bucket, workdir))
+
+
+def measure_bucket(mongo, moto, bucket, workdir):
+    """Index the bucket with a first pass, then time a second one over it unchanged."""
+    from dserver_notification_plugin.reconciler import one_pass
     app = _app(Path(workdir), mongo.uri, bucket)
     ext = app.extensions["dserver_notification"]
     first = one_pass(ext, bucket.base_uri)
@@ -63,7 +68,7 @@ def measure(mongo, moto, items, datasets, workdir):
     ext.worker.drain(include_waiting=True)
     checked = walk.figures.checked
     return {
-        "items_per_dataset": items, "datasets": checked,
+        "datasets": checked,
         "first_pass_missing": first.figures.missing,
         "s3_requests": len(requests),
         "s3_requests_per_dataset": round(len(requests) / max(checked, 1), 3),

@@ -171,6 +171,18 @@ def clone_dataset(s3, bucket, source_uri, count, workers=1):
         return list(pool.map(clone, range(count)))
 
 
+def put_empty_objects(s3, bucket, keys, workers=8):
+    """One empty PUT per key, ``workers`` at a time: bulk items for listing tests
+    and benchmarks, which read names, not content."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def put(key):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"")
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        list(pool.map(put, keys))
+
+
 class Templates:
     """Clones of real dtool copies: a dataset in a second, not a copy in one.
 

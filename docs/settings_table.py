@@ -55,14 +55,17 @@ EXAMPLES = {
     "RETRY_BASE_SECONDS": "2",
     "RETRY_MAX_SECONDS": "600",
     "CLAIM_TIMEOUT_SECONDS": "600",
+    "HEARTBEAT_SECONDS": "5",
     "POLL_SECONDS": "1",
     "IDLE_SECONDS": "30",
+    "SYNC_THREADS": "8",
     "WORKER": "off",
     "SQS_QUEUE_URLS": "https://sqs.eu-central-1.amazonaws.com/123456789012/dserver-events",
     "REJECT_LOG_INTERVAL_SECONDS": "300",
     "RECONCILE_INTERVAL_SECONDS": "21600",
     "RECONCILE_MAX_RPS": "50",
     "RECONCILE_LEASE_SECONDS": "120",
+    "RECONCILE_MAX_REMOVALS": "25%",
 }
 
 

@@ -1,7 +1,10 @@
 """dserver extension that keeps the dataset index in step with S3 buckets."""
+import atexit
 import logging
 import os
+import sys
 import threading
+import weakref
 
 from dservercore import ExtensionABC
 
@@ -31,17 +34,24 @@ class NotificationExtension(ExtensionABC):
         self.counters = None
         self.worker = None
         self.ledger = None
+        self.attention = None
         self.reconciler = None
         self.warnings = []
         self._warnings_lock = threading.Lock()
         self.consumers = []
+        self.processes = None
+        self.heartbeat = None
+        self._alembic_rules = None  # the receiver that adds them (alembic_rules)
 
     def init_app(self, app, *args, **kwargs):
+        from .alembic_rules import exclude_plugin_tables
         from .cli import notification_cli
         from .consumer import make_consumers
         from .db import Counters, Database, Documents, Inbox, Ledger
         from .dtool_private import check_installed
         from .intake import IgnoredLog
+        from .db.processes import Processes
+        from .heartbeat import Heartbeat
         from .logbudget import LogBudget, RejectionLog
         from .reconciler import Reconciler
         from .sns_trust import SnsTrust
@@ -71,14 +81,24 @@ class NotificationExtension(ExtensionABC):
         self.warnings = open_configuration_warnings(self.settings)
         for warning in self.warnings:
             logger.warning("dserver-notification-plugin: %s", warning)
+        # Claims and leases belong to processes known to be alive.
+        self.processes = Processes(self.db, self.settings.heartbeat_seconds, role=_role(),
+                                   alarm=self.inbox.alarm)
+        self.heartbeat = Heartbeat(self.processes)
+        self.db.heartbeat = self.heartbeat
+        self.db.alive_within = self.processes.alive_within
+        _stop_at_exit(self)
         self.worker = Worker(app, self.settings, self.db, self.inbox, self.counters, self.tally,
                              self.ledger)
+        self.attention = self.worker.attention  # base URIs an operator must look at
         self.reconciler = Reconciler(self)
         self.consumers = make_consumers(self)
         # Metrics exist from the start, so the latency histogram sees every sync.
         self.metrics = Metrics(self)
         app.extensions[EXTENSION_KEY] = self
         app.cli.add_command(notification_cli)
+        # `flask db migrate` must neither see nor drop the plugin's tables.
+        self._alembic_rules = exclude_plugin_tables(app)
         if self.settings.worker:
             if not _running_a_flask_command():
                 # The threads wait for the database; create_app finishes first.
@@ -108,8 +128,12 @@ class NotificationExtension(ExtensionABC):
                 runner.start()
 
     def stop_background(self):
+        """Stop the threads, then release this process's claims and lease at
+        once (a graceful stop: SIGTERM to gunicorn, interpreter exit)."""
         for runner in reversed(self.background_threads()):
             runner.stop()
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
 
     def get_blueprint(self):
         from .routes import bp
@@ -132,6 +156,33 @@ class NotificationExtension(ExtensionABC):
     def delete_dataset(self, dataset_uri):
         if self.settings is not None:
             self.tally.add("index_deletions")
+
+
+_EXTENSIONS = weakref.WeakSet()
+
+
+def _stop_at_exit(extension):
+    """At a normal interpreter exit (a gunicorn worker after SIGTERM, a
+    `flask notification` command) stop every extension of this process, so
+    that its claims and lease go to the others at once."""
+    if not _EXTENSIONS:
+        atexit.register(_stop_all)
+    _EXTENSIONS.add(extension)
+
+
+def _stop_all():
+    for extension in list(_EXTENSIONS):
+        try:
+            extension.stop_background()
+        except Exception:  # at exit: the database may be gone; the others reap us
+            logger.debug("could not stop at exit", exc_info=True)
+
+
+def _role():
+    """What this process is, for status: a server, or which flask command."""
+    if _running_a_flask_command():
+        return " ".join(["flask", *sys.argv[1:3]])[:64]
+    return "dserver"
 
 
 def _running_a_flask_command():

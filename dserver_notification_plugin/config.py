@@ -106,6 +106,26 @@ def number(cast, minimum):
     return parse
 
 
+#: A share of removals is never smaller than this many datasets.
+MIN_REMOVALS = 10
+
+
+def parse_removals(name, text):
+    """``N%`` (a share of a base URI's datasets, at least MIN_REMOVALS) or
+    ``N`` (a number of datasets): ``(value, is_share)``."""
+    value = text.strip()
+    share = value.endswith("%")
+    try:
+        number_ = float(value[:-1]) if share else int(value)
+    except ValueError:
+        raise ConfigError(f"{name}: {text!r} is neither a share like 10% nor a "
+                          "number of datasets")
+    if number_ < 0 or (share and number_ > 100):
+        raise ConfigError(f"{name}: {text!r} must be between 0 and 100% or a "
+                          "non-negative number")
+    return (number_ / 100.0 if share else number_, share)
+
+
 def parse_bucket_map(name, text):
     try:
         mapping = json.loads(text)
@@ -279,7 +299,13 @@ class Settings:
         "RETRY_MAX_SECONDS", "300", number(float, 0), "Longest delay between two attempts.")
     claim_timeout_seconds: float = setting(
         "CLAIM_TIMEOUT_SECONDS", "300", number(float, 1),
-        "A claimed entry whose process vanished is reclaimed after this.")
+        "Last resort: a claimed entry whose owner never joined the heartbeating "
+        "processes (an older plugin version) is reclaimed after this.")
+    heartbeat_seconds: float = setting(
+        "HEARTBEAT_SECONDS", "2", number(float, 0.1),
+        "Every process that claims entries or holds the reconciler's lease beats this "
+        "often; one silent for three beats is taken for dead and its claims and lease "
+        "go to the others at once (the claim timeout is then only a last resort).")
     poll_seconds: float = setting(
         "POLL_SECONDS", "0.5", number(float, 0.01),
         "How often the worker looks for due entries when other processes cannot "
@@ -288,6 +314,11 @@ class Settings:
         "IDLE_SECONDS", "10", number(float, 0.1),
         "Longest the worker sleeps when nothing is due and PostgreSQL LISTEN/NOTIFY "
         "can wake it.")
+    sync_threads: int = setting(
+        "SYNC_THREADS", "4", number(int, 1),
+        "Syncs one worker runs at once, each in its own thread with its own S3 clients "
+        "(a sync mostly waits on S3 and the databases). One dataset is never synced by "
+        "two at once: its inbox entry is claimed by one.")
     worker: bool = setting(
         "WORKER", "on", parse_switch,
         "on: run the sync worker inside each dserver process; off: run "
@@ -312,6 +343,12 @@ class Settings:
         "RECONCILE_LEASE_SECONDS", "60", number(float, 1),
         "The reconciler's lease lasts this long unless renewed; another host takes "
         "over this long after the holder died.")
+    reconcile_max_removals: Tuple = setting(
+        "RECONCILE_MAX_REMOVALS", "10%", parse_removals,
+        "Most datasets of one base URI a reconcile pass removes on its own: a share "
+        f"(at least {MIN_REMOVALS} datasets) or a number. A pass that finds more gone "
+        "removes none and reports it; `flask notification confirm-removals` removes "
+        "them. Notified removals are not limited.")
 
 
 def open_configuration_warnings(settings: Settings) -> List[str]:

@@ -4,13 +4,12 @@ The reconciler learns everything it compares from LIST requests:
 
 - the registration keys ``dtool-<uuid>`` at the top of the bucket (one LIST
   per 1,000 datasets), with their ETags;
-- per dataset, one delimited LIST of ``<prefix><uuid>/``, which shows the
-  objects directly under the dataset (``dtool``, ``README.yml``,
-  ``manifest.json`` ...) and the folders (``data/``, ``tags/`` ...) without
-  listing their content; then one LIST of ``tags/`` and one of
-  ``annotations/`` when those folders exist.
+- the metadata objects of each dataset (``dtool``, ``README.yml``,
+  ``manifest.json``, and what is under ``tags/`` and ``annotations/``), read
+  from a flat listing of the bucket that skips the data items
+  (:mod:`.flatwalk`): datasets next to each other share a request.
 
-A dataset with 100,000 items costs what one with 3 does. The only GET is of
+A dataset with 100,000 items costs about what one with 3 does. The only GET is of
 a registration key (its body is the dataset prefix), read once per dataset
 and again only when the key's ETag changes. Every request waits for a
 token of one :class:`Pacer`, so a pass never spends more than
@@ -24,9 +23,11 @@ import time
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
+import botocore.exceptions
 from limits import RateLimitItemPerSecond, storage, strategies
 
 from .dtool_private import s3_client
+from .evidence import unreadable_from
 from .keys import registration_uuid
 
 REGISTRATION_PREFIX = "dtool-"
@@ -127,7 +128,12 @@ class BucketLister:
         kwargs = dict(Bucket=self.bucket, Prefix=REGISTRATION_PREFIX, MaxKeys=page_size)
         if start_key:
             kwargs["StartAfter"] = start_key
-        page = self.client.list_objects_v2(**kwargs)
+        try:
+            page = self.client.list_objects_v2(**kwargs)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            # A bucket missing at this endpoint lists nothing: that is no
+            # evidence that its datasets are gone (evidence.py).
+            raise unreadable_from(exc, self.bucket, self.client) or exc
         contents = page.get("Contents", [])
         found = [Registration(uuid, obj.get("ETag", ""), int(obj.get("Size", 0)))
                  for obj in contents
@@ -150,24 +156,7 @@ class BucketLister:
             return None
         return answer["Body"].read(PREFIX_BYTES_LIMIT).decode("utf-8", "replace")
 
-    def metadata(self, root) -> Listed:
-        """The signed objects of the dataset under ``root`` (``<prefix><uuid>/``)."""
-        files, folders = self._list(root, delimiter="/")
-        objects = [obj for obj in files if obj[0] in SIGNED_FILES]
-        for folder in SIGNED_FOLDERS:
-            if folder in folders:
-                objects.extend(self._list(root + folder)[0])
-        return Listed(tuple(objects))
-
-    def _list(self, root, delimiter=None):
-        """``(objects, folders)`` under root, keys relative to it."""
-        kwargs = dict(Bucket=self.bucket, Prefix=root)
-        if delimiter:
-            kwargs["Delimiter"] = delimiter
-        objects, folders = [], set()
-        for page in self.client.get_paginator("list_objects_v2").paginate(**kwargs):
-            for obj in page.get("Contents", []):
-                objects.append((obj["Key"][len(root):], obj.get("ETag", ""),
-                                int(obj.get("Size", 0)), str(obj.get("LastModified", ""))))
-            folders.update(p["Prefix"][len(root):] for p in page.get("CommonPrefixes", []))
-        return objects, folders
+    def flat_walk(self):
+        """A :class:`~.flatwalk.FlatWalk` through this lister's paced client."""
+        from .flatwalk import FlatWalk
+        return FlatWalk(self.client, self.bucket)

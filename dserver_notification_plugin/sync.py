@@ -2,8 +2,8 @@
 
 Sync never trusts what an event said: it looks at the bucket. A frozen
 dataset is registered (or updated when it changed), a dataset whose
-``dtool`` object is gone is deleted from the SQL table *and* from the
-search and retrieve plugins, and a proto-dataset is left for the event that
+``dtool`` object is gone (and its bucket answers) is deleted from the SQL
+table *and* from the documents of every extension that keeps some, and a proto-dataset is left for the event that
 freezes it (:mod:`.datasetindex` does the deleting). Errors that a retry
 may cure propagate; errors no retry can cure are raised as
 :class:`PermanentSyncError`. The worker records the S3 requests of a sync
@@ -27,36 +27,34 @@ from dservercore.utils import (
 
 from .datasetindex import remove_dataset
 from .dtool_private import storage_broker
+from .evidence import confirm_bucket_answers, is_object_absent, unreadable_from
 from .states import DatasetKind, Outcome
 
 logger = logging.getLogger(__name__)
-
-NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}
 
 
 class PermanentSyncError(Exception):
     """No retry can fix this (e.g. the base URI is not registered)."""
 
 
-def _is_not_found(exc):
-    code = str(exc.response.get("Error", {}).get("Code", ""))
-    return code in NOT_FOUND_CODES
-
-
 def read_dataset(uri):
     """Return ``(DatasetKind, dataset or None)``.
 
     dtool-s3 swallows every ClientError as "no such dataset"; a throttled or
-    failing S3 would then look like a deletion. Only a definite not-found
-    counts as absent; anything else is raised so the entry is retried.
+    failing S3 would then look like a deletion. Only positive evidence
+    counts as absent (:mod:`.evidence`): the ``dtool`` object is not found
+    *and* the bucket answers. A bucket that is missing at the endpoint,
+    refuses access or does not answer raises :class:`.BucketUnreadable`;
+    anything else is raised too, so the entry is retried.
     """
     broker = storage_broker(uri)
     try:
         admin_metadata = broker.get_admin_metadata()
-    except botocore.exceptions.ClientError as exc:
-        if _is_not_found(exc):
-            return DatasetKind.ABSENT, None
-        raise
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        if not is_object_absent(exc):
+            raise unreadable_from(exc, broker.bucket, broker.s3client) or exc
+        confirm_bucket_answers(broker.s3client, broker.bucket)
+        return DatasetKind.ABSENT, None
     if admin_metadata.get("type") != "dataset":
         return DatasetKind.PROTO, None
     return DatasetKind.FROZEN, dtoolcore.DataSet(uri, admin_metadata=admin_metadata)

@@ -1,8 +1,10 @@
 """The background worker: claims due inbox entries and syncs their datasets.
 
-One worker thread runs in every dserver process (gunicorn workers included)
-unless ``DSERVER_NOTIFY_WORKER=off``. Claims are atomic in the database, so
-any number of processes may run one. Between batches it sleeps until the
+One worker runs in every dserver process (gunicorn workers included)
+unless ``DSERVER_NOTIFY_WORKER=off``, with ``DSERVER_NOTIFY_SYNC_THREADS``
+threads that each claim and sync one entry at a time. Claims are atomic in
+the database, so any number of threads and processes may claim; one entry
+per dataset means one dataset is synced by one of them at a time. Between batches it sleeps until the
 earliest due entry, and is woken sooner by an enqueue in its own process
 or, on PostgreSQL, by a notification from any other (:mod:`.wakeup`); only
 without such notifications (SQLite) does it look every poll interval.
@@ -13,12 +15,15 @@ every fork and fresh ones are started in each child, with the inherited
 database connections discarded, never shared.
 """
 import logging
+import threading
 import time
 
 from .background import BackgroundThread, log_iteration_error, retry_delay
 from .coverage import covered
 from .db import KEEP, now
+from .db.attention import UNREADABLE, Attention
 from .dtool_private import observed_reads, prepare_clients
+from .evidence import BucketUnreadable
 from .states import Outcome, State
 from .sync import PermanentSyncError, sync_dataset
 from .wakeup import Listener
@@ -50,6 +55,11 @@ class Worker(BackgroundThread):
         self.ledger = ledger  # the reconciler's memory of what the index reflects
         self.listener = Listener(db.listening_connection, inbox.alarm)
         self._last_purge = 0.0
+        self._helpers = []  # the further sync threads (DSERVER_NOTIFY_SYNC_THREADS - 1)
+        self.attention = Attention(db)
+        # Base URIs this process reported unreadable: a sync that reads one
+        # again settles the concern.
+        self._unreadable = set()
 
     @property
     def error_pause_seconds(self):
@@ -62,13 +72,44 @@ class Worker(BackgroundThread):
     def on_start(self):
         self.listener.start()
         prepare_clients(self.settings.bucket_to_base_uri)
+        # More syncs at once: further threads claim and sync as this one does,
+        # one entry at a time, until the same stop (see join).
+        self._helpers = [threading.Thread(target=self._help, daemon=True,
+                                          name=f"{self.thread_name}-{number}")
+                         for number in range(1, self.settings.sync_threads)]
+        for helper in self._helpers:
+            helper.start()
 
     def iterate(self):
-        """Claim and sync; when nothing was due, how long to sleep."""
-        claimed = self.run_once()
+        """Claim and sync; when nothing was due, how long to sleep. Purging
+        old entries is this thread's alone."""
+        wait = self._sync_round()
         if time.time() - self._last_purge > PURGE_INTERVAL_SECONDS:
             self.purge_done()
+        return wait
+
+    def _sync_round(self):
+        claimed = self.run_once()
         return None if claimed else self._time_until_work()
+
+    def _help(self):
+        """A further sync thread, with S3 clients of its own; the driver's
+        thread flushes the counts for all of them."""
+        prepare_clients(self.settings.bucket_to_base_uri)
+        while not self.stopping:
+            try:
+                wait = self._sync_round()
+            except Exception as exc:  # the database unreachable ...
+                wait = self.error_pause_seconds
+                self.on_error(exc, wait)
+            if wait and not self.stopping:
+                self.pause(wait)
+
+    def join(self, timeout=None):
+        """Wait for the driver's thread and then for the further sync threads."""
+        super().join(timeout)
+        for helper in self._helpers:
+            helper.join(timeout)
 
     def pause(self, seconds):
         # on the alarm: an enqueue (here, or NOTIFYed by another process) wakes it
@@ -107,9 +148,11 @@ class Worker(BackgroundThread):
         with self.app.app_context():
             claims = self.inbox.claim(self.settings.claim_timeout_seconds, limit=limit,
                                       ignore_due=ignore_due)
-            for claim in claims:
+            for number, claim in enumerate(claims):
                 if self.stopping and not ignore_due:
-                    break  # the claim times out and another process takes it
+                    # stopping: give the rest back, due now, for any process
+                    self.inbox.release(claims[number:])
+                    break
                 self.process(claim)
             sql_db.session.remove()
         return len(claims)
@@ -147,8 +190,12 @@ class Worker(BackgroundThread):
         if isinstance(failure, PermanentSyncError):
             logger.error("giving up on %s: %s", claim.dataset_uri, failure)
             return self._record_failure(claim, failure, give_up=True)
+        if isinstance(failure, BucketUnreadable):  # says nothing of the dataset: never delete
+            self._report_unreadable(claim.base_uri, failure)
+            return self._record_failure(claim, failure, keep_trying=True)
         if failure is not None:  # S3, Mongo or SQL unreachable: retry later
             return self._record_failure(claim, failure)
+        self._readable_again(claim.base_uri)
         return self._record(claim, result.outcome, result.fingerprint, reads.seen(result.kind),
                             f" ({reads.requests} S3 requests, "
                             f"{time.monotonic() - started:.2f} s)")
@@ -185,27 +232,50 @@ class Worker(BackgroundThread):
             logger.warning("could not record the sync of %s for the reconciler",
                            claim.dataset_uri, exc_info=True)
 
-    def _record_failure(self, claim, exc, give_up=False):
+    def _report_unreadable(self, base_uri, exc):
+        """Say in status and metrics which base URI cannot be read, and why."""
+        logger.warning("base URI %s cannot be read, nothing is deleted: %s", base_uri, exc)
+        try:
+            self.attention.raise_concern(base_uri, UNREADABLE, exc.reason)
+            self._unreadable.add(base_uri)
+        except Exception:
+            logger.warning("could not record that %s cannot be read", base_uri, exc_info=True)
+
+    def _readable_again(self, base_uri):
+        if base_uri not in self._unreadable:
+            return  # the common case costs no statement
+        try:
+            self.attention.settle(base_uri, UNREADABLE)
+            self._unreadable.discard(base_uri)
+        except Exception:
+            logger.debug("could not settle the concern about %s", base_uri, exc_info=True)
+
+    def _record_failure(self, claim, exc, give_up=False, keep_trying=False):
+        """Retry later with backoff, or bury the entry. ``keep_trying``: an
+        unreadable bucket may be fixed any time (an endpoint corrected), so its
+        entries never go dead; they retry every RETRY_MAX_SECONDS at most."""
         error = f"{type(exc).__name__}: {exc}"
         delay = retry_delay(claim.attempts, self.settings.retry_base_seconds,
                             self.settings.retry_max_seconds)
-        state = self.inbox.fail(claim, error, now() + delay, self.settings.max_attempts,
-                                give_up=give_up)
+        max_attempts = float("inf") if keep_trying else self.settings.max_attempts
+        state = self.inbox.fail(claim, error, now() + delay, max_attempts, give_up=give_up)
         if state is None:
             return self._claim_lost(claim, "error")
         outcome = Outcome.DEAD if state is State.DEAD else Outcome.RETRIED
         self.tally.add(outcome.value)
         if not give_up:
-            logger.warning("sync of %s failed (attempt %d of %d, %s): %s",
-                           claim.dataset_uri, claim.attempts, self.settings.max_attempts,
+            logger.warning("sync of %s failed (attempt %d of %s, %s): %s",
+                           claim.dataset_uri, claim.attempts,
+                           "no limit" if keep_trying else self.settings.max_attempts,
                            "giving up" if state is State.DEAD else f"retry in {delay:.1f}s",
                            error)
         return outcome
 
     def _claim_lost(self, claim, outcome):
-        logger.warning("claim of %s expired before it finished (%s) and another process "
-                       "took it; its result is not recorded here (raise "
-                       "DSERVER_NOTIFY_CLAIM_TIMEOUT_SECONDS if syncs take that long)",
+        logger.warning("claim of %s was taken by another process before it finished (%s): "
+                       "this process had missed its heartbeats (a pause longer than three "
+                       "DSERVER_NOTIFY_HEARTBEAT_SECONDS, or the database away) or the claim "
+                       "timeout passed; its result is not recorded here",
                        claim.dataset_uri, outcome)
         return None
 
@@ -225,6 +295,7 @@ class Worker(BackgroundThread):
 
     # fork safety (see background.py) ------------------------------------
     def forget_inherited(self):
+        self._helpers = []  # the parent's threads did not come along
         self.inbox.alarm.reset()
         self.tally.take_unflushed()  # the parent flushes its own counts
         try:

@@ -1,0 +1,82 @@
+"""Several sync threads in one worker (DSERVER_NOTIFY_SYNC_THREADS).
+
+Real servers throughout; the two spies below only record calls and pass
+them on: which thread synced which dataset, from when to when, and which
+datasets dservercore was asked to register.
+"""
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+import dserver_notification_plugin.sync as sync
+import dserver_notification_plugin.worker as worker
+from dserver_notification_plugin.states import State
+from devstack.datasets import clone_dataset
+from devstack.payloads import minio_bodies_for_keys
+from devstack.ports import wait_until
+from devstack.s3 import list_keys
+
+pytestmark = pytest.mark.integration
+
+DATASETS = 24
+
+
+def record_calls(monkeypatch):
+    """``(syncs, registered)``: (uri, thread, start, end) of every sync, and
+    the URI of every registration, as they happen."""
+    syncs, registered, lock = [], [], threading.Lock()
+    real_sync, real_register = worker.sync_dataset, sync.register_dataset
+
+    def timed_sync(base_uri, uri, *args, **kwargs):
+        start = time.monotonic()
+        try:
+            return real_sync(base_uri, uri, *args, **kwargs)
+        finally:
+            with lock:
+                syncs.append((uri, threading.current_thread().name, start, time.monotonic()))
+
+    def counted_register(info, *args, **kwargs):
+        with lock:
+            registered.append(info["uri"])
+        return real_register(info, *args, **kwargs)
+
+    monkeypatch.setattr(worker, "sync_dataset", timed_sync)
+    monkeypatch.setattr(sync, "register_dataset", counted_register)
+    return syncs, registered
+
+
+def listed(client, headers):
+    """Every URI of the SQL listing (one page holds them all)."""
+    response = client.post("/uris?page_size=100", json={}, headers=headers)
+    assert response.status_code == 200, response.get_json()
+    return sorted(d["uri"] for d in response.get_json())
+
+
+def test_concurrent_syncs_register_each_dataset_once_and_never_overlap(
+        make_app, bucket, auth_headers, notify_all, monkeypatch):
+    syncs, registered = record_calls(monkeypatch)
+    source = bucket.put_dataset("burst", items=2)
+    uris = [source] + clone_dataset(bucket.s3, bucket.name, source, DATASETS - 1, workers=4)
+    app = make_app([bucket], notify={"DSERVER_NOTIFY_WORKER": "on",
+                                     "DSERVER_NOTIFY_SYNC_THREADS": "6",
+                                     "DSERVER_NOTIFY_DEBOUNCE_SECONDS": "0"})
+    ext = app.extensions["dserver_notification"]
+    client, admin_headers = app.test_client(), auth_headers(app)
+    bodies = minio_bodies_for_keys(bucket.name, list_keys(bucket.s3, bucket.name))
+    # Two waves: the second arrives while the first one's syncs run, so entries
+    # are due again while claimed.
+    notify_all(client, bodies)
+    notify_all(client, bodies)
+
+    wait_until(lambda: listed(client, admin_headers) == sorted(uris), "all listed", 300)
+    wait_until(lambda: all(e.state is State.DONE for e in ext.inbox.entries()),
+               "the inbox settled", 300)
+    ext.stop_background()
+
+    assert Counter(registered) == {uri: 1 for uri in uris}  # once each, never twice
+    for uri in uris:
+        runs = sorted((start, end) for synced, _, start, end in syncs if synced == uri)
+        assert all(later[0] >= earlier[1] for earlier, later in zip(runs, runs[1:])), uri
+    assert len({thread for _, thread, _, _ in syncs}) > 1  # the syncs were shared out
