@@ -23,9 +23,10 @@ FROZEN = Seen(DatasetKind.FROZEN,
               missing=frozenset(), listed=frozenset({ROOT + "tags/", ROOT + "annotations/"}))
 
 
-def event(key, etag=None, removed=False):
+def event(key, etag=None, removed=False, may_restore=False):
+    """``may_restore``: a removal on a versioned bucket that may show an older version."""
     action = Action.REMOVED if removed else Action.CREATED
-    return translate(ObjectEvent("b", key, action, etag=etag), BASES)
+    return translate(ObjectEvent("b", key, action, etag=etag, may_restore=may_restore), BASES)
 
 
 def heard(*targets):
@@ -53,8 +54,10 @@ def test_events_a_frozen_sync_saw_are_covered(targets):
     [event(ROOT + "dtool", removed=True)],
     [event(f"other/{U}/dtool", "e1")],                   # same UUID, other prefix
     [event(ROOT + "dtool", "e1"), event(ROOT + "README.yml", "x")],  # one is enough
+    [event(ROOT + "tags/gone", removed=True, may_restore=True)],  # an older one back?
+    [event(ROOT + "annotations/x.json", removed=True, may_restore=True)],
 ], ids=["changed", "no-etag", "new-tag", "removed-tag", "removed-dtool", "other-prefix",
-        "one-of-many"])
+        "one-of-many", "restoring-removal-of-a-tag", "restoring-removal-of-an-annotation"])
 def test_anything_else_needs_a_sync(targets):
     assert not covered(FROZEN.to_text(), heard(*targets))
 
@@ -76,6 +79,19 @@ def test_once_a_dataset_is_gone_every_removal_is_covered_and_no_creation():
                                            event(f"dtool-{U}", removed=True)))
     assert not covered(absent.to_text(), heard(event(ROOT + "dtool", "new copy")))
     assert not covered(absent.to_text(), heard(event(ROOT + "README.yml", "r")))
+    # ... unless it may have shown an older version of the dataset again
+    assert not covered(absent.to_text(), heard(event(ROOT + "dtool", removed=True,
+                                                     may_restore=True)))
+
+
+def test_a_key_the_sync_saw_change_while_it_read_is_covered_by_nothing():
+    changing = Seen(DatasetKind.FROZEN, dict(FROZEN.objects),
+                    listed=FROZEN.listed, changed=frozenset({ROOT + "annotations/a.json"}))
+    for etag in ("before", "after", None):
+        assert not covered(changing.to_text(), heard(event(ROOT + "annotations/a.json", etag)))
+    assert not covered(changing.to_text(),
+                       heard(event(ROOT + "annotations/a.json", removed=True)))
+    assert Seen.from_text(changing.to_text()) == changing
 
 
 @pytest.mark.parametrize("seen,heard_", [
