@@ -261,3 +261,47 @@ def test_a_seaweedfs_file_without_gateway_etag_has_its_md5_as_etag():
     for entry in ({}, {"attributes": {"md5": "not base64!"}}, {"extended": {"Seaweed-X-Amz-ETag": 5}},
                   {"attributes": {"md5": "AAAA"}}):
         assert entry_etag(entry) is None
+
+
+@pytest.mark.parametrize("file,restores", [
+    ("aws/s3-objectremoved-delete.json", True),        # a version deleted: an older one shows
+    ("aws/s3-lifecycleexpiration-delete.json", True),
+    ("aws/s3-objectremoved-deletemarkercreated.json", False),  # hidden, nothing restored
+    ("aws/eventbridge-object-deleted.json", False),    # deletion-type: Delete Marker Created
+    ("seaweedfs/versioned-delete.json", True),         # a version file removed
+])
+def test_removals_that_may_restore_an_older_version_are_told_from_the_payload(file, restores):
+    import json
+
+    from dserver_notification_plugin.formats import parse_document
+    from tests.corpus import CORPUS
+    events = parse_document(json.loads((CORPUS / file).read_text())).events
+    assert events and {event.may_restore for event in events} == {restores}
+
+
+def test_removals_from_buckets_without_versions_restore_nothing():
+    from devstack.payloads import minio_webhook_body
+    from dserver_notification_plugin.formats import parse_document
+    [removal] = parse_document(minio_webhook_body(
+        "b", ROOT + "README.yml", "s3:ObjectRemoved:Delete")).events  # no versionId
+    assert not removal.may_restore
+
+
+def test_a_copy_pins_no_etag_since_it_may_carry_new_user_metadata():
+    import json
+
+    from dserver_notification_plugin.formats import parse_document
+    from dserver_notification_plugin.formats.seaweed import parse_seaweed_event
+    from tests.corpus import CORPUS
+    [copy] = parse_document(json.loads((CORPUS / "aws/s3-objectcreated-copy.json")
+                                       .read_text())).events
+    assert copy.etag is None
+    entry = {"name": "dtool", "attributes": {"md5": "XUFAKrxLKna5cZ2REBfFkg=="}}
+    rewrite = {"event_type": "update", "key": f"/buckets/b/{ROOT}dtool",
+               "message": {"old_entry": entry, "new_entry": dict(entry, extended={}),
+                           "new_parent_path": f"/buckets/b/{ROOT[:-1]}"}}
+    [same] = parse_seaweed_event(rewrite).events      # same content, maybe new metadata
+    assert same.etag is None
+    rewrite["message"]["new_entry"] = {"name": "dtool", "attributes": {"md5": "A" * 22 + "=="}}
+    [changed] = parse_seaweed_event(rewrite).events   # new content: its ETag pins it
+    assert changed.etag is not None
