@@ -68,8 +68,9 @@ class Story:
     def in_search(self):
         return [d["uri"] for d in self.client.search(base_uris=[self.stack.base_uri])]
 
-    def _tick(self, doing):
-        figures = self.timeline.update()
+    def _tick(self, doing, tell=True):
+        """Poll the counters (printing what grew, if ``tell``) and redraw the spinner."""
+        figures = self.timeline.update() if tell else self.timeline.fetch()
         if self.say.interactive:
             self.say.waiting(f"{doing} | {self._live_figures(figures)}")
 
@@ -83,10 +84,11 @@ class Story:
 
     def _wait_for_outcome(self, outcome):
         """Wait until the status route counts a sync with ``outcome`` in this
-        scene (its line is printed by the timeline); say so if it never does."""
+        scene, printing nothing meanwhile (the caller tells it in its place);
+        say so if it never does."""
         try:
             poll_until(lambda: self.timeline.grown(outcome) > 0, OUTCOME_REPORT_SECONDS,
-                       on_tick=lambda: self._tick("reading the plugin's counters"))
+                       on_tick=lambda: self._tick("reading the plugin's counters", tell=False))
         except TimeoutError:
             self.say.failure(f"GET /webhook/status counted no {outcome!r} sync within "
                              f"{OUTCOME_REPORT_SECONDS:g} s")
@@ -124,9 +126,11 @@ class Story:
                     "notification for every object.")
         say.explain("The plugin answers each one with 202 at once and files the dataset "
                     "in its inbox (a table in dserver's SQL database).")
-        say.explain(f"After {stack.debounce_seconds:g} s without new events, a background "
-                    "worker reads the dataset from S3 and registers it:")
-        say.explain("a copy of many objects costs one sync, not one per object.")
+        say.explain("dtool writes the dataset's 'dtool' object early (a proto-dataset) and "
+                    "last (frozen); its events make the dataset due at once,")
+        say.explain(f"other events after {stack.debounce_seconds:g} s without new ones. A "
+                    "background worker then reads the dataset from S3 and registers it:")
+        say.explain("a copy of many objects costs a sync or two, not one per object.")
         items = len(self.sample.items)
         self.timeline.begin_scene()
         say.event(f"copy started: {self.sample.name!r}, {items} data files, "
@@ -182,15 +186,23 @@ class Story:
                               "gone from search", "after the objects were deleted", "deleted")
 
     def _wait_for_search(self, condition, outcome, since_what, sync_outcome):
-        """Poll search until ``condition`` holds and report how long it took;
-        then wait for the plugin's counters to show the sync behind it."""
+        """Poll search until ``condition`` holds and report how long it took.
+
+        Search shows a sync's work at once; the plugin's counters report that
+        sync up to a flush later. So wait for the counters first, then tell
+        the story in the order it happened: notifications, the sync (stamped
+        when search showed its work: it was done by then), what search showed.
+        """
         say = self.say
         started = say.elapsed()
         poll_until(condition, WAIT_TIMEOUT_SECONDS,
                    on_tick=lambda: self._tick("waiting for search"))
-        say.done_waiting()
-        say.success(f"{outcome} (POST /uris), {say.elapsed() - started:.1f} s {since_what}")
+        seen_at = say.elapsed()
         self._wait_for_outcome(sync_outcome)
+        say.done_waiting()
+        self.timeline.tell_lead_up(sync_outcome, at=seen_at)
+        say.success(f"{outcome} (POST /uris), {seen_at - started:.1f} s {since_what}",
+                    at=seen_at)
         self._report_counters()
 
     def close(self):

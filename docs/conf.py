@@ -1,17 +1,16 @@
 """Sphinx configuration for dserver-notification-plugin.
 
 The docs build needs only Sphinx (and sphinx-rtd-theme if available): the
-settings table is rendered from config.py by file path, and the HTTP API is
-described by hand, so neither dservercore nor the plugin must be installed.
+settings table in configuration.rst is checked against config.py, loaded by
+file path, and the HTTP API is described by hand, so neither dservercore nor
+the plugin must be installed.
 """
 import pathlib
 import sys
 import tomllib
 from datetime import date
 
-from docutils import nodes
-from docutils.parsers.rst import Directive
-from docutils.statemachine import StringList
+from sphinx.util import logging
 
 DOCS = pathlib.Path(__file__).resolve().parent
 ROOT = DOCS.parent
@@ -41,19 +40,18 @@ html_static_path = []
 html_title = f"{project} {release}"
 
 
-class SettingsTable(Directive):
-    """``.. settings-table::`` inserts the table rendered from config.Settings."""
+logger = logging.getLogger(__name__)
 
-    has_content = False
 
-    def run(self):
-        source = self.state_machine.get_source(self.lineno)
-        lines = StringList(settings_table.render_table().splitlines(), source=source)
-        holder = nodes.container()
-        self.state.nested_parse(lines, self.content_offset, holder)
-        return holder.children
+def check_settings_table(app):
+    """configuration.rst holds the settings table as rendered from config.py
+    (committed, so that it reads on GitHub too); a stale one is a warning,
+    which fails ``make docs`` (-W)."""
+    message = settings_table.stale_message()
+    if message:
+        logger.warning(message)
 
 
 def setup(app):
-    app.add_directive("settings-table", SettingsTable)
+    app.connect("builder-inited", check_settings_table)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

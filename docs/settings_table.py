@@ -1,27 +1,33 @@
 """Render the table of settings declared in ``config.Settings``.
 
 ``dserver_notification_plugin/config.py`` is the one source of truth for
-setting names, defaults and meanings. README.rst and the Sphinx docs both
-show the table rendered here, so a setting added to config.py without an
-example here fails loudly instead of going undocumented.
+setting names, defaults and meanings. docs/configuration.rst holds the table
+rendered here between two markers, committed so that it reads on GitHub
+too; a setting added to config.py without an example here fails loudly
+instead of going undocumented, and a stale copy fails the docs build and
+CI's check.
 
 Usage::
 
-    python docs/settings_table.py                     # print the table
-    python docs/settings_table.py --write README.rst  # refresh README's copy
-    python docs/settings_table.py --check README.rst  # exit 1 if it is stale
+    python docs/settings_table.py            # print the table
+    python docs/settings_table.py --write    # refresh docs/configuration.rst
+    python docs/settings_table.py --check    # exit 1 if its table is stale
+
+``--write FILE`` and ``--check FILE`` work on any file with the markers.
 
 config.py is loaded by file path, not through the package, so rendering
 needs neither dservercore nor an installed plugin.
 """
 import argparse
 import importlib.util
+import os
 import pathlib
 import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CONFIG_PY = ROOT / "dserver_notification_plugin" / "config.py"
+TABLE_PAGE = ROOT / "docs" / "configuration.rst"
 START = ".. settings-table-start"
 END = ".. settings-table-end"
 
@@ -112,26 +118,39 @@ def _replace_between_markers(text, table):
     return head + "\n\n" + table + "\n" + text[end:]
 
 
+def wanted_text(path):
+    """(the file's text now, its text with a freshly rendered table)."""
+    current = path.read_text(encoding="utf-8")
+    return current, _replace_between_markers(current, render_table())
+
+
+def stale_message(path=TABLE_PAGE):
+    """Why the table in ``path`` is stale, or None when it is current."""
+    current, wanted = wanted_text(path)
+    if current == wanted:
+        return None
+    shown = os.path.relpath(path)
+    return (f"{shown}: settings table is stale; run "
+            f"python docs/settings_table.py --write {shown}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--write", metavar="FILE", type=pathlib.Path)
-    group.add_argument("--check", metavar="FILE", type=pathlib.Path)
+    for flag, action in (("--write", "refresh"), ("--check", "check")):
+        group.add_argument(flag, metavar="FILE", type=pathlib.Path, nargs="?",
+                           const=TABLE_PAGE,
+                           help=f"{action} the table in FILE (default docs/configuration.rst)")
     args = parser.parse_args(argv)
-    table = render_table()
-    target = args.write or args.check
-    if target is None:
-        sys.stdout.write(table)
-        return 0
-    current = target.read_text(encoding="utf-8")
-    wanted = _replace_between_markers(current, table)
     if args.write:
-        target.write_text(wanted, encoding="utf-8")
+        args.write.write_text(wanted_text(args.write)[1], encoding="utf-8")
         return 0
-    if current != wanted:
-        print(f"{target}: settings table is stale; run "
-              f"python docs/settings_table.py --write {target}", file=sys.stderr)
-        return 1
+    if args.check:
+        message = stale_message(args.check)
+        if message:
+            print(message, file=sys.stderr)
+        return 1 if message else 0
+    sys.stdout.write(render_table())
     return 0
 
 

@@ -24,10 +24,10 @@ from .tally import EVENT_COUNTERS
 # change of the index, whoever made it (see NotificationExtension.register_dataset).
 OUTCOME_COUNTERS = tuple(o.value for o in Outcome) + (
     "s3_requests", "index_registrations", "index_deletions")
-# Seconds from the first event of an entry to its successful sync.
 # Counted by the reconciler, per chunk of datasets and per finished pass.
 RECONCILE_COUNTERS = ("reconcile_checked", "reconcile_missing", "reconcile_extra",
                       "reconcile_changed", "reconcile_s3_requests", "reconcile_passes")
+# Seconds from the first event of an entry to its successful sync.
 LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600, float("inf"))
 DEAD_ENTRIES_SHOWN = 100
 METRIC_PREFIX = "dserver_notification"

@@ -52,8 +52,9 @@ def test_demo_shows_the_dataset_found_then_gone():
     found = output.index("found in search")
     gone = output.index("gone from search")
     assert output.index("copy started") < found < output.index(f"URI      {uri}") < gone
-    assert "sync done: dataset registered" in output
-    assert "sync done: dataset deleted from the index" in output
+    # in the order it happened: the sync, then search showing what it did
+    assert output.index("copy started") < output.index("sync done: dataset registered") < found
+    assert found < output.index("sync done: dataset deleted from the index") < gone
     assert "tags     demo, weather" in output
     assert "all servers stopped" in output
     assert "\x1b[" not in output  # --no-color and not a terminal: plain text
@@ -91,6 +92,30 @@ def test_timeline_tells_every_sync_even_when_it_looks_late():
     assert "sync done: dataset registered in dserver's index" in output
     assert "sync done: the index already matched S3" in output
     assert timeline.grown("registered") == 1 and timeline.grown("accepted") == 7
+
+
+def test_timeline_tells_the_lead_up_to_what_search_showed_first():
+    """Search showed the dataset at +5 s; the counters told of its sync only
+    later. The sync is told first, stamped +5 s, with the proto look before
+    it; a later sync waits for the next update."""
+    stream = io.StringIO()
+    client = StatusAnswers(status_answer(),
+                           status_answer(accepted=7, proto=1, registered=1, unchanged=1))
+    timeline = SyncTimeline(Console(stream, color=False), client)
+    timeline.begin_scene()
+    timeline.fetch(force=True)
+    assert stream.getvalue() == ""  # fetching alone prints nothing
+    timeline.tell_lead_up("registered", at=5.0)
+    lines = stream.getvalue().splitlines()
+    assert [line.strip().split("  ", 1) for line in lines] == [
+        ["+5.00s", "first notifications accepted (7 so far): the dataset waits in "
+                      "the plugin's inbox"],
+        ["+5.00s", "sync done: still a proto-dataset (copy running); waiting for more events"],
+        ["+5.00s", "sync done: dataset registered in dserver's index"]]
+    timeline.update(force=True)
+    later = stream.getvalue().splitlines()[len(lines):]
+    assert [line.strip().split("  ", 1)[1] for line in later] == [
+        "sync done: the index already matched S3"]
 
 
 def test_timeline_counts_from_the_start_of_each_scene():
