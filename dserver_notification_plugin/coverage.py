@@ -16,10 +16,20 @@ proto-dataset or none). When every heard event is one the last sync saw,
 the entry is done without a request to S3 (:attr:`.Outcome.COVERED`):
 
 - a creation is seen when the sync read that key with the same ETag (the
-  same content, whatever the order in which events and reads happened);
+  same content, whatever the order in which events and reads happened),
+  and saw it in no other state while it read (:attr:`Seen.changed`: then
+  which content the index got is not known);
 - a removal is seen when the sync found that key missing, or listed the
-  folder it was in without finding it, or found the dataset gone (a
-  removal cannot bring it back).
+  folder it was in without finding it, or found the dataset gone; that
+  holds only for a removal that restores nothing. A removal that may have
+  brought an older version back (:attr:`.events.ObjectEvent.may_restore`:
+  a versioned bucket's delete of one version) is kept as a creation
+  without an ETag, which nothing covers.
+
+An ETag pins an object's content, not its user metadata, and dtool-s3
+reads the admin metadata from the ``dtool`` object's user metadata: the
+formats leave the ETag out of a copy's event (``CopyObject`` may replace
+the metadata only), so a copy is never covered.
 
 The rule is the same whatever the sync found: a README written to a
 proto-dataset after its sync looked is not seen, though it cannot make the
