@@ -21,9 +21,8 @@ import sqlalchemy as sa
 from bench import envs
 from bench.report import write_json
 from devstack.postgres import PostgresServer
-from dserver_notification_plugin import claims
+from dserver_notification_plugin.db import Database, Inbox, claims
 from dserver_notification_plugin.keys import DatasetTarget
-from dserver_notification_plugin.store import Store
 
 WAYS = {"compare-and-swap": claims.claim_compare_and_swap,
         "skip-locked": claims.claim_skip_locked}
@@ -42,11 +41,11 @@ def parse_args(argv):
 
 
 def fill(engine, rows):
-    store = Store(engine=engine)
+    inbox = Inbox(Database(engine=engine))
     for start in range(0, rows, FILL_CHUNK):
         targets = [DatasetTarget("s3://b", f"s3://b/{n:036d}", f"{n:036d}", "readme")
                    for n in range(start, min(rows, start + FILL_CHUNK))]
-        store.enqueue(targets, debounce=0, max_delay=0, at=0.0)
+        inbox.enqueue(targets, debounce=0, max_delay=0, at=0.0)
 
 
 def drain(engine, way, claimers, batch):

@@ -24,7 +24,10 @@ class NotificationExtension(ExtensionABC):
     def __init__(self):
         self.settings = None
         self.app = None
-        self.store = None
+        self.db = None
+        self.inbox = None
+        self.documents = None
+        self.counters = None
         self.worker = None
         self.ledger = None
         self.reconciler = None
@@ -34,13 +37,12 @@ class NotificationExtension(ExtensionABC):
     def init_app(self, app, *args, **kwargs):
         from .cli import notification_cli
         from .consumer import make_consumers
+        from .db import Counters, Database, Documents, Inbox, Ledger
         from .intake import IgnoredLog
-        from .ledger import Ledger
         from .logbudget import RejectionLog
         from .reconciler import Reconciler
         from .sns_trust import SnsTrust
         from .status import Metrics
-        from .store import Store
         from .tally import Tally
         from .worker import Worker
 
@@ -48,7 +50,12 @@ class NotificationExtension(ExtensionABC):
         self.settings = load_settings(app.config)
         self.app = app
         self.tally = Tally()
-        self.store = Store(app)
+        # The plugin's tables, each through its own small class on one connector.
+        self.db = Database(app)
+        self.inbox = Inbox(self.db)
+        self.documents = Documents(self.db)
+        self.counters = Counters(self.db)
+        self.ledger = Ledger(self.db)
         self.rejection_log = RejectionLog(self.settings.reject_log_interval_seconds)
         self.ignored_log = IgnoredLog(self.settings.reject_log_interval_seconds)
         self.sns = SnsTrust(self.settings)
@@ -57,8 +64,8 @@ class NotificationExtension(ExtensionABC):
         self.warnings = open_configuration_warnings(self.settings)
         for warning in self.warnings:
             logger.warning("dserver-notification-plugin: %s", warning)
-        self.ledger = Ledger(self.store)
-        self.worker = Worker(app, self.settings, self.store, self.tally, self.ledger)
+        self.worker = Worker(app, self.settings, self.db, self.inbox, self.counters, self.tally,
+                             self.ledger)
         self.reconciler = Reconciler(self)
         self.consumers = make_consumers(self)
         # Metrics exist from the start, so the latency histogram sees every sync.

@@ -77,8 +77,8 @@ def migrate_command():
     Servers do this on their own at start; the command lets a deployment
     migrate first. Safe to run while servers run, and more than once.
     """
-    from .schema import LATEST_VERSION
-    applied = current_notification.store.migrate()
+    from .db import LATEST_VERSION
+    applied = current_notification.db.migrate()
     for step in applied:
         click.echo(f"applied step {step.version}: {step.description}")
     click.echo(f"notification schema at version {LATEST_VERSION}")
@@ -107,7 +107,7 @@ def status_command(as_json):
 @with_appcontext
 def retry_command(ids, all_dead):
     """Put dead inbox entries (by ID, or all of them) back in the queue."""
-    _on_dead_entries(ids, all_dead, current_notification.store.requeue_dead, "requeued")
+    _on_dead_entries(ids, all_dead, current_notification.inbox.requeue_dead, "requeued")
 
 
 @notification_cli.command("purge")
@@ -120,7 +120,7 @@ def purge_command(ids, all_dead):
     Done entries need no hand: the worker deletes them once they are older
     than DSERVER_NOTIFY_DONE_RETENTION_SECONDS.
     """
-    _on_dead_entries(ids, all_dead, current_notification.store.purge_dead, "deleted")
+    _on_dead_entries(ids, all_dead, current_notification.inbox.purge_dead, "deleted")
 
 
 def _on_dead_entries(ids, all_dead, operation, verb):
@@ -160,7 +160,7 @@ def resync_command(base_uri, dry_run):
         return
     with _progress_bar(len(walk.findings)) as bar:
         ext.worker.drain(include_waiting=True, on_progress=bar.update)
-    outcomes = {e.dataset_uri: e for e in ext.store.entries([f.uri for f in walk.findings])}
+    outcomes = {e.dataset_uri: e for e in ext.inbox.entries([f.uri for f in walk.findings])}
     counts = Counter()
     for finding in walk.findings:
         word, line = _describe(outcomes.get(finding.uri))

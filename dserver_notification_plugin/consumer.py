@@ -95,17 +95,13 @@ class Batch:
         the limit :func:`.intake.accept` applies to one notification."""
         group, size = [], 0
         for intake in self.intakes:
-            if group and size + records_in(intake) > max_records:
+            if group and size + intake.records > max_records:
                 yield merged(group)
                 group, size = [], 0
             group.append(intake)
-            size += records_in(intake)
+            size += intake.records
         if group:
             yield merged(group)
-
-
-def records_in(intake):
-    return len(intake.events) + len(intake.ignored) + len(intake.faults)
 
 
 def merged(intakes):
@@ -150,8 +146,8 @@ def read_message(message, max_bytes, max_records, check_sns):
     except Exception as exc:  # a parser bug must not block the other messages
         logger.exception("reading SQS message %s failed", printable(message.get("MessageId")))
         return None, f"parser failed: {type(exc).__name__}"
-    if records_in(parsed) > max_records:
-        return None, (f"{records_in(parsed)} records exceed the limit of {max_records} "
+    if parsed.records > max_records:
+        return None, (f"{parsed.records} records exceed the limit of {max_records} "
                       "(DSERVER_NOTIFY_MAX_RECORDS)")
     if parsed.sns_confirmation is not None:
         return None, ("an SNS subscription confirmation for topic "
@@ -195,18 +191,18 @@ class QueueConsumer(BackgroundThread):
         return f"consumer of SQS queue {self.queue_url}"
 
     def _after_stop(self):
-        self.extension.tally.flush_to(self.extension.store)
+        self.extension.tally.flush_to(self.extension.counters)
 
     def _loop(self):
         failures = 0
         while not self._stop.is_set():
-            if not self.extension.store.ready():
+            if not self.extension.db.ready():
                 self._stop.wait(1.0)
                 continue
             failures = self._round(failures)
             if time.time() - self._last_flush > FLUSH_INTERVAL_SECONDS:
                 self._last_flush = time.time()
-                self.extension.tally.flush_to(self.extension.store)
+                self.extension.tally.flush_to(self.extension.counters)
 
     def _round(self, failures):
         """Receive and commit one batch, or wait; return the failures in a row.
@@ -217,7 +213,7 @@ class QueueConsumer(BackgroundThread):
         try:
             if failures:
                 # Take messages again only once they can be committed.
-                self.extension.store.check_writable()
+                self.extension.db.check_writable()
             if self._held_by_full_inbox and not self._inbox_has_room():
                 self._stop.wait(ROOM_CHECK_SECONDS)
                 return failures
@@ -237,7 +233,7 @@ class QueueConsumer(BackgroundThread):
             return failures
 
     def _inbox_has_room(self):
-        waiting = self.extension.store.waiting_count()
+        waiting = self.extension.inbox.waiting_count()
         if waiting > resume_below(self.extension.settings.max_pending):
             return False
         self._held_by_full_inbox = False

@@ -81,6 +81,12 @@ class Intake:
     sns_confirmation: Optional["SnsConfirmation"] = None
     sns_envelope: Optional[dict] = None
 
+    @property
+    def records(self) -> int:
+        """How many records the notification carried, read or not: what
+        DSERVER_NOTIFY_MAX_RECORDS limits."""
+        return len(self.events) + len(self.ignored) + len(self.faults)
+
     def extend(self, other: "Intake") -> None:
         """Add what ``other`` carried (one record's outcome) to this intake."""
         self.events.extend(other.events)

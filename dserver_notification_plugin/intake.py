@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from .keys import Skip, completes_dataset, translate
 from .logbudget import LogBudget, printable, with_suppressed
-from .store import InboxFull as _StoreFull
+from .db import WaitingCapReached
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def accept(extension, intake) -> IntakeResult:
     """Enqueue what matters in ``intake``; return the counts."""
     settings = extension.settings
     tally = extension.tally
-    records = len(intake.events) + len(intake.ignored) + len(intake.faults)
+    records = intake.records
     if records > settings.max_records:
         tally.add("refused")
         raise TooManyRecords(records, settings.max_records)
@@ -91,11 +91,11 @@ def accept(extension, intake) -> IntakeResult:
     extension.ignored_log.log(intake.ignored, skipped, intake.faults)
     if targets:
         try:
-            extension.store.enqueue(targets, settings.debounce_seconds,
+            extension.inbox.enqueue(targets, settings.debounce_seconds,
                                     settings.max_delay_seconds,
                                     max_waiting=settings.max_pending,
                                     due_now=_complete_or_gone(targets))
-        except _StoreFull as full:
+        except WaitingCapReached as full:
             tally.add("accepted", full.written)
             tally.add("refused")
             raise InboxFull(len(full.refused), settings.max_pending)

@@ -22,27 +22,18 @@ import bisect
 import logging
 import re
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Callable, List, Optional
 
 import sqlalchemy as sa
 
 from .keys import UUID_PATTERN, DatasetTarget, dataset_uri
 from .listing import BucketLister
+from .states import Drift, Figures
 
 logger = logging.getLogger(__name__)
 
 CHUNK = 50  # datasets between two cursor saves
 _URI_UUID = re.compile(rf".*/({UUID_PATTERN})")
-
-
-class Drift(str, Enum):
-    MISSING = "missing"
-    EXTRA = "extra"
-    CHANGED = "changed"
-
-    def __str__(self):
-        return self.value
 
 
 @dataclass(frozen=True)
@@ -52,26 +43,6 @@ class Finding:
     drift: Drift
     reason: str
     signature: Optional[str] = None  # listed now; recorded as expected
-
-
-@dataclass
-class Figures:
-    """What a pass (or one chunk of it) counted."""
-    checked: int = 0
-    missing: int = 0
-    extra: int = 0
-    changed: int = 0
-    s3_requests: int = 0
-
-    def count(self, finding):
-        setattr(self, finding.drift.value, getattr(self, finding.drift.value) + 1)
-
-    def add(self, other):
-        for name in vars(self):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-    def as_dict(self):
-        return dict(vars(self))
 
 
 class ReconcileError(ValueError):
@@ -264,8 +235,8 @@ class BaseUriPass:
         """Into the inbox, as a notification would; signatures first, so that
         a sync claimed after this moment may promote them."""
         self.ext.ledger.expect({f.uri: f.signature for f in findings if f.signature})
-        self.ext.store.forget_fingerprints(f.uri for f in findings if index.disagrees(f.uri))
+        self.ext.inbox.forget_fingerprints(f.uri for f in findings if index.disagrees(f.uri))
         targets = [DatasetTarget(self.base_uri, f.uri, f.uuid, "reconcile") for f in findings]
-        self.ext.store.enqueue(targets, debounce=self.debounce, max_delay=self.debounce)
+        self.ext.inbox.enqueue(targets, debounce=self.debounce, max_delay=self.debounce)
         for finding in findings:
             logger.info("reconcile %s: %s (%s)", finding.drift, finding.uri, finding.reason)

@@ -13,10 +13,9 @@ apart (start to start) and spend at most
 import logging
 
 from .background import BackgroundThread
-from .leases import Lease
 from .listing import Pacer
 from .reconcile import BaseUriPass
-from .database import now
+from .db import Lease, now
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ class Reconciler(BackgroundThread):
         super().__init__()
         self.ext = extension
         self.settings = extension.settings
-        self.lease = Lease(extension.store, SCOPE, self.settings.reconcile_lease_seconds)
+        self.lease = Lease(extension.db, SCOPE, self.settings.reconcile_lease_seconds)
         self._renewed_at = 0.0
         self._lease_lost = False
 
@@ -76,12 +75,12 @@ class Reconciler(BackgroundThread):
         self._forget_thread()
         if getattr(self, "_was_running", False):
             # before our thread touches the database (the worker does the same)
-            self.ext.store.dispose_inherited_connections()
+            self.ext.db.dispose_inherited_connections()
             self.start()
 
     def _loop(self):
         while not self._stop.is_set():
-            if not self.ext.store.ready():  # dservercore still starting
+            if not self.ext.db.ready():  # dservercore still starting
                 self._stop.wait(0.5)
                 continue
             try:

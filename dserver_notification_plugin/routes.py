@@ -25,7 +25,7 @@ from .intake import IntakeRefused, accept
 from .keys import DatasetTarget, translate
 from .responses import ErrorSchema, error_response
 from .sns_trust import SnsRefusal
-from .schema import MAX_DOC_ID_LENGTH
+from .db import MAX_DOC_ID_LENGTH
 
 logger = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ def es_response(body, status=200):
 
 
 def _document_exists(route):
-    found = current_notification.store.recall_document(route.doc_id) is not None
+    found = current_notification.documents.recall(route.doc_id) is not None
     return es_response({"_id": route.doc_id, "found": found}, status=200 if found else 404)
 
 
@@ -249,14 +249,14 @@ def _index_document(route):
         # and never deleted.)
         event = intake.events[0]
         if isinstance(translate(event, ext.settings.bucket_to_base_uri), DatasetTarget):
-            ext.store.remember_document(doc_id, event.bucket, event.key)
+            ext.documents.remember(doc_id, event.bucket, event.key)
     return es_response({"accepted": result.accepted, "ignored": result.ignored,
                         "_index": route.index, "_id": doc_id, "result": "created"}, status=201)
 
 
 def _delete_document(route):
     ext = current_notification
-    found = ext.store.recall_document(route.doc_id) or \
+    found = ext.documents.recall(route.doc_id) or \
         storagegrid_object(route.doc_id, ext.settings.bucket_to_base_uri)
     if found is None:
         # MinIO only deletes what HEAD said exists; an unknown id is no
@@ -266,7 +266,7 @@ def _delete_document(route):
     bucket, key = found
     result = accept(ext, Intake(events=[ObjectEvent(bucket=bucket, key=key,
                                                     action=Action.REMOVED)]))
-    ext.store.forget_document(route.doc_id)
+    ext.documents.forget(route.doc_id)
     return es_response({"accepted": result.accepted, "ignored": result.ignored,
                         "_index": route.index, "_id": route.doc_id, "result": "deleted"})
 

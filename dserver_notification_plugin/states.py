@@ -1,8 +1,10 @@
-"""Named states and outcomes, shared by the store, the worker, sync and status.
+"""Named states, outcomes and figures, shared by the inbox, the worker, sync,
+the reconciler and status.
 
 String enums: their values are what the inbox table, the status JSON and
 the Prometheus labels show, so they compare equal to those texts.
 """
+from dataclasses import dataclass, fields
 from enum import Enum
 
 
@@ -52,3 +54,43 @@ class DatasetKind(str, Enum):
 
     def __str__(self):
         return self.value
+
+
+class Drift(str, Enum):
+    """How a reconcile pass found the index to disagree with S3."""
+    MISSING = "missing"
+    EXTRA = "extra"
+    CHANGED = "changed"
+
+    def __str__(self):
+        return self.value
+
+
+@dataclass
+class Figures:
+    """What a reconcile pass (or one chunk of it) counted.
+
+    The one list of the figures: the pass cursor's columns, the ledger, the
+    reconciler's counters, the status JSON and text and the metrics all
+    take their names from here (:data:`FIGURES`). One figure per
+    :class:`Drift`, by its value.
+    """
+    checked: int = 0
+    missing: int = 0
+    extra: int = 0
+    changed: int = 0
+    s3_requests: int = 0
+
+    def count(self, finding):
+        setattr(self, finding.drift.value, getattr(self, finding.drift.value) + 1)
+
+    def add(self, other):
+        for name in FIGURES:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def as_dict(self):
+        return {name: getattr(self, name) for name in FIGURES}
+
+
+#: The figures' names, in the order reports show them.
+FIGURES = tuple(f.name for f in fields(Figures))

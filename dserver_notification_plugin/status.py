@@ -15,8 +15,8 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .consumer import QUEUE_COUNTERS, counter_name
-from .states import Outcome, State
-from .database import process_id
+from .db import process_id
+from .states import FIGURES, Drift, Outcome, State
 from .tally import EVENT_COUNTERS
 
 # Outcomes counted by the worker (see worker.Worker.process), the S3
@@ -25,8 +25,7 @@ from .tally import EVENT_COUNTERS
 OUTCOME_COUNTERS = tuple(o.value for o in Outcome) + (
     "s3_requests", "index_registrations", "index_deletions")
 # Counted by the reconciler, per chunk of datasets and per finished pass.
-RECONCILE_COUNTERS = ("reconcile_checked", "reconcile_missing", "reconcile_extra",
-                      "reconcile_changed", "reconcile_s3_requests", "reconcile_passes")
+RECONCILE_COUNTERS = tuple(f"reconcile_{name}" for name in FIGURES) + ("reconcile_passes",)
 # Seconds from the first event of an entry to its successful sync.
 LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600, float("inf"))
 DEAD_ENTRIES_SHOWN = 100
@@ -52,7 +51,7 @@ def _totals(extension):
     here instead.
     """
     extension.worker.flush_stats()
-    totals = dict(extension.store.counter_totals())
+    totals = dict(extension.counters.totals())
     for name, delta in _unflushed(extension.tally).items():
         totals[name] = totals.get(name, 0) + delta
     return totals
@@ -65,12 +64,12 @@ def gather_status(extension):
     (pending, failed or processing). ``warnings`` lists the settings that
     leave a door open (see config.open_configuration_warnings).
     """
-    store = extension.store
+    inbox = extension.inbox
     since_start = extension.tally.since_start()
     totals = _totals(extension)
-    states = store.state_counts()
+    states = inbox.state_counts()
     dead = [{"id": e.id, "dataset_uri": e.dataset_uri, "attempts": e.attempts,
-             "last_error": e.last_error} for e in store.dead_entries(DEAD_ENTRIES_SHOWN)]
+             "last_error": e.last_error} for e in inbox.dead_entries(DEAD_ENTRIES_SHOWN)]
     return {
         "process": process_id(),
         "process_started_at": extension.tally.started_at,
@@ -79,7 +78,7 @@ def gather_status(extension):
         "sync": {"since_start": _pick(since_start, OUTCOME_COUNTERS),
                  "total": _pick(totals, OUTCOME_COUNTERS)},
         "inbox": {state.value: int(states.get(state, 0)) for state in State},
-        "oldest_pending_age_seconds": store.oldest_waiting_age(),
+        "oldest_pending_age_seconds": inbox.oldest_waiting_age(),
         "dead_entries": dead,
         "reconcile": _reconcile_status(extension, totals),
         "warnings": list(getattr(extension, "warnings", [])),
@@ -174,9 +173,8 @@ def _format_reconcile(reconcile):
         lines.append(f"  {how} {_when(last['started_at'])}"
                      + ("" if last["finished_at"] is None
                         else f", finished {_when(last['finished_at'])}"))
-        lines.append("  " + ", ".join(f"{last[name]} {name.replace('_', ' ')}" for name in
-                                      ("checked", "missing", "extra", "changed",
-                                       "s3_requests")))
+        lines.append("  " + ", ".join(f"{last[name]} {name.replace('_', ' ')}"
+                                      for name in FIGURES))
     return lines
 
 
@@ -264,8 +262,8 @@ def _reconcile_families(reconcile):
     if reconcile is not None:
         total = reconcile["total"]
         checked.add_metric([], total["reconcile_checked"])
-        for kind in ("missing", "extra", "changed"):
-            drift.add_metric([kind], total[f"reconcile_{kind}"])
+        for kind in Drift:
+            drift.add_metric([kind.value], total[f"reconcile_{kind.value}"])
         spent.add_metric([], total["reconcile_s3_requests"])
         passes.add_metric([], total["reconcile_passes"])
         if reconcile["lease"] is not None and reconcile["lease"]["active"]:
@@ -273,7 +271,7 @@ def _reconcile_families(reconcile):
         last = reconcile["pass"] or {}
         started.add_metric([], last.get("started_at") or 0)
         finished.add_metric([], last.get("finished_at") or 0)
-        for figure in ("checked", "missing", "extra", "changed", "s3_requests"):
+        for figure in FIGURES:
             figures.add_metric([figure], last.get(figure, 0))
     return checked, drift, spent, passes, lease, started, finished, figures
 

@@ -45,13 +45,14 @@ class Tally:
         with self._lock:
             self._unflushed.update(deltas)
 
-    def flush_to(self, store):
-        """Add the unflushed deltas to the store's counters; keep them if that fails."""
+    def flush_to(self, counters):
+        """Add the unflushed deltas to the persisted :class:`.db.Counters`; keep
+        them if that fails."""
         deltas = self.take_unflushed()
         if not deltas:
             return
         try:
-            store.add_counters(deltas)
+            counters.add(deltas)
         except Exception:
             self.give_back(deltas)
             logger.warning("could not persist notification counters; will retry")

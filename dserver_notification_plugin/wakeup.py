@@ -1,7 +1,7 @@
 """Waking the worker when there is work, instead of polling for it.
 
 :class:`Alarm` is what a worker sleeps on: it wakes at the earliest due
-time anyone rang for, or at the deadline the worker chose. The store rings
+time anyone rang for, or at the deadline the worker chose. The inbox rings
 it after every enqueue in this process. :class:`Listener` carries the
 rings of other processes and hosts: on PostgreSQL every enqueue sends
 ``NOTIFY dserver_notification, '<due time>'`` and a dedicated connection
@@ -14,7 +14,6 @@ import time
 
 logger = logging.getLogger(__name__)
 
-CHANNEL = "dserver_notification"
 # How often the listener checks whether it should stop (it blocks on the socket).
 LISTEN_TICK_SECONDS = 0.5
 RECONNECT_SECONDS = 5.0
@@ -55,7 +54,7 @@ class Listener:
     """A thread that turns PostgreSQL notifications into rings of ``alarm``.
 
     ``connect()`` returns a psycopg 3 connection already listening on
-    :data:`CHANNEL`, or None when the database cannot notify (SQLite, or
+    :data:`.db.CHANNEL`, or None when the database cannot notify (SQLite, or
     another driver); then the thread ends and :attr:`listening` stays False.
     """
 

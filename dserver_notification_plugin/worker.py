@@ -18,10 +18,9 @@ import time
 
 from .background import BackgroundThread
 from .coverage import covered
-from .database import now
+from .db import KEEP, now
 from .s3reads import prepare_clients
 from .states import Outcome, State
-from .store import KEEP
 from .sync import PermanentSyncError, sync_dataset
 from .wakeup import Listener
 
@@ -51,21 +50,23 @@ def retry_delay(attempts, base, ceiling):
 class Worker(BackgroundThread):
     thread_name = "dserver-notification-worker"
 
-    def __init__(self, app, settings, store, tally, ledger=None):
+    def __init__(self, app, settings, db, inbox, counters, tally, ledger=None):
         super().__init__()
         self.app = app
         self.settings = settings
-        self.store = store
+        self.db = db
+        self.inbox = inbox
+        self.counters = counters
         self.tally = tally
         self.ledger = ledger  # the reconciler's memory of what the index reflects
         self._last_flush = 0.0
-        self.listener = Listener(store.listening_connection, store.alarm)
+        self.listener = Listener(db.listening_connection, inbox.alarm)
         self._last_purge = 0.0
 
     # life cycle ---------------------------------------------------------
     def stop(self, timeout=None):
         self._stop.set()
-        self.store.alarm.ring()  # out of its sleep
+        self.inbox.alarm.ring()  # out of its sleep
         super().stop(timeout)
 
     def _after_stop(self):
@@ -73,7 +74,7 @@ class Worker(BackgroundThread):
         self.flush_stats()
 
     def _loop(self):
-        while not self._stop.is_set() and not self.store.ready():
+        while not self._stop.is_set() and not self.db.ready():
             self._stop.wait(self.settings.poll_seconds)
         self.listener.start()
         prepare_clients(self.settings.bucket_to_base_uri)
@@ -98,21 +99,21 @@ class Worker(BackgroundThread):
         """
         start = now()
         if not self.listener.listening:
-            self.store.alarm.sleep_until(start + self.settings.poll_seconds)
+            self.inbox.alarm.sleep_until(start + self.settings.poll_seconds)
             return
         deadline = start + self.settings.idle_seconds
         with self.app.app_context():
-            next_due = self.store.next_due_at(self.settings.claim_timeout_seconds)
+            next_due = self.inbox.next_due_at(self.settings.claim_timeout_seconds)
         if next_due is not None:
             deadline = min(deadline, max(next_due, start + RECHECK_SECONDS))
-        self.store.alarm.sleep_until(deadline)
+        self.inbox.alarm.sleep_until(deadline)
 
     # work ---------------------------------------------------------------
     def run_once(self, ignore_due=False, limit=CLAIM_BATCH):
         """Claim due entries (up to ``limit``) and process them; return how many."""
         from dservercore import sql_db
         with self.app.app_context():
-            claims = self.store.claim(self.settings.claim_timeout_seconds, limit=limit,
+            claims = self.inbox.claim(self.settings.claim_timeout_seconds, limit=limit,
                                       ignore_due=ignore_due)
             for claim in claims:
                 if self._stop.is_set() and not ignore_due:
@@ -164,7 +165,7 @@ class Worker(BackgroundThread):
                             f"{time.monotonic() - started:.2f} s)")
 
     def _record(self, claim, outcome, fingerprint, seen, detail=""):
-        if not self.store.finish(claim, outcome, fingerprint=fingerprint, seen=seen):
+        if not self.inbox.finish(claim, outcome, fingerprint=fingerprint, seen=seen):
             return self._claim_lost(claim, outcome)
         self._settle(claim, outcome)
         self.tally.add(outcome.value)
@@ -188,7 +189,7 @@ class Worker(BackgroundThread):
         error = f"{type(exc).__name__}: {exc}"
         delay = retry_delay(claim.attempts, self.settings.retry_base_seconds,
                             self.settings.retry_max_seconds)
-        state = self.store.fail(claim, error, now() + delay, self.settings.max_attempts,
+        state = self.inbox.fail(claim, error, now() + delay, self.settings.max_attempts,
                                 give_up=give_up)
         if state is None:
             return self._claim_lost(claim, "error")
@@ -212,7 +213,7 @@ class Worker(BackgroundThread):
         """Delete entries done for longer than the retention; return how many."""
         self._last_purge = time.time()
         try:
-            purged = self.store.purge_done(self.settings.done_retention_seconds)
+            purged = self.inbox.purge_done(self.settings.done_retention_seconds)
         except Exception:
             logger.warning("could not purge old done inbox entries; will try again",
                            exc_info=True)
@@ -224,7 +225,7 @@ class Worker(BackgroundThread):
 
     def flush_stats(self):
         self._last_flush = time.time()
-        self.tally.flush_to(self.store)
+        self.tally.flush_to(self.counters)
 
     # fork safety --------------------------------------------------------
     def _before_fork(self):
@@ -238,11 +239,11 @@ class Worker(BackgroundThread):
 
     def _after_fork_in_child(self):
         self._forget_thread()
-        self.store.alarm.reset()
-        self.listener = Listener(self.store.listening_connection, self.store.alarm)
+        self.inbox.alarm.reset()
+        self.listener = Listener(self.db.listening_connection, self.inbox.alarm)
         self.tally.take_unflushed()  # the parent flushes its own counts
         try:
-            self.store.dispose_inherited_connections()
+            self.db.dispose_inherited_connections()
         except Exception:
             logger.debug("no engines to dispose after fork", exc_info=True)
         if self.settings.worker and getattr(self, "_was_running", False):

@@ -75,7 +75,7 @@ def queue_figures(app):
 
 
 def inbox_uris(app):
-    return [entry.dataset_uri for entry in app.extensions[EXTENSION].store.entries()]
+    return [entry.dataset_uri for entry in app.extensions[EXTENSION].inbox.entries()]
 
 
 def test_a_copied_dataset_goes_from_the_queue_to_the_index(sqs_app, bucket, queue, drain,

@@ -8,10 +8,10 @@ from hypothesis import strategies as st
 
 from dserver_notification_plugin.coverage import (
     HEARD_LIMIT, UNKNOWN, Heard, Seen, covered, heard_text, parse_heard)
+from dserver_notification_plugin.db import Database, Inbox
 from dserver_notification_plugin.events import Action, ObjectEvent, clean_etag
 from dserver_notification_plugin.keys import DatasetTarget, translate
 from dserver_notification_plugin.states import DatasetKind, Outcome, State
-from dserver_notification_plugin.store import Store
 
 U = "8ecd8e05-558a-48e2-b563-0c9ea273e71e"
 ROOT = f"u/me/{U}/"
@@ -140,67 +140,67 @@ def test_etags_are_compared_in_one_form(raw, clean):
 # --- the inbox keeps what each entry heard since its last claim ---------------------------
 
 @pytest.fixture
-def store(engine):
-    return Store(engine=engine)
+def inbox(engine):
+    return Inbox(Database(engine=engine))
 
 
-def enqueue(store, targets, at):
-    store.enqueue(targets, debounce=0, max_delay=30, at=at)
+def enqueue(inbox, targets, at):
+    inbox.enqueue(targets, debounce=0, max_delay=30, at=at)
 
 
-def claim_one(store, at, timeout=60):
-    [claim] = store.claim(claim_timeout=timeout, at=at)
+def claim_one(inbox, at, timeout=60):
+    [claim] = inbox.claim(claim_timeout=timeout, at=at)
     return claim
 
 
-def test_a_claim_takes_what_was_heard_and_later_events_start_afresh(store):
+def test_a_claim_takes_what_was_heard_and_later_events_start_afresh(inbox):
     first, second = event(ROOT + "dtool", "e1"), event(ROOT + "README.yml", "e2")
-    enqueue(store, [first], at=1)
-    enqueue(store, [second], at=2)
-    claimed = claim_one(store, at=3)
+    enqueue(inbox, [first], at=1)
+    enqueue(inbox, [second], at=2)
+    claimed = claim_one(inbox, at=3)
     assert parse_heard(claimed.heard) == parse_heard(heard(first, second))
-    enqueue(store, [first], at=4)                    # while it syncs
-    assert store.finish(claimed, Outcome.REGISTERED, fingerprint="f", seen=FROZEN, at=5)
-    again = claim_one(store, at=6)
+    enqueue(inbox, [first], at=4)                    # while it syncs
+    assert inbox.finish(claimed, Outcome.REGISTERED, fingerprint="f", seen=FROZEN, at=5)
+    again = claim_one(inbox, at=6)
     assert parse_heard(again.heard) == parse_heard(heard(first))
     assert Seen.from_text(again.seen) == FROZEN
     assert covered(again.seen, again.heard)
-    assert store.finish(again, Outcome.COVERED, at=7)   # keeps the record
-    enqueue(store, [first], at=8)
-    assert claim_one(store, at=9).seen == FROZEN.to_text()
+    assert inbox.finish(again, Outcome.COVERED, at=7)   # keeps the record
+    enqueue(inbox, [first], at=8)
+    assert claim_one(inbox, at=9).seen == FROZEN.to_text()
 
 
-def test_after_a_failed_or_vanished_sync_the_entry_syncs_again(store):
-    enqueue(store, [event(ROOT + "dtool", "e1")], at=1)
-    store.finish(claim_one(store, at=2), Outcome.REGISTERED, seen=FROZEN, at=3)
-    enqueue(store, [event(ROOT + "dtool", "e1")], at=4)
-    failing = claim_one(store, at=5)
-    store.fail(failing, "S3 down", retry_at=6, max_attempts=8, at=5)
-    enqueue(store, [event(ROOT + "dtool", "e1")], at=5.5)
-    retry = claim_one(store, at=6)
+def test_after_a_failed_or_vanished_sync_the_entry_syncs_again(inbox):
+    enqueue(inbox, [event(ROOT + "dtool", "e1")], at=1)
+    inbox.finish(claim_one(inbox, at=2), Outcome.REGISTERED, seen=FROZEN, at=3)
+    enqueue(inbox, [event(ROOT + "dtool", "e1")], at=4)
+    failing = claim_one(inbox, at=5)
+    inbox.fail(failing, "S3 down", retry_at=6, max_attempts=8, at=5)
+    enqueue(inbox, [event(ROOT + "dtool", "e1")], at=5.5)
+    retry = claim_one(inbox, at=6)
     assert retry.heard == UNKNOWN and not covered(retry.seen, retry.heard)
     # the process holding ``retry`` vanishes; its claim expires
-    taken_over = claim_one(store, at=6 + 61)
+    taken_over = claim_one(inbox, at=6 + 61)
     assert taken_over.heard == UNKNOWN
-    assert store.entries()[0].state is State.PROCESSING
+    assert inbox.entries()[0].state is State.PROCESSING
 
 
-def test_a_reconcile_finding_or_a_forgotten_fingerprint_forces_a_sync(store):
-    enqueue(store, [event(ROOT + "dtool", "e1")], at=1)
-    store.finish(claim_one(store, at=2), Outcome.REGISTERED, seen=FROZEN, at=3)
-    enqueue(store, [event(ROOT + "dtool", "e1"), DatasetTarget("s3://b", URI, U, "reconcile")],
+def test_a_reconcile_finding_or_a_forgotten_fingerprint_forces_a_sync(inbox):
+    enqueue(inbox, [event(ROOT + "dtool", "e1")], at=1)
+    inbox.finish(claim_one(inbox, at=2), Outcome.REGISTERED, seen=FROZEN, at=3)
+    enqueue(inbox, [event(ROOT + "dtool", "e1"), DatasetTarget("s3://b", URI, U, "reconcile")],
             at=4)
-    assert claim_one(store, at=5).heard == UNKNOWN
-    store.forget_fingerprints([URI])
-    assert store.entries()[0].fingerprint is None
-    enqueue(store, [event(ROOT + "dtool", "e1")], at=6)
-    assert claim_one(store, at=7 + 61).seen is None
+    assert claim_one(inbox, at=5).heard == UNKNOWN
+    inbox.forget_fingerprints([URI])
+    assert inbox.entries()[0].fingerprint is None
+    enqueue(inbox, [event(ROOT + "dtool", "e1")], at=6)
+    assert claim_one(inbox, at=7 + 61).seen is None
 
 
-def test_heard_events_are_bounded_per_entry(store):
+def test_heard_events_are_bounded_per_entry(inbox):
     for n in range(HEARD_LIMIT // 100 + 10):
-        enqueue(store, [event(ROOT + f"tags/{n:06d}-{'x' * 60}", "e")], at=n)
-    assert claim_one(store, at=10_000).heard == UNKNOWN
+        enqueue(inbox, [event(ROOT + f"tags/{n:06d}-{'x' * 60}", "e")], at=n)
+    assert claim_one(inbox, at=10_000).heard == UNKNOWN
 
 
 # --- what a sync's requests record ---------------------------------------------------

@@ -123,7 +123,7 @@ def test_registrations_by_dservercore_do_not_enqueue(app, bucket):
     uri = bucket.put_dataset("direct", items=1)
     with app.app_context():
         register_dataset(generate_dataset_info(dtoolcore.DataSet.from_uri(uri), bucket.base_uri))
-    assert extension(app).store.entries() == []
+    assert extension(app).inbox.entries() == []
 
 
 def test_mongo_down_during_processing_is_retried_and_recorded(make_app, bucket, tmp_path,
@@ -141,13 +141,13 @@ def test_mongo_down_during_processing_is_retried_and_recorded(make_app, bucket, 
         notify_all(client, minio_bodies_for_keys(bucket.name, list_keys(bucket.s3, bucket.name)))
         mongo.kill()
         drain(app)
-        [row] = extension(app).store.entries()
+        [row] = extension(app).inbox.entries()
         assert row.state is State.FAILED and row.attempts == 1
         assert row.last_error.startswith(("AutoReconnect", "ServerSelectionTimeout"))
         mongo.restart()
         time.sleep(1.0)  # the backoff
         drain(app)
-        [row] = extension(app).store.entries()
+        [row] = extension(app).inbox.entries()
         assert (row.state, row.attempts, row.last_outcome) == (State.DONE, 2, "registered")
         assert search(client, auth_headers(app)) == [uri]
     finally:

@@ -9,30 +9,28 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from dserver_notification_plugin.db import Database, Lease, Ledger
 from dserver_notification_plugin.keys import DatasetTarget
-from dserver_notification_plugin.leases import Lease
-from dserver_notification_plugin.ledger import Ledger
 from dserver_notification_plugin.listing import Listed, Pacer, signature
-from dserver_notification_plugin.reconcile import Drift, IndexView, judge
-from dserver_notification_plugin.states import Outcome
-from dserver_notification_plugin.store import Store
+from dserver_notification_plugin.reconcile import IndexView, judge
+from dserver_notification_plugin.states import Drift, Outcome
 
 URI = "s3://b/00000000-0000-4000-8000-000000000001"
 
 
 @pytest.fixture
-def store(tmp_path):
-    return Store(engine=sa.create_engine(f"sqlite:///{tmp_path / 'shared.db'}"))
+def db(tmp_path):
+    return Database(engine=sa.create_engine(f"sqlite:///{tmp_path / 'shared.db'}"))
 
 
-def lease(store, holder, duration=10):
-    return Lease(store, "reconciler", duration, holder=holder)
+def lease(db, holder, duration=10):
+    return Lease(db, "reconciler", duration, holder=holder)
 
 
 # --- lease ----------------------------------------------------------------------
 
-def test_one_holder_at_a_time_until_the_lease_expires(store):
-    a, b = lease(store, "host-a:1"), lease(store, "host-b:2")
+def test_one_holder_at_a_time_until_the_lease_expires(db):
+    a, b = lease(db, "host-a:1"), lease(db, "host-b:2")
     assert a.acquire(at=100) and not b.acquire(at=101)
     assert a.acquire(at=105)  # renewing: now valid until 115
     assert not b.acquire(at=114)
@@ -42,8 +40,8 @@ def test_one_holder_at_a_time_until_the_lease_expires(store):
     assert (info.holder, info.acquired_at, info.expires_at) == ("host-b:2", 116, 126)
 
 
-def test_release_lets_another_take_over_at_once(store):
-    a, b = lease(store, "a"), lease(store, "b")
+def test_release_lets_another_take_over_at_once(db):
+    a, b = lease(db, "a"), lease(db, "b")
     assert a.acquire(at=100)
     a.release(at=101)
     assert not b.current().active(at=101)
@@ -52,11 +50,11 @@ def test_release_lets_another_take_over_at_once(store):
 
 def test_many_processes_racing_for_a_free_lease_get_one_holder(tmp_path):
     url = f"sqlite:///{tmp_path / 'race.db'}"
-    Store(engine=sa.create_engine(url)).counter_totals()  # create the tables
+    Database(engine=sa.create_engine(url)).migrate()  # create the tables
     won, barrier = [], threading.Barrier(6)
 
     def contender(n):
-        candidate = lease(Store(engine=sa.create_engine(url)), f"p{n}")
+        candidate = lease(Database(engine=sa.create_engine(url)), f"p{n}")
         barrier.wait()
         for _ in range(20):
             try:
@@ -73,9 +71,9 @@ def test_many_processes_racing_for_a_free_lease_get_one_holder(tmp_path):
     assert len(won) == 1
 
 
-def test_holder_names_name_the_process_and_never_repeat(store):
+def test_holder_names_name_the_process_and_never_repeat(db):
     import os
-    a, b = Lease(store, "x", 10), Lease(store, "x", 10)
+    a, b = Lease(db, "x", 10), Lease(db, "x", 10)
     assert f":{os.getpid()}:" in a.holder and a.holder != b.holder
     assert a.holder == a.holder  # stable within the process
 
@@ -83,8 +81,8 @@ def test_holder_names_name_the_process_and_never_repeat(store):
 # --- ledger -----------------------------------------------------------------------
 
 @pytest.fixture
-def ledger(store):
-    ledger = Ledger(store)
+def ledger(db):
+    ledger = Ledger(db)
     ledger.remember_prefix(DatasetTarget("s3://b", URI, URI[-36:], "reconcile"), "u/me/", '"e1"')
     return ledger
 
@@ -108,7 +106,7 @@ def test_a_proto_or_failed_sync_records_nothing_and_a_deletion_forgets(ledger):
 
 def test_the_cursor_keeps_a_pass_and_its_figures(ledger):
     state = ledger.start_pass("reconciler", "h", at=50)
-    assert (state.finished_at, state.after_uuid, state.checked) == (None, None, 0)
+    assert (state.finished_at, state.after_uuid, state.counted.checked) == (None, None, 0)
     ledger.advance("reconciler", "s3://b", "uuid-1", {"checked": 50, "missing": 2,
                                                       "s3_requests": 151}, "h")
     ledger.advance("reconciler", "s3://b", "uuid-2", {"checked": 10, "extra": 1}, "h")
@@ -118,8 +116,8 @@ def test_the_cursor_keeps_a_pass_and_its_figures(ledger):
     assert (state.base_uri, state.after_uuid) == ("s3://b", "uuid-2")
     ledger.finish_pass("reconciler", at=70)
     state = ledger.pass_state("reconciler")
-    assert (state.finished_at, state.after_uuid, state.checked) == (70, None, 60)
-    assert ledger.start_pass("reconciler", "h", at=80).checked == 0
+    assert (state.finished_at, state.after_uuid, state.counted.checked) == (70, None, 60)
+    assert ledger.start_pass("reconciler", "h", at=80).counted.checked == 0
 
 
 # --- what a listing means ----------------------------------------------------------

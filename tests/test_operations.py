@@ -173,17 +173,17 @@ def test_retry_all_dead_and_usage(app, cli):
 
 
 def test_purge_deletes_dead_entries_by_hand(app, bucket, cli):
-    store = app.extensions["dserver_notification"].store
+    inbox = app.extensions["dserver_notification"].inbox
     uuid = "49f0bf41-471b-4781-855e-161fe81ffb0d"
     app.test_client().post("/webhook/notify",
                            json=minio_webhook_body(bucket.name, f"{uuid}/dtool"))
-    [claimed] = store.claim(60, ignore_due=True)
-    store.fail(claimed, "boom", 0, 1, give_up=True)
+    [claimed] = inbox.claim(60, ignore_due=True)
+    inbox.fail(claimed, "boom", 0, 1, give_up=True)
     assert cli(app, "purge").exit_code == 2
     result = cli(app, "purge", str(claimed.id), "777")
     assert result.exit_code == 0 and "deleted 1 dead entry" in result.output
     assert "1 of the given IDs were not dead entries" in result.output
-    assert store.entries() == []
+    assert inbox.entries() == []
     assert "deleted 0 dead entries" in cli(app, "purge", "--all-dead").output
 
 

@@ -136,7 +136,7 @@ def test_datasets_indexed_by_notifications_are_verified_once(app, client, bucket
     assert (finding.uri, finding.drift.value, finding.reason) == (uri, "changed",
                                                                    "never verified")
     drain(app)
-    assert ext(app).store.entries([uri])[0].last_outcome == "unchanged"
+    assert ext(app).inbox.entries([uri])[0].last_outcome == "unchanged"
     assert registrations(app) == before
     assert one_pass(ext(app), bucket.base_uri).findings == []
 
@@ -160,7 +160,7 @@ def test_a_proto_dataset_is_left_alone(app, bucket, moto):
     proto.put_readme("project: unfinished\n")
     walk = one_pass(ext(app), bucket.base_uri)
     assert walk.findings == [] and walk.figures.checked == 1
-    assert ext(app).store.entries() == []
+    assert ext(app).inbox.entries() == []
 
 
 def test_an_unchanged_bucket_of_200_datasets_costs_a_few_lists_each(app, bucket, moto, drain):
@@ -199,18 +199,18 @@ def test_an_interrupted_pass_resumes_from_its_cursor(make_app, bucket, monkeypat
     first.run_once()
     first.lease.release()
     state = ext(app).ledger.pass_state(SCOPE)
-    assert state.finished_at is None and state.checked == 1
+    assert state.finished_at is None and state.counted.checked == 1
     assert state.after_uuid == uris[0].rsplit("/", 1)[1]
 
     second = Reconciler(ext(app))  # another process, same database
     second.run_once()
     state = ext(app).ledger.pass_state(SCOPE)
     assert state.finished_at is not None
-    assert (state.checked, state.missing) == (3, 3)  # nothing checked twice
+    assert (state.counted.checked, state.counted.missing) == (3, 3)  # nothing checked twice
     assert state.holder == second.lease.holder != first.lease.holder
-    assert len(ext(app).store.entries()) == 3
+    assert len(ext(app).inbox.entries()) == 3
     assert second.run_once() > 0  # next pass not due yet: nothing walked
-    assert ext(app).ledger.pass_state(SCOPE).checked == 3
+    assert ext(app).ledger.pass_state(SCOPE).counted.checked == 3
 
 
 def test_status_and_metrics_show_the_reconciler(make_app, bucket, status_json, metric_samples):

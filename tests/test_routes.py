@@ -9,7 +9,7 @@ UUID = "49f0bf41-471b-4781-855e-161fe81ffb0d"
 
 
 def inbox_rows(app):
-    return app.extensions["dserver_notification"].store.entries()
+    return app.extensions["dserver_notification"].inbox.entries()
 
 
 def test_head_probes_answer_200(client):

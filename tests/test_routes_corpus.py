@@ -16,7 +16,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from dserver_notification_plugin.store import inbox
+from dserver_notification_plugin.db.tables import inbox
 from tests.corpus import CORPUS_BASE_URI, CORPUS_BUCKET, PAYLOADS
 from devstack.dserver import app_config, dserver_env, prepare_index
 
@@ -34,12 +34,12 @@ def corpus_app(tmp_path_factory, mongo):
 
 
 def clear_inbox(app):
-    with app.extensions["dserver_notification"].store.transaction() as conn:
+    with app.extensions["dserver_notification"].db.transaction() as conn:
         conn.execute(sa.delete(inbox))
 
 
 def inbox_uris(app):
-    return sorted(entry.dataset_uri for entry in app.extensions["dserver_notification"].store.entries())
+    return sorted(entry.dataset_uri for entry in app.extensions["dserver_notification"].inbox.entries())
 
 
 @pytest.mark.parametrize("payload", PAYLOADS, ids=[p.file for p in PAYLOADS])

@@ -22,7 +22,7 @@ UUIDS = [f"{n:08d}-1111-4111-8111-111111111111" for n in range(10)]
 
 
 def inbox_rows(app):
-    return app.extensions["dserver_notification"].store.entries()
+    return app.extensions["dserver_notification"].inbox.entries()
 
 
 def record(bucket, key, event="s3:ObjectCreated:Put"):
@@ -216,9 +216,9 @@ def test_a_full_inbox_refuses_new_datasets_and_folds_waiting_ones(make_app, buck
     rows = {row.uuid: row.events for row in inbox_rows(app)}
     assert rows == {UUIDS[0]: 2, UUIDS[1]: 2}  # the waiting one of the mixed request counted
     # once the backlog is synced, new datasets are taken again
-    store = app.extensions["dserver_notification"].store
-    for claim in store.claim(60, ignore_due=True):
-        store.finish(claim, "registered")
+    inbox = app.extensions["dserver_notification"].inbox
+    for claim in inbox.claim(60, ignore_due=True):
+        inbox.finish(claim, "registered")
     assert post(UUIDS[2], UUIDS[3]).status_code == 202
 
 
@@ -228,9 +228,9 @@ def test_the_worker_purges_done_entries_after_the_retention(make_app, bucket):
     client = app.test_client()
     client.post("/webhook/notify", json=s3_event(bucket.name, [f"{UUIDS[0]}/dtool",
                                                                f"{UUIDS[1]}/dtool"]))
-    claims = ext.store.claim(60, ignore_due=True)
-    ext.store.finish(claims[0], "absent", at=time.time() - 101)
-    ext.store.fail(claims[1], "boom", time.time(), 1, give_up=True, at=time.time() - 1000)
+    claims = ext.inbox.claim(60, ignore_due=True)
+    ext.inbox.finish(claims[0], "absent", at=time.time() - 101)
+    ext.inbox.fail(claims[1], "boom", time.time(), 1, give_up=True, at=time.time() - 1000)
     assert ext.worker.purge_done() == 1
     assert [row.state.value for row in inbox_rows(app)] == ["dead"]  # dead rows stay
 
@@ -305,7 +305,7 @@ def test_requests_a_browser_sends_for_a_web_page_are_refused(app, client, bucket
 # --- 8. Elasticsearch document memory ---------------------------------------------------------------
 
 def test_only_documents_of_datasets_are_remembered(app, client, bucket):
-    store = app.extensions["dserver_notification"].store
+    documents = app.extensions["dserver_notification"].documents
 
     def put(doc_id, bucket_name, key):
         doc = {"Records": [record(bucket_name, key)]}
@@ -316,7 +316,7 @@ def test_only_documents_of_datasets_are_remembered(app, client, bucket):
     assert put("item", bucket.name, f"{UUIDS[0]}/data/{'a' * 40}").status_code == 201
     assert put("readme", bucket.name, f"{UUIDS[0]}/README.yml").status_code == 201
     remembered = {doc_id for doc_id in ("unmapped", "foreign", "item", "readme")
-                  if store.recall_document(doc_id)}
+                  if documents.recall(doc_id)}
     assert remembered == {"readme"}
     assert client.post("/elastic-search/notify/all/_doc",
                        json={"Records": [record(bucket.name, f"{UUIDS[1]}/dtool")]}

@@ -3,11 +3,10 @@ import threading
 
 import sqlalchemy as sa
 
-from dserver_notification_plugin import schema
+from dserver_notification_plugin.db import Counters, Database, Inbox, migrations, tables
+from dserver_notification_plugin.db.migrations import LATEST_VERSION, MIGRATIONS, migrate
 from dserver_notification_plugin.keys import DatasetTarget
-from dserver_notification_plugin.schema import LATEST_VERSION, MIGRATIONS, migrate
 from dserver_notification_plugin.states import State
-from dserver_notification_plugin.store import Store
 
 
 def unversioned_tables():
@@ -92,13 +91,13 @@ def test_an_unversioned_database_is_upgraded_without_losing_rows(engine):
                                     "WHERE heard IS NULL AND seen IS NULL")).scalar() == 52
     indexes = {i["name"] for i in sa.inspect(engine).get_indexes("notification_inbox")}
     assert "ix_notification_inbox_state_due_at" in indexes
-    # and the store goes on with the old rows: an event revives a done entry
-    store = Store(engine=engine)
-    store.enqueue([DatasetTarget("s3://b", "s3://b/00000007", "00000007", "readme")],
+    # and the inbox goes on with the old rows: an event revives a done entry
+    inbox = Inbox(Database(engine=engine))
+    inbox.enqueue([DatasetTarget("s3://b", "s3://b/00000007", "00000007", "readme")],
                   debounce=2, max_delay=30, at=100)
-    [entry] = store.entries(["s3://b/00000007"])
+    [entry] = inbox.entries(["s3://b/00000007"])
     assert (entry.state, entry.events, entry.fingerprint) == (State.PENDING, 1, "fp7")
-    assert len(store.entries()) == 52
+    assert len(inbox.entries()) == 52
 
 
 def test_migrating_again_changes_nothing(engine):
@@ -133,25 +132,26 @@ def test_hosts_starting_at_once_migrate_once(database):
 def test_an_appended_step_adds_a_column_and_keeps_the_rows(engine, monkeypatch):
     """How the next issue adds a column: declare it, append a step."""
     migrate(engine)
-    Store(engine=engine).add_counters({"received": 5})
-    extra = sa.Table("notification_test_extra", schema.metadata,
+    Counters(Database(engine=engine)).add({"received": 5})
+    extra = sa.Table("notification_test_extra", tables.metadata,
                      sa.Column("name", sa.String(64), primary_key=True))
     try:
         extra.create(engine)
         with engine.begin() as conn:
             conn.execute(extra.insert(), [{"name": "kept"}])
-        extra.append_column(sa.Column("size", sa.Integer, nullable=False,
-                                      server_default="0"))
-        step = schema.Step(LATEST_VERSION + 1, "test: extra.size",
-                           schema.add_column("notification_test_extra", "size"))
-        monkeypatch.setattr(schema, "MIGRATIONS", [*MIGRATIONS, step])
-        monkeypatch.setattr(schema, "LATEST_VERSION", step.version)
+        size = dict(type_=sa.Integer, nullable=False, server_default="0")
+        extra.append_column(sa.Column("size", **size))  # the current table
+        step = migrations.Step(LATEST_VERSION + 1, "test: extra.size",  # the frozen step
+                               migrations.add_column("notification_test_extra",
+                                                     sa.Column("size", **size)))
+        monkeypatch.setattr(migrations, "MIGRATIONS", [*MIGRATIONS, step])
+        monkeypatch.setattr(migrations, "LATEST_VERSION", step.version)
         assert [s.version for s in migrate(engine)] == [step.version]
         with engine.connect() as conn:
             assert conn.execute(sa.select(extra)).all() == [("kept", 0)]
-        assert Store(engine=engine).counter_totals() == {"received": 5}
+        assert Counters(Database(engine=engine)).totals() == {"received": 5}
     finally:
-        schema.metadata.remove(extra)
+        tables.metadata.remove(extra)
 
 
 def test_flask_notification_migrate_reports_the_version(app):

@@ -25,17 +25,17 @@ def test_a_worker_whose_claim_was_taken_over_reports_nothing(app, client, bucket
     ext = app.extensions["dserver_notification"]
     bucket.put_dataset("slow", items=1)
     notify_all(client, minio_bodies_for_keys(bucket.name, list_keys(bucket.s3, bucket.name)))
-    [lost] = ext.store.claim(claim_timeout=60, ignore_due=True, owner="slow:1")
+    [lost] = ext.inbox.claim(claim_timeout=60, ignore_due=True, owner="slow:1")
     later = time.time() + 120  # the claim expired; another process takes the entry
-    [taken] = ext.store.claim(claim_timeout=60, ignore_due=True, owner="other:2", at=later)
+    [taken] = ext.inbox.claim(claim_timeout=60, ignore_due=True, owner="other:2", at=later)
 
     with app.app_context():
         assert ext.worker.process(lost) is None
     assert "another process took it" in caplog.text
     assert ext.tally.since_start().get("registered", 0) == 0
-    [entry] = ext.store.entries()
+    [entry] = ext.inbox.entries()
     assert (entry.state, entry.claimed_by) == (State.PROCESSING, "other:2")
     with app.app_context():  # the owner records its own result, and only it
         assert ext.worker.process(taken).value == "registered"
-    assert ext.store.entries()[0].state is State.DONE
+    assert ext.inbox.entries()[0].state is State.DONE
     assert ext.tally.since_start()["registered"] == 1

@@ -3,8 +3,8 @@ import threading
 import time
 
 from devstack.ports import wait_until
+from dserver_notification_plugin.db import Database, Inbox
 from dserver_notification_plugin.keys import DatasetTarget
-from dserver_notification_plugin.store import Store
 from dserver_notification_plugin.wakeup import Alarm, Listener
 
 PATIENCE = 30.0  # a loaded machine is slow; a failure still ends
@@ -46,7 +46,7 @@ class Rings:
 
 
 def test_an_enqueue_on_one_host_wakes_the_listener_of_another(engine, database):
-    host_a, host_b = Store(engine=engine), Store(engine=engine)
+    host_a, host_b = Database(engine=engine), Inbox(Database(engine=engine))
     host_a.migrate()
     rings = Rings()
     listener = Listener(host_a.listening_connection, rings.alarm)

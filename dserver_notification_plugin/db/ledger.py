@@ -20,12 +20,10 @@ from typing import Dict, Iterable, Optional
 
 import sqlalchemy as sa
 
-from .states import Outcome
-from .schema import cursors, datasets
-from .database import _chunks, _upsert, now
+from ..states import FIGURES, Figures, Outcome
+from .database import chunks, now, upsert
+from .tables import cursors, datasets
 
-#: The figures a pass counts, in the order reports show them.
-FIGURES = ("checked", "missing", "extra", "changed", "s3_requests")
 #: Outcomes after which the index reflects what S3 held when the sync ran.
 _REFLECTED = (Outcome.REGISTERED, Outcome.UNCHANGED)
 #: Outcomes after which there is no dataset to remember.
@@ -48,33 +46,31 @@ class PassState:
     finished_at: Optional[float]
     base_uri: Optional[str]
     after_uuid: Optional[str]
-    checked: int
-    missing: int
-    extra: int
-    changed: int
-    s3_requests: int
     holder: Optional[str]
     updated_at: Optional[float]
+    counted: Figures  # so far
 
     @classmethod
     def from_row(cls, row):
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
+        counted = Figures(**{name: int(row[name]) for name in FIGURES})
+        return cls(counted=counted,
+                   **{f.name: row[f.name] for f in fields(cls) if f.name != "counted"})
 
     def figures(self):
-        return {name: int(getattr(self, name)) for name in FIGURES}
+        return self.counted.as_dict()
 
 
 class Ledger:
-    """The reconciler's tables, through the plugin's :class:`Store`."""
+    """The reconciler's tables, on the plugin's :class:`.Database`."""
 
-    def __init__(self, store):
-        self.store = store
+    def __init__(self, db):
+        self.db = db
 
     # datasets ----------------------------------------------------------------------
     def known(self, uris: Iterable[str]) -> Dict[str, Known]:
         c = datasets.c
-        with self.store.transaction() as conn:
-            rows = [row for chunk in _chunks(sorted(uris)) for row in conn.execute(
+        with self.db.transaction() as conn:
+            rows = [row for chunk in chunks(sorted(uris)) for row in conn.execute(
                 sa.select(c.dataset_uri, c.prefix, c.registration_etag, c.signature)
                 .where(c.dataset_uri.in_(chunk)))]
         return {row.dataset_uri: Known(row.prefix, row.registration_etag, row.signature)
@@ -84,15 +80,15 @@ class Ledger:
         """Record a dataset's prefix, read from its registration key."""
         values = dict(dataset_uri=target.uri, base_uri=target.base_uri, uuid=target.uuid,
                       prefix=prefix, registration_etag=registration_etag)
-        with self.store.transaction() as conn:
-            _upsert(conn, datasets, values, datasets.c.dataset_uri,
+        with self.db.transaction() as conn:
+            upsert(conn, datasets, values, datasets.c.dataset_uri,
                     {"prefix": prefix, "registration_etag": registration_etag})
 
     def expect(self, signatures: Dict[str, str], at=None):
         """Record what a pass listed for datasets it puts into the inbox."""
         at = now() if at is None else at
         c = datasets.c
-        with self.store.transaction() as conn:
+        with self.db.transaction() as conn:
             for uri, signature in sorted(signatures.items()):
                 conn.execute(datasets.update().where(c.dataset_uri == uri).values(
                     expected_signature=signature, expected_at=at))
@@ -105,7 +101,7 @@ class Ledger:
         so it stays expected and the next pass checks again.
         """
         c = datasets.c
-        with self.store.transaction() as conn:
+        with self.db.transaction() as conn:
             if outcome in _GONE:
                 conn.execute(datasets.delete().where(c.dataset_uri == uri))
             elif outcome in _REFLECTED:
@@ -116,13 +112,13 @@ class Ledger:
 
     def forget(self, uris: Iterable[str]):
         """Drop the rows of datasets gone from their bucket."""
-        with self.store.transaction() as conn:
-            for chunk in _chunks(sorted(uris)):
+        with self.db.transaction() as conn:
+            for chunk in chunks(sorted(uris)):
                 conn.execute(datasets.delete().where(datasets.c.dataset_uri.in_(chunk)))
 
     # the pass cursor --------------------------------------------------------------
     def pass_state(self, scope) -> Optional[PassState]:
-        with self.store.transaction() as conn:
+        with self.db.transaction() as conn:
             row = conn.execute(sa.select(cursors).where(cursors.c.scope == scope)) \
                 .mappings().first()
         return None if row is None else PassState.from_row(row)
@@ -131,21 +127,21 @@ class Ledger:
         at = now() if at is None else at
         fresh = dict(started_at=at, finished_at=None, base_uri=None, after_uuid=None,
                      holder=holder, updated_at=at, **{name: 0 for name in FIGURES})
-        with self.store.transaction() as conn:
-            _upsert(conn, cursors, dict(scope=scope, **fresh), cursors.c.scope, fresh)
+        with self.db.transaction() as conn:
+            upsert(conn, cursors, dict(scope=scope, **fresh), cursors.c.scope, fresh)
         return self.pass_state(scope)
 
     def advance(self, scope, base_uri, after_uuid, added, holder, at=None):
         """Move the cursor past ``after_uuid`` of ``base_uri`` and add figures."""
         c = cursors.c
         values = {name: getattr(c, name) + int(added.get(name, 0)) for name in FIGURES}
-        with self.store.transaction() as conn:
+        with self.db.transaction() as conn:
             conn.execute(cursors.update().where(c.scope == scope).values(
                 base_uri=base_uri, after_uuid=after_uuid, holder=holder,
                 updated_at=now() if at is None else at, **values))
 
     def finish_pass(self, scope, at=None):
         at = now() if at is None else at
-        with self.store.transaction() as conn:
+        with self.db.transaction() as conn:
             conn.execute(cursors.update().where(cursors.c.scope == scope).values(
                 finished_at=at, updated_at=at, base_uri=None, after_uuid=None))

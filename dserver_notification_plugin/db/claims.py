@@ -10,7 +10,7 @@ than the claim timeout (its process vanished) is taken again.
   ``UPDATE ... WHERE state = <seen state>`` per row; only the process
   whose update matched owns the row.
 
-These are the statements of :meth:`store.Store.claim`, kept apart so that
+These are the statements of :meth:`.Inbox.claim`, kept apart so that
 the benchmark can time both ways on PostgreSQL.
 """
 from dataclasses import dataclass, fields
@@ -18,9 +18,9 @@ from typing import List, Optional
 
 import sqlalchemy as sa
 
-from .coverage import UNKNOWN
-from .schema import inbox
-from .states import State
+from ..coverage import UNKNOWN
+from ..states import State
+from .tables import inbox
 
 c = inbox.c
 #: The events an entry heard up to its claim, which the claim empties.

@@ -1,12 +1,13 @@
-"""The plugin's connection to dservercore's SQL database, and SQL both stores share.
+"""The plugin's connection to dservercore's SQL database, and the SQL helpers
+the table classes share.
 
 :class:`Database` finds the engine (one given, or dservercore's inside an
 app context, pushed when there is none), migrates the plugin's tables on
-first use (:mod:`.schema`), opens transactions and the LISTEN connection,
-and drops inherited connections after a fork. :class:`.store.Store` (the
-inbox and its neighbours) and :class:`.ledger.Ledger` (the reconciler's
-tables) build their statements on it; ``_upsert`` and ``_chunks`` are the
-helpers they share.
+first use (:mod:`.migrations`), opens transactions and the LISTEN connection,
+and drops inherited connections after a fork. The inbox, the ledger, the
+leases, the Elasticsearch document ids and the counters are small classes
+that build their statements on one :class:`Database`; :func:`upsert` and
+:func:`chunks` are the helpers they share.
 """
 import os
 import socket
@@ -17,8 +18,12 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from .schema import counters, migrate
-from .wakeup import CHANNEL
+from .migrations import migrate
+from .tables import counters
+
+#: The PostgreSQL channel on which enqueues announce when work is due
+#: (read by :class:`..wakeup.Listener`).
+CHANNEL = "dserver_notification"
 
 # Databases limit the number of bound parameters in one statement.
 IN_CLAUSE_CHUNK = 500
@@ -33,7 +38,7 @@ def now():
     return time.time()
 
 
-def _upsert(conn, table, values, key_column, assignments, returning=None):
+def upsert(conn, table, values, key_column, assignments, returning=None):
     """INSERT ``values``, or apply ``assignments`` to the row with the same key.
 
     SQLite and PostgreSQL (dservercore's databases) do it in one statement
@@ -73,7 +78,7 @@ def announce_due(conn, due_at):
         conn.execute(sa.select(sa.func.pg_notify(CHANNEL, repr(float(due_at)))))
 
 
-def _chunks(items, size=IN_CLAUSE_CHUNK):
+def chunks(items, size=IN_CLAUSE_CHUNK):
     for start in range(0, len(items), size):
         yield items[start:start + size]
 
@@ -150,7 +155,7 @@ class Database:
                 self._schema_ready = True
 
     def listening_connection(self):
-        """A connection of its own that LISTENs for :data:`.wakeup.CHANNEL`.
+        """A connection of its own that LISTENs for :data:`CHANNEL`.
 
         None unless the database is PostgreSQL through psycopg 3 (the one
         driver whose notifications we read).

@@ -20,8 +20,8 @@ from typing import Optional
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from .schema import leases
 from .database import now, process_id
+from .tables import leases
 
 @dataclass(frozen=True)
 class LeaseInfo:
@@ -38,8 +38,8 @@ class LeaseInfo:
 class Lease:
     """The lease called ``name``, as seen by this process."""
 
-    def __init__(self, store, name, duration, holder=None):
-        self.store = store
+    def __init__(self, db, name, duration, holder=None):
+        self.db = db
         self.name = name
         self.duration = duration
         self._fixed_holder = holder
@@ -64,14 +64,14 @@ class Lease:
         c = leases.c
         mine_or_expired = sa.and_(c.name == self.name,
                                   sa.or_(c.holder == self.holder, c.expires_at < at))
-        with self.store.transaction() as conn:
+        with self.db.transaction() as conn:
             taken = conn.execute(leases.update().where(mine_or_expired).values(
                 acquired_at=sa.case((c.holder == self.holder, c.acquired_at), else_=at),
                 holder=self.holder, expires_at=at + self.duration)).rowcount
         if taken:
             return True
         try:
-            with self.store.transaction() as conn:
+            with self.db.transaction() as conn:
                 conn.execute(leases.insert().values(
                     name=self.name, holder=self.holder, acquired_at=at,
                     expires_at=at + self.duration))
@@ -83,7 +83,7 @@ class Lease:
         """Extend the lease if this process still holds it; False if it was lost."""
         at = now() if at is None else at
         c = leases.c
-        with self.store.transaction() as conn:
+        with self.db.transaction() as conn:
             return conn.execute(leases.update().where(
                 sa.and_(c.name == self.name, c.holder == self.holder))
                 .values(expires_at=at + self.duration)).rowcount == 1
@@ -92,14 +92,14 @@ class Lease:
         """Let another process take over at once (when stopping cleanly)."""
         at = now() if at is None else at
         c = leases.c
-        with self.store.transaction() as conn:
+        with self.db.transaction() as conn:
             conn.execute(leases.update().where(
                 sa.and_(c.name == self.name, c.holder == self.holder))
                 .values(expires_at=at - 1))
 
     def current(self) -> Optional[LeaseInfo]:
         """The lease row, whoever holds it (maybe expired), or None."""
-        with self.store.transaction() as conn:
+        with self.db.transaction() as conn:
             row = conn.execute(sa.select(leases).where(leases.c.name == self.name)) \
                 .mappings().first()
         return None if row is None else LeaseInfo(**row)

@@ -14,32 +14,31 @@ A row in ``processing`` that receives new events bumps its ``generation``;
 when the claim finishes, a changed generation sends the row back to
 ``pending`` instead of ``done``, so no event is lost to a race.
 
-The SQL of the plugin lives in this module and its siblings :mod:`.schema`
-(tables, migrations), :mod:`.claims` (the claim statements) and
-:mod:`.database` (connections, shared helpers); :class:`Store` is the one
-object the rest of the plugin talks to.
+The claim statements themselves are in :mod:`.claims`; :class:`Inbox`
+is what the rest of the plugin talks to.
 """
 from dataclasses import dataclass, fields
 from typing import Iterable, List, Optional
 
 import sqlalchemy as sa
 
+from ..coverage import HEARD_LIMIT, UNKNOWN, heard_text
+from ..states import FINISHED_STATES, WAITING_STATES, State
+from ..wakeup import Alarm
 from . import claims
 from .claims import Claim
-from .coverage import HEARD_LIMIT, UNKNOWN, heard_text
-from .database import Database, _chunks, _upsert, announce_due, now, process_id
-from .schema import counters, es_documents, inbox
-from .states import FINISHED_STATES, WAITING_STATES, State
-from .wakeup import Alarm
+from .database import announce_due, chunks, now, process_id, upsert
+from .tables import inbox
 
 ERROR_TEXT_LIMIT = 4000
 #: ``finish(seen=KEEP)``: leave what the last sync read as it is.
 KEEP = object()
 
 
-class InboxFull(Exception):
-    """Too many datasets wait already; ``refused`` were not added (after
-    ``written`` events for others were committed)."""
+class WaitingCapReached(Exception):
+    """``max_waiting`` datasets wait already; ``refused`` were not added (after
+    ``written`` events for others were committed). The intake turns it into
+    :class:`..intake.InboxFull`, its answer to the sender."""
 
     def __init__(self, refused, written):
         super().__init__(f"{len(refused)} datasets not added: the inbox is full")
@@ -73,12 +72,11 @@ class Entry:
         return cls(**values)
 
 
-class Store(Database):
-    """The plugin's tables, created on first use, and their operations
-    (connections: :class:`.database.Database`)."""
+class Inbox:
+    """The queue of datasets to sync, on the plugin's :class:`.Database`."""
 
-    def __init__(self, app=None, engine=None):
-        super().__init__(app=app, engine=engine)
+    def __init__(self, db):
+        self.db = db
         # Rung after every enqueue; the worker of this process sleeps on it.
         self.alarm = Alarm()
 
@@ -99,14 +97,14 @@ class Store(Database):
         With ``max_waiting``, datasets not yet waiting are added only while
         fewer than that many wait; events for datasets already waiting are
         always folded in. Whatever was written is committed, then
-        :class:`InboxFull` names the datasets that were not.
+        :class:`WaitingCapReached` names the datasets that were not.
         """
         at = now() if at is None else at
         per_dataset = {}
         for target in targets:
             per_dataset.setdefault(target.uri, []).append(target)
         due_times, refused = [], []
-        with self.transaction() as conn:
+        with self.db.transaction() as conn:
             if max_waiting is not None:
                 refused = _over_the_cap(conn, sorted(per_dataset), max_waiting)
                 for uri in refused:
@@ -119,7 +117,7 @@ class Store(Database):
                     events=len(events), first_event_at=at, last_event_at=at,
                     due_at=at if urgent else at + debounce, attempts=0, heard=heard,
                     urgent=urgent)
-                due_times.append(_upsert(
+                due_times.append(upsert(
                     conn, inbox, values, inbox.c.dataset_uri,
                     _fold_assignments(len(events), at, debounce, max_delay, urgent, heard),
                     returning=inbox.c.due_at))
@@ -130,7 +128,7 @@ class Store(Database):
             self.alarm.ring(earliest)
         written = sum(len(events) for events in per_dataset.values())
         if refused:
-            raise InboxFull(refused, written)
+            raise WaitingCapReached(refused, written)
         return written
 
     def claim(self, claim_timeout, limit=16, ignore_due=False, owner=None,
@@ -144,14 +142,14 @@ class Store(Database):
         """
         owner = owner or process_id()
         at = now() if at is None else at
-        with self.transaction() as conn:
+        with self.db.transaction() as conn:
             rows = claims.claim_rows(conn, claims.claimable(at, claim_timeout, ignore_due),
                                      limit, owner, at)
         return [Claim.from_row(row) for row in sorted(rows, key=claims.due_order)]
 
     def next_due_at(self, claim_timeout):
         """When the next entry becomes claimable (maybe already), or None."""
-        with self.transaction() as conn:
+        with self.db.transaction() as conn:
             return claims.next_due_at(conn, claim_timeout)
 
     def finish(self, claim: Claim, outcome, fingerprint=None, seen=KEEP, at=None) -> bool:
@@ -164,7 +162,7 @@ class Store(Database):
         """
         c = inbox.c
         changed = c.generation != c.claimed_generation
-        with self.transaction() as conn:
+        with self.db.transaction() as conn:
             result = conn.execute(inbox.update().where(_owned(claim)).values(
                 state=sa.case((changed, State.PENDING.value), else_=State.DONE.value),
                 attempts=sa.case((changed, 0), else_=c.attempts),
@@ -183,7 +181,7 @@ class Store(Database):
         Returns the new state, or None when the claim was lost.
         """
         state = State.DEAD if give_up or claim.attempts >= max_attempts else State.FAILED
-        with self.transaction() as conn:
+        with self.db.transaction() as conn:
             # What it heard before the claim is gone: the retry must sync.
             result = conn.execute(inbox.update().where(_owned(claim)).values(
                 state=state.value, due_at=retry_at, last_error=str(error)[:ERROR_TEXT_LIMIT],
@@ -198,7 +196,7 @@ class Store(Database):
         where = c.state == State.DEAD.value
         if ids:
             where = sa.and_(where, c.id.in_(list(ids)))
-        with self.transaction() as conn:
+        with self.db.transaction() as conn:
             result = conn.execute(inbox.update().where(where).values(
                 state=State.PENDING.value, due_at=at, attempts=0, first_event_at=at,
                 heard=UNKNOWN))
@@ -211,8 +209,8 @@ class Store(Database):
     def forget_fingerprints(self, uris: Iterable[str]):
         """Make sync register these datasets again instead of calling them
         unchanged, or their events seen."""
-        with self.transaction() as conn:
-            for chunk in _chunks(sorted(uris)):
+        with self.db.transaction() as conn:
+            for chunk in chunks(sorted(uris)):
                 conn.execute(inbox.update().where(inbox.c.dataset_uri.in_(chunk))
                              .values(fingerprint=None, seen=None))
 
@@ -224,7 +222,7 @@ class Store(Database):
         """
         cutoff = (now() if at is None else at) - older_than
         c = inbox.c
-        with self.transaction() as conn:
+        with self.db.transaction() as conn:
             result = conn.execute(inbox.delete().where(
                 sa.and_(c.state == State.DONE.value, c.finished_at < cutoff)))
         return result.rowcount
@@ -235,23 +233,23 @@ class Store(Database):
         where = inbox.c.state == State.DEAD.value
         if ids:
             where = sa.and_(where, inbox.c.id.in_(list(ids)))
-        with self.transaction() as conn:
+        with self.db.transaction() as conn:
             result = conn.execute(inbox.delete().where(where))
         return result.rowcount
 
     # reading the queue -----------------------------------------------------------
     def entries(self, uris: Optional[Iterable[str]] = None) -> List[Entry]:
         """Inbox rows (all, or those of the given dataset URIs), by id."""
-        with self.transaction() as conn:
+        with self.db.transaction() as conn:
             if uris is None:
                 rows = conn.execute(sa.select(inbox).order_by(inbox.c.id)).mappings().all()
             else:
-                rows = [row for chunk in _chunks(sorted(uris)) for row in conn.execute(
+                rows = [row for chunk in chunks(sorted(uris)) for row in conn.execute(
                     sa.select(inbox).where(inbox.c.dataset_uri.in_(chunk))).mappings()]
         return [Entry.from_row(row) for row in rows]
 
     def state_counts(self):
-        with self.transaction() as conn:
+        with self.db.transaction() as conn:
             rows = conn.execute(
                 sa.select(inbox.c.state, sa.func.count()).group_by(inbox.c.state)).all()
         counts = {state: 0 for state in State}
@@ -260,56 +258,23 @@ class Store(Database):
 
     def waiting_count(self) -> int:
         """How many datasets wait in the inbox (what ``max_waiting`` caps)."""
-        with self.transaction() as conn:
+        with self.db.transaction() as conn:
             return _waiting_count(conn)
 
     def oldest_waiting_age(self, at=None):
         """Seconds since the first event of the oldest waiting entry, or None."""
-        with self.transaction() as conn:
+        with self.db.transaction() as conn:
             oldest = conn.execute(
                 sa.select(sa.func.min(inbox.c.first_event_at))
                 .where(_is_waiting())).scalar()
         return None if oldest is None else max(0.0, (now() if at is None else at) - oldest)
 
     def dead_entries(self, limit=100) -> List[Entry]:
-        with self.transaction() as conn:
+        with self.db.transaction() as conn:
             rows = conn.execute(
                 sa.select(inbox).where(inbox.c.state == State.DEAD.value)
                 .order_by(inbox.c.id).limit(limit)).mappings().all()
         return [Entry.from_row(row) for row in rows]
-
-    # Elasticsearch document ids --------------------------------------------------
-    def remember_document(self, doc_id, bucket, key):
-        with self.transaction() as conn:
-            values = dict(doc_id=doc_id, bucket=bucket, key=key, updated_at=now())
-            _upsert(conn, es_documents, values, es_documents.c.doc_id,
-                    {"bucket": bucket, "key": key, "updated_at": values["updated_at"]})
-
-    def recall_document(self, doc_id):
-        """``(bucket, key)`` a document id stood for, or None."""
-        with self.transaction() as conn:
-            row = conn.execute(
-                sa.select(es_documents.c.bucket, es_documents.c.key)
-                .where(es_documents.c.doc_id == doc_id)).first()
-        return None if row is None else (row.bucket, row.key)
-
-    def forget_document(self, doc_id):
-        with self.transaction() as conn:
-            conn.execute(es_documents.delete().where(es_documents.c.doc_id == doc_id))
-
-    # counters --------------------------------------------------------------------
-    def add_counters(self, deltas):
-        """Add in-process counter deltas to the persisted totals."""
-        with self.transaction() as conn:
-            for name, delta in sorted(deltas.items()):
-                if delta:
-                    _upsert(conn, counters, {"name": name, "value": delta}, counters.c.name,
-                            {"value": counters.c.value + delta})
-
-    def counter_totals(self):
-        with self.transaction() as conn:
-            return {name: value for name, value in conn.execute(
-                sa.select(counters.c.name, counters.c.value)).all()}
 
 
 # --- statements -------------------------------------------------------------------
@@ -322,7 +287,7 @@ def _over_the_cap(conn, uris, max_waiting) -> List[str]:
     if waiting + len(uris) <= max_waiting:
         return []
     already = set()
-    for chunk in _chunks(uris):
+    for chunk in chunks(uris):
         already.update(conn.execute(sa.select(c.dataset_uri).where(
             sa.and_(c.dataset_uri.in_(chunk), _is_waiting()))).scalars())
     new = [uri for uri in uris if uri not in already]
