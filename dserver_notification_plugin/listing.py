@@ -22,10 +22,12 @@ import hashlib
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import List, Optional, Tuple
 
 from limits import RateLimitItemPerSecond, storage, strategies
 
+from .events import clean_etag
 from .keys import registration_uuid
 
 REGISTRATION_PREFIX = "dtool-"
@@ -117,6 +119,16 @@ class Listed:
         return signature(self.objects)
 
 
+def signed_entry(relative_key, etag, size, last_modified):
+    """One object of a signature, in the same form whether a listing or a
+    read showed it: the ETag as :func:`.events.clean_etag` has it and the
+    modification time to the second (an HTTP date has no more)."""
+    if isinstance(last_modified, datetime):
+        last_modified = last_modified.astimezone(timezone.utc).replace(microsecond=0) \
+            .isoformat()
+    return (relative_key, clean_etag(etag) or "", int(size or 0), str(last_modified or ""))
+
+
 def signature(objects):
     """A digest of the listed metadata objects: changes when any of them does."""
     text = "\n".join("\t".join(str(part) for part in obj) for obj in sorted(objects))
@@ -170,8 +182,9 @@ class BucketLister:
         files, folders = self._list(root, delimiter="/")
         objects = [obj for obj in files if obj[0] in SIGNED_FILES]
         for folder in SIGNED_FOLDERS:
-            if folder in folders:
-                objects.extend(self._list(root + folder)[0])
+            if folder in folders:  # keys below the dataset, as a sync's reads have them
+                objects.extend((folder + key, *rest) for key, *rest in
+                               self._list(root + folder)[0])
         return Listed(tuple(objects))
 
     def _list(self, root, delimiter=None):
@@ -182,7 +195,7 @@ class BucketLister:
         objects, folders = [], set()
         for page in self.client.get_paginator("list_objects_v2").paginate(**kwargs):
             for obj in page.get("Contents", []):
-                objects.append((obj["Key"][len(root):], obj.get("ETag", ""),
-                                int(obj.get("Size", 0)), str(obj.get("LastModified", ""))))
+                objects.append(signed_entry(obj["Key"][len(root):], obj.get("ETag"),
+                                            obj.get("Size"), obj.get("LastModified")))
             folders.update(p["Prefix"][len(root):] for p in page.get("CommonPrefixes", []))
         return objects, folders

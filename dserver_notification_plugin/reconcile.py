@@ -7,14 +7,16 @@ with the signature the ledger recorded at the dataset's last sync:
 
 - **missing**: a frozen dataset in S3 that the index does not hold;
 - **extra**: an index entry whose dataset is gone from S3 (no registration
-  key, or a registration key without a ``dtool`` object);
+  key, a registration key without a ``dtool`` object, or only a
+  proto-dataset where the indexed frozen dataset was);
 - **changed**: an indexed dataset whose metadata objects differ from the
   recorded signature, that was never verified, or whose SQL row and Mongo
   documents disagree.
 
 Every finding goes into the inbox, as a notification would, and nothing
 else happens here: the worker's sync looks at S3 and decides. Proto-datasets
-(a ``dtool`` object but no ``manifest.json`` yet) are left alone. After each
+(a ``dtool`` object but no ``manifest.json`` yet) nobody indexed are left
+alone. After each
 chunk ``on_chunk`` may save the cursor and renew the lease, and stop the
 pass by returning False.
 """
@@ -128,7 +130,9 @@ def judge(listed, indexed, disagrees, recorded):
         # A copy that has only just begun, or what a removal left behind.
         return (Drift.EXTRA, "no dtool object") if indexed else None
     if not listed.is_frozen:
-        return None  # a proto-dataset: the write that freezes it tells
+        # A proto-dataset: the write that freezes it tells. The frozen
+        # dataset an index entry described is not there any more.
+        return (Drift.EXTRA, "only a proto-dataset") if indexed else None
     if not indexed:
         return Drift.MISSING, "not in the index"
     if disagrees:

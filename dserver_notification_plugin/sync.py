@@ -3,9 +3,18 @@
 Sync never trusts what an event said: it looks at the bucket. A frozen
 dataset is registered (or updated when it changed), a dataset whose
 ``dtool`` object is gone is deleted from the SQL table *and* from the
-search and retrieve plugins, and a proto-dataset is left for the event that
+search and retrieve plugins, and so is an indexed dataset where S3 now
+holds only a proto-dataset (the dataset the entry described is not there
+any more); a proto-dataset nobody indexed is left for the event that
 freezes it. Errors that a retry may cure propagate; errors no retry can
 cure are raised as :class:`PermanentSyncError`.
+
+Every index write is fenced by the claim: ``fence()`` locks the claimed
+inbox row in dservercore's SQL session and says whether the claim still
+holds, and the write (Mongo documents first, then the SQL row, then the
+commit that ends the lock) happens in that same transaction. A sync whose
+claim expired and was taken over writes nothing (:class:`ClaimLost`);
+one whose claim holds writes before the new owner can take the row.
 """
 import hashlib
 import json
@@ -36,6 +45,14 @@ NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}
 
 class PermanentSyncError(Exception):
     """No retry can fix this (e.g. the base URI is not registered)."""
+
+
+class ClaimLost(Exception):
+    """The claim expired and another process took the entry: write nothing."""
+
+
+def _unfenced():
+    return True
 
 
 def _is_not_found(exc):
@@ -87,32 +104,52 @@ def fingerprint(dataset_info):
 @dataclass(frozen=True)
 class SyncResult:
     """What a sync did, what it read (for :mod:`.coverage`; None when too
-    much to keep) and how many S3 requests that took."""
+    much to keep), the listing signature of what the index holds now (for
+    the reconciler; None when not known) and how many S3 requests that took."""
     outcome: Outcome
     fingerprint: Optional[str]
     seen: Optional[Seen]
     s3_requests: int
+    signature: Optional[str] = None
 
 
-def sync_dataset(base_uri, uri, known_fingerprint=None) -> SyncResult:
-    """Bring one dataset's index entry in line with S3. Needs an app context."""
+def sync_dataset(base_uri, uri, known_fingerprint=None, fence=_unfenced) -> SyncResult:
+    """Bring one dataset's index entry in line with S3. Needs an app context.
+
+    ``fence()`` is called right before any index write (see the module
+    docstring); :class:`ClaimLost` when it says the claim is gone.
+    """
+    signed = None
     with observed_reads() as reads:
         try:
             kind, dataset = read_dataset(uri)
             if kind is DatasetKind.FROZEN:
-                outcome, digest = _register(base_uri, dataset, known_fingerprint)
+                outcome, digest = _register(base_uri, dataset, known_fingerprint, fence)
+                signed = reads.signature(dataset.uuid)
             elif kind is DatasetKind.ABSENT:
-                outcome, digest = _delete(uri), None
+                outcome, digest = _delete(uri, fence), None
             else:
-                outcome, digest = Outcome.PROTO, known_fingerprint
+                outcome, digest = _leave_proto(uri, fence), known_fingerprint
         except Exception as exc:
             # A failed sync spent requests too; the worker counts them.
             exc.s3_requests = reads.requests
             raise
-    return SyncResult(outcome, digest, reads.seen(kind), reads.requests)
+    return SyncResult(outcome, digest, reads.seen(kind), reads.requests, signed)
 
 
-def _register(base_uri, dataset, known_fingerprint):
+def _leave_proto(uri, fence):
+    """A proto-dataset: nothing to index. An entry the index holds for this
+    URI described a frozen dataset that is not in S3 any more: it goes."""
+    outcome = _delete(uri, fence)
+    return Outcome.PROTO if outcome is Outcome.ABSENT else outcome
+
+
+def _hold_claim(fence):
+    if not fence():
+        raise ClaimLost("the claim expired and another process took the entry")
+
+
+def _register(base_uri, dataset, known_fingerprint, fence):
     if not base_uri_exists(base_uri):
         raise PermanentSyncError(
             f"base URI {base_uri} is not registered in dserver; register it with "
@@ -121,25 +158,28 @@ def _register(base_uri, dataset, known_fingerprint):
     digest = fingerprint(info)
     if digest == known_fingerprint and dataset_uri_exists(dataset.uri):
         return Outcome.UNCHANGED, digest
+    _hold_claim(fence)
     try:
-        register_dataset(info)
+        register_dataset(info)  # Mongo documents, then the SQL row and the commit
     except ValidationError as exc:
         raise PermanentSyncError(f"dserver refused {dataset.uri}: {exc}")
     logger.info("registered %s", dataset.uri)
     return Outcome.REGISTERED, digest
 
 
-def _delete(uri):
+def _delete(uri, fence):
     leftovers = _plugins_holding(uri)
     if not dataset_uri_exists(uri) and not leftovers:
         return Outcome.ABSENT
-    delete_dataset(uri)
+    _hold_claim(fence)
     # dservercore's delete only asks the plugins; the Mongo search and
-    # retrieve plugins implement no delete_dataset and keep their documents.
-    # Remove what a plugin demonstrably left behind.
-    for plugin in _plugins_holding(uri):
+    # retrieve plugins implement no delete_dataset and would keep their
+    # documents. Remove them first, inside the fenced transaction that
+    # dservercore's delete commits.
+    for plugin in leftovers:
         plugin.collection.delete_many({"uri": uri})
-        logger.info("removed %s left behind by %s", uri, type(plugin).__name__)
+        logger.info("removed the documents of %s from %s", uri, type(plugin).__name__)
+    delete_dataset(uri)
     logger.info("deleted %s", uri)
     return Outcome.DELETED
 

@@ -21,7 +21,7 @@ from .coverage import covered
 from .db import KEEP, now
 from .s3reads import prepare_clients
 from .states import Outcome, State
-from .sync import PermanentSyncError, sync_dataset
+from .sync import ClaimLost, PermanentSyncError, sync_dataset
 from .wakeup import Listener
 
 logger = logging.getLogger(__name__)
@@ -151,7 +151,12 @@ class Worker(BackgroundThread):
             return self._record(claim, Outcome.COVERED, claim.fingerprint, KEEP)
         started = time.monotonic()
         try:
-            result = sync_dataset(claim.base_uri, claim.dataset_uri, claim.fingerprint)
+            result = sync_dataset(claim.base_uri, claim.dataset_uri, claim.fingerprint,
+                                  fence=lambda: self.inbox.hold_claim(claim, sql_db.session))
+        except ClaimLost as exc:  # taken over before it wrote: the new owner writes
+            sql_db.session.rollback()
+            self.tally.add("s3_requests", getattr(exc, "s3_requests", 0))
+            return self._claim_lost(claim, "not written")
         except PermanentSyncError as exc:
             sql_db.session.rollback()
             logger.error("giving up on %s: %s", claim.dataset_uri, exc)
@@ -162,24 +167,24 @@ class Worker(BackgroundThread):
         self.tally.add("s3_requests", result.s3_requests)
         return self._record(claim, result.outcome, result.fingerprint, result.seen,
                             f" ({result.s3_requests} S3 requests, "
-                            f"{time.monotonic() - started:.2f} s)")
+                            f"{time.monotonic() - started:.2f} s)", result.signature)
 
-    def _record(self, claim, outcome, fingerprint, seen, detail=""):
+    def _record(self, claim, outcome, fingerprint, seen, detail="", signature=None):
         if not self.inbox.finish(claim, outcome, fingerprint=fingerprint, seen=seen):
             return self._claim_lost(claim, outcome)
-        self._settle(claim, outcome)
+        self._settle(claim, outcome, signature)
         self.tally.add(outcome.value)
         self.tally.observe_latency(max(0.0, time.time() - claim.first_event_at))
         logger.info("synced %s: %s%s", claim.dataset_uri, outcome, detail)
         return outcome
 
-    def _settle(self, claim, outcome):
+    def _settle(self, claim, outcome, signature):
         """Tell the reconciler's ledger what the index reflects now; no S3 cost.
         Failing here only costs the next pass one verifying sync."""
         if self.ledger is None:
             return
         try:
-            self.ledger.settle(claim.dataset_uri, outcome, claim.claimed_at)
+            self.ledger.settle(claim.dataset_uri, outcome, signature)
         except Exception:
             logger.warning("could not record the sync of %s for the reconciler",
                            claim.dataset_uri, exc_info=True)

@@ -238,6 +238,24 @@ def test_reads_record_etags_missing_keys_and_only_complete_listings():
     assert seen.listed == {ROOT + "tags/"}   # truncated and delimited listings prove nothing
 
 
+def test_keys_a_sync_saw_in_two_states_are_recorded_as_changed():
+    a, c, readme = ROOT + "annotations/a.json", ROOT + "annotations/c.json", ROOT + "README.yml"
+    seen = recorded(
+        ("list", {"Prefix": ROOT + "annotations/"}, 200,
+         {"Contents": [{"Key": a, "ETag": '"1"'}], "IsTruncated": False}),
+        ("get", {"Key": a}, 200, {"ETag": '"1"'}),       # the content the index got
+        ("list", {"Prefix": ROOT + "annotations/"}, 200,  # rewritten, and c added, since
+         {"Contents": [{"Key": a, "ETag": '"2"'}, {"Key": c, "ETag": '"3"'}],
+          "IsTruncated": False}),
+        ("get", {"Key": readme}, 404, {}),
+        ("get", {"Key": readme}, 200, {"ETag": '"r"'}),
+        ("list", {"Prefix": ROOT + "tags/", "ContinuationToken": "t"}, 200,
+         {"Contents": [], "IsTruncated": False}),         # one page of many: proves nothing
+    )
+    assert seen.changed == {a, c, readme}
+    assert (seen.objects, seen.missing, seen.listed) == ({}, frozenset(), {ROOT + "annotations/"})
+
+
 @pytest.mark.parametrize("file,etag", [
     ("minio/webhook-objectcreated-put.json", "5a1ecb9d0bcda01457c2c4782c444c5f"),
     ("ceph/doc-put.json", "37b51d194a7513e45b56f6524f2d51f2"),
