@@ -38,6 +38,7 @@ class NotificationExtension(ExtensionABC):
         from .cli import notification_cli
         from .consumer import make_consumers
         from .db import Counters, Database, Documents, Inbox, Ledger
+        from .dtool_private import check_installed
         from .intake import IgnoredLog
         from .logbudget import RejectionLog
         from .reconciler import Reconciler
@@ -46,6 +47,9 @@ class NotificationExtension(ExtensionABC):
         from .tally import Tally
         from .worker import Worker
 
+        # A dtool or dtool-s3 without the private parts the sync uses would
+        # otherwise fail every sync until the entries are dead: say so now.
+        check_installed()
         # Read here, not at import: two apps in one process may differ.
         self.settings = load_settings(app.config)
         self.app = app

@@ -42,7 +42,6 @@ from .formats.queue import parse_queue_message
 from .guard import printable
 from .intake import InboxFull, accept
 from .sns_trust import SnsRefusal
-from .worker import FLUSH_INTERVAL_SECONDS, retry_delay
 
 logger = logging.getLogger(__name__)
 
@@ -170,9 +169,12 @@ class QueueConsumer(BackgroundThread):
 
     thread_name = "dserver-notification-sqs"
     stop_timeout = STOP_JOIN_SECONDS
+    error_pause_seconds = BACKOFF_BASE_SECONDS
+    error_pause_max_seconds = BACKOFF_MAX_SECONDS
+    error_pause_jitter = True
 
     def __init__(self, extension, queue_url):
-        super().__init__()
+        super().__init__(extension.db, extension.tally, extension.counters)
         self.extension = extension
         self.queue_url = queue_url
         self.last_error = None
@@ -182,55 +184,36 @@ class QueueConsumer(BackgroundThread):
         # Held while a received batch is being committed and deleted; a
         # fork waits for it, so no child inherits a half-done batch.
         self._busy = threading.Lock()
-        self._last_flush = 0.0
         # Set by a round the full inbox refused; cleared once there is room.
         self._held_by_full_inbox = False
 
-    # life cycle ---------------------------------------------------------
+    # the loop (driven by BackgroundThread) ------------------------------
     def describe(self):
         return f"consumer of SQS queue {self.queue_url}"
 
-    def _after_stop(self):
-        self.extension.tally.flush_to(self.extension.counters)
-
-    def _loop(self):
-        failures = 0
-        while not self._stop.is_set():
-            if not self.extension.db.ready():
-                self._stop.wait(1.0)
-                continue
-            failures = self._round(failures)
-            if time.time() - self._last_flush > FLUSH_INTERVAL_SECONDS:
-                self._last_flush = time.time()
-                self.extension.tally.flush_to(self.extension.counters)
-
-    def _round(self, failures):
-        """Receive and commit one batch, or wait; return the failures in a row.
+    def iterate(self):
+        """Receive and commit one batch, or say how long to wait.
 
         Every receive raises a message's receive count towards the queue's
         ``maxReceiveCount``, so the thread receives only what it can commit.
         """
+        if self.failures:
+            # Take messages again only once they can be committed.
+            self.extension.db.check_writable()
+        if self._held_by_full_inbox and not self._inbox_has_room():
+            return ROOM_CHECK_SECONDS
         try:
-            if failures:
-                # Take messages again only once they can be committed.
-                self.extension.db.check_writable()
-            if self._held_by_full_inbox and not self._inbox_has_room():
-                self._stop.wait(ROOM_CHECK_SECONDS)
-                return failures
             self.poll_once()
-            return 0
         except InboxFull as full:
             self._held_by_full_inbox = True
             self._record_error(full, "receiving again once at most "
                                f"{resume_below(self.extension.settings.max_pending)} "
                                "datasets wait")
-            return 0
-        except Exception as exc:  # SQS or the database unavailable
-            failures += 1
-            delay = retry_delay(failures, BACKOFF_BASE_SECONDS, BACKOFF_MAX_SECONDS)
-            self._record_error(exc, f"retrying in {delay:.1f} s")
-            self._stop.wait(delay)
-            return failures
+        return None
+
+    def on_error(self, exc, pause):
+        # SQS or the database unavailable
+        self._record_error(exc, f"retrying in {pause:.1f} s")
 
     def _inbox_has_room(self):
         waiting = self.extension.inbox.waiting_count()
@@ -315,25 +298,26 @@ class QueueConsumer(BackgroundThread):
         logger.warning("SQS queue %s: %s; nothing deleted, %s",
                        self.queue_url, self.last_error, what_next)
 
-    # fork safety --------------------------------------------------------
-    def _before_fork(self):
+    # fork safety (see background.py) ------------------------------------
+    def before_fork(self):
+        # Not paused: a thread inside a long poll would hold the fork for up
+        # to WAIT_SECONDS. Waiting for the batch it commits is enough.
         self._was_running = self.running
         self._busy.acquire()
 
-    def _after_fork_in_parent(self):
+    def after_fork_in_parent(self):
         self._busy.release()
 
-    def _after_fork_in_child(self):
-        # The parent's thread did not come along and its lock stays held
-        # here. Its client shares the parent's sockets: keep it unused and
-        # unclosed, and make a fresh one on first use.
+    def forget_inherited(self):
+        # The parent's lock stays held here. Its client shares the parent's
+        # sockets: keep it unused and unclosed, and make a fresh one on first use.
         self._busy = threading.Lock()
-        self._forget_thread()
         if self._client is not None:
             self._inherited_clients.append(self._client)
             self._client = None
-        if self.extension.settings.worker and getattr(self, "_was_running", False):
-            self.start()
+
+    def restarts_in_child(self):
+        return self.extension.settings.worker
 
 
 def make_consumers(extension):

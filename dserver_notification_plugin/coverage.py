@@ -140,7 +140,7 @@ class Seen:
         except (ValueError, TypeError, KeyError):
             return None
 
-    def saw(self, event: Heard) -> bool:
+    def covers(self, event: Heard) -> bool:
         """Whether this sync already saw what ``event`` tells."""
         if event.key in self.changed:
             return False
@@ -159,4 +159,4 @@ def covered(seen_text, heard_text_) -> bool:
     heard = parse_heard(heard_text_)
     if seen is None or not heard:
         return False
-    return all(seen.saw(event) for event in heard)
+    return all(seen.covers(event) for event in heard)

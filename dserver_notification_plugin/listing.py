@@ -27,6 +27,7 @@ from typing import List, Optional, Tuple
 
 from limits import RateLimitItemPerSecond, storage, strategies
 
+from .dtool_private import s3_client
 from .events import clean_etag
 from .keys import registration_uuid
 
@@ -66,24 +67,6 @@ class Pacer:
         """Make every HTTP request of a boto3 client wait and count."""
         client.meta.events.register("before-send", lambda **_: self.wait())
         return client
-
-
-def s3_client(bucket):
-    """A boto3 client configured like dtool-s3 (DTOOL_S3_*_<bucket> settings).
-
-    dtool-s3 keeps that configuration logic in a private method that makes a
-    new session and client on every call (so our event hooks stay ours);
-    pyproject bounds dtool-s3 to versions that have it, and this says so
-    clearly should it vanish.
-    """
-    from dtool_s3.storagebroker import S3StorageBroker
-    make = getattr(S3StorageBroker, "_get_resource_and_client", None)
-    if make is None:
-        raise RuntimeError("this dtool-s3 version has no S3StorageBroker."
-                           "_get_resource_and_client; install a dtool-s3 version this "
-                           "plugin supports")
-    _, client, _ = make(bucket)
-    return client
 
 
 @dataclass(frozen=True)
@@ -140,6 +123,8 @@ class BucketLister:
 
     def __init__(self, bucket, pacer, client=None):
         self.bucket = bucket
+        # A client of its own (never one the sync's per-thread cache hands
+        # out), so the pacer's hook delays and counts only this lister's requests.
         self.client = pacer.attach(client or s3_client(bucket))
 
     @staticmethod

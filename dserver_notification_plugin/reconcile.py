@@ -2,8 +2,9 @@
 
 The pass walks the bucket's registration keys in UUID order, a chunk at a
 time, and compares what a listing shows (:mod:`.listing`) with the index
-(dservercore's SQL table and the Mongo search and retrieve documents) and
-with the signature the ledger recorded at the dataset's last sync:
+(dservercore's SQL table and the Mongo search and retrieve documents, as
+:mod:`.datasetindex` reads them) and with the signature the ledger recorded
+at the dataset's last sync:
 
 - **missing**: a frozen dataset in S3 that the index does not hold;
 - **extra**: an index entry whose dataset is gone from S3 (no registration
@@ -20,22 +21,18 @@ alone. After each
 chunk ``on_chunk`` may save the cursor and renew the lease, and stop the
 pass by returning False.
 """
-import bisect
 import logging
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, List, Optional
 
-import sqlalchemy as sa
-
-from .keys import UUID_PATTERN, DatasetTarget, dataset_uri
+from .datasetindex import read_index
+from .keys import DatasetTarget, dataset_uri
 from .listing import BucketLister
 from .states import Drift, Figures
 
 logger = logging.getLogger(__name__)
 
 CHUNK = 50  # datasets between two cursor saves
-_URI_UUID = re.compile(rf".*/({UUID_PATTERN})")
 
 
 @dataclass(frozen=True)
@@ -69,53 +66,6 @@ def bucket_of(base_uri):
     if not base_uri.startswith("s3://"):
         raise ReconcileError(f"{base_uri} is not an s3:// base URI")
     return base_uri[len("s3://"):].split("/", 1)[0]
-
-
-# --- the index side -----------------------------------------------------------------
-
-@dataclass
-class IndexView:
-    """The URIs the index holds under a base URI: SQL rows and Mongo documents."""
-    in_sql: set
-    in_plugins: set
-    uuids: List[str] = field(default_factory=list)  # sorted, for range look-ups
-
-    def __post_init__(self):
-        self.uuids = sorted(uuid_of(uri) for uri in self.in_sql | self.in_plugins)
-
-    def holds(self, uri):
-        return uri in self.in_sql or uri in self.in_plugins
-
-    def disagrees(self, uri):
-        return (uri in self.in_sql) != (uri in self.in_plugins)
-
-    def uuids_between(self, low, high):
-        """Indexed UUIDs in ``(low, high]``; ``None`` bounds are open."""
-        start = 0 if low is None else bisect.bisect_right(self.uuids, low)
-        end = len(self.uuids) if high is None else bisect.bisect_right(self.uuids, high)
-        return self.uuids[start:end]
-
-
-def uuid_of(uri):
-    match = _URI_UUID.fullmatch(uri)
-    return match.group(1) if match else uri.rsplit("/", 1)[-1]
-
-
-def read_index(base_uri):
-    """The index of ``base_uri`` as it is now (needs an app context)."""
-    from dservercore import sql_db
-    from dservercore.sql_models import BaseURI, Dataset
-
-    from .sync import plugin_collections
-    in_sql = set(sql_db.session.execute(
-        sa.select(Dataset.uri).join(BaseURI, Dataset.base_uri_id == BaseURI.id)
-        .where(BaseURI.base_uri == base_uri)).scalars())
-    in_plugins = set()
-    for _, collection in plugin_collections():
-        for doc in collection.find({"base_uri": base_uri}, {"uri": 1, "_id": 0}):
-            if isinstance(doc.get("uri"), str):
-                in_plugins.add(doc["uri"])
-    return IndexView(in_sql, in_plugins)
 
 
 # --- judging one dataset --------------------------------------------------------------

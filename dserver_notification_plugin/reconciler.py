@@ -35,9 +35,10 @@ def one_pass(extension, base_uri, dry_run=False):
 
 class Reconciler(BackgroundThread):
     thread_name = "dserver-notification-reconciler"
+    error_pause_seconds = error_pause_max_seconds = ERROR_PAUSE_SECONDS
 
     def __init__(self, extension):
-        super().__init__()
+        super().__init__(extension.db, extension.tally, extension.counters)
         self.ext = extension
         self.settings = extension.settings
         self.lease = Lease(extension.db, SCOPE, self.settings.reconcile_lease_seconds)
@@ -52,7 +53,14 @@ class Reconciler(BackgroundThread):
         if self.enabled:
             super().start()
 
-    def _after_stop(self):
+    # the loop (driven by BackgroundThread) ----------------------------------------
+    def iterate(self):
+        return self.run_once()
+
+    def on_error(self, exc, pause):
+        logger.exception("reconciler failed; trying again in %.0f s", pause)
+
+    def on_stop(self):
         if self._thread is None:
             return  # never started here: no lease to give back
         try:
@@ -60,36 +68,10 @@ class Reconciler(BackgroundThread):
         except Exception:  # the database may be gone at shutdown; the lease expires
             logger.debug("could not release the reconciler lease", exc_info=True)
 
-    # fork safety (see background.py)
-    def _before_fork(self):
-        self._was_running = self.running
+    def forget_inherited(self):
         if self._was_running:
-            self._stop.set()
-            self.join(30.0)
-
-    def _after_fork_in_parent(self):
-        if getattr(self, "_was_running", False):
-            self.start()
-
-    def _after_fork_in_child(self):
-        self._forget_thread()
-        if getattr(self, "_was_running", False):
             # before our thread touches the database (the worker does the same)
             self.ext.db.dispose_inherited_connections()
-            self.start()
-
-    def _loop(self):
-        while not self._stop.is_set():
-            if not self.ext.db.ready():  # dservercore still starting
-                self._stop.wait(0.5)
-                continue
-            try:
-                pause = self.run_once()
-            except Exception:
-                logger.exception("reconciler failed; trying again in %.0f s",
-                                  ERROR_PAUSE_SECONDS)
-                pause = ERROR_PAUSE_SECONDS
-            self._stop.wait(pause)
 
     # work -----------------------------------------------------------------------
     @property
@@ -136,7 +118,7 @@ class Reconciler(BackgroundThread):
 
     def _walk(self, state):
         """Every mapped base URI from the cursor on; False if interrupted."""
-        pacer = Pacer(self.settings.reconcile_max_rps, should_stop=self._stop.is_set)
+        pacer = Pacer(self.settings.reconcile_max_rps, should_stop=lambda: self.stopping)
         base_uris = sorted(set(self.settings.bucket_to_base_uri.values()))
         if state.base_uri in base_uris:
             base_uris = base_uris[base_uris.index(state.base_uri):]
@@ -156,7 +138,7 @@ class Reconciler(BackgroundThread):
                                 self.lease.holder)
         for name, value in figures.as_dict().items():
             self.ext.tally.add(f"reconcile_{name}", value)
-        return not (self._stop.is_set() or self._lease_lost)
+        return not (self.stopping or self._lease_lost)
 
     def _heartbeat(self):
         """Called before each dataset: renew the lease in time. When it was

@@ -3,11 +3,13 @@
 Sync never trusts what an event said: it looks at the bucket. A frozen
 dataset is registered (or updated when it changed), a dataset whose
 ``dtool`` object is gone is deleted from the SQL table *and* from the
-search and retrieve plugins, and so is an indexed dataset where S3 now
-holds only a proto-dataset (the dataset the entry described is not there
-any more); a proto-dataset nobody indexed is left for the event that
-freezes it. Errors that a retry may cure propagate; errors no retry can
-cure are raised as :class:`PermanentSyncError`.
+search and retrieve plugins (:mod:`.datasetindex` does the deleting), and
+so is an indexed dataset where S3 now holds only a proto-dataset (the
+dataset the entry described is not there any more); a proto-dataset nobody
+indexed is left for the event that freezes it. Errors that a retry may
+cure propagate; errors no retry can cure are raised as
+:class:`PermanentSyncError`. The worker records the S3 requests of a sync
+around it (:func:`.dtool_private.observed_reads`).
 
 Every index write is fenced by the claim: ``fence()`` locks the claimed
 inbox row in dservercore's SQL session and says whether the claim still
@@ -28,14 +30,12 @@ from dservercore import ValidationError
 from dservercore.utils import (
     base_uri_exists,
     dataset_uri_exists,
-    delete_dataset,
     generate_dataset_info,
     register_dataset,
 )
-from flask import current_app
 
-from .coverage import Seen
-from .s3reads import observed_reads
+from .datasetindex import remove_dataset
+from .dtool_private import storage_broker
 from .states import DatasetKind, Outcome
 
 logger = logging.getLogger(__name__)
@@ -58,22 +58,6 @@ def _unfenced():
 def _is_not_found(exc):
     code = str(exc.response.get("Error", {}).get("Code", ""))
     return code in NOT_FOUND_CODES
-
-
-def storage_broker(uri):
-    """dtoolcore's storage broker for ``uri``.
-
-    dtoolcore offers no public way to read admin metadata without also
-    swallowing S3 errors, so this uses its private ``_get_storage_broker``
-    (pyproject bounds dtoolcore to the versions where it exists) and fails
-    with a clear message should it vanish.
-    """
-    get_broker = getattr(dtoolcore, "_get_storage_broker", None)
-    if get_broker is None:
-        raise PermanentSyncError(
-            f"dtoolcore {getattr(dtoolcore, '__version__', '?')} has no _get_storage_broker; "
-            "install a dtoolcore version this plugin supports (see its pyproject.toml)")
-    return get_broker(uri, config_path=None)
 
 
 def read_dataset(uri):
@@ -103,14 +87,10 @@ def fingerprint(dataset_info):
 
 @dataclass(frozen=True)
 class SyncResult:
-    """What a sync did, what it read (for :mod:`.coverage`; None when too
-    much to keep), the listing signature of what the index holds now (for
-    the reconciler; None when not known) and how many S3 requests that took."""
+    """What a sync did, and what it found in S3 (for :mod:`.coverage`)."""
     outcome: Outcome
     fingerprint: Optional[str]
-    seen: Optional[Seen]
-    s3_requests: int
-    signature: Optional[str] = None
+    kind: DatasetKind
 
 
 def sync_dataset(base_uri, uri, known_fingerprint=None, fence=_unfenced) -> SyncResult:
@@ -119,22 +99,14 @@ def sync_dataset(base_uri, uri, known_fingerprint=None, fence=_unfenced) -> Sync
     ``fence()`` is called right before any index write (see the module
     docstring); :class:`ClaimLost` when it says the claim is gone.
     """
-    signed = None
-    with observed_reads() as reads:
-        try:
-            kind, dataset = read_dataset(uri)
-            if kind is DatasetKind.FROZEN:
-                outcome, digest = _register(base_uri, dataset, known_fingerprint, fence)
-                signed = reads.signature(dataset.uuid)
-            elif kind is DatasetKind.ABSENT:
-                outcome, digest = _delete(uri, fence), None
-            else:
-                outcome, digest = _leave_proto(uri, fence), known_fingerprint
-        except Exception as exc:
-            # A failed sync spent requests too; the worker counts them.
-            exc.s3_requests = reads.requests
-            raise
-    return SyncResult(outcome, digest, reads.seen(kind), reads.requests, signed)
+    kind, dataset = read_dataset(uri)
+    if kind is DatasetKind.FROZEN:
+        outcome, digest = _register(base_uri, dataset, known_fingerprint, fence)
+    elif kind is DatasetKind.ABSENT:
+        outcome, digest = _delete(uri, fence), None
+    else:
+        outcome, digest = _leave_proto(uri, fence), known_fingerprint
+    return SyncResult(outcome, digest, kind)
 
 
 def _leave_proto(uri, fence):
@@ -168,38 +140,7 @@ def _register(base_uri, dataset, known_fingerprint, fence):
 
 
 def _delete(uri, fence):
-    leftovers = _plugins_holding(uri)
-    if not dataset_uri_exists(uri) and not leftovers:
+    if not remove_dataset(uri, before_write=lambda: _hold_claim(fence)):
         return Outcome.ABSENT
-    _hold_claim(fence)
-    # dservercore's delete only asks the plugins; the Mongo search and
-    # retrieve plugins implement no delete_dataset and would keep their
-    # documents. Remove them first, inside the fenced transaction that
-    # dservercore's delete commits.
-    for plugin in leftovers:
-        plugin.collection.delete_many({"uri": uri})
-        logger.info("removed the documents of %s from %s", uri, type(plugin).__name__)
-    delete_dataset(uri)
     logger.info("deleted %s", uri)
     return Outcome.DELETED
-
-
-def plugin_collections():
-    """``(plugin, collection)`` for each distinct Mongo collection of the
-    search and retrieve plugins (by default both use the same one)."""
-    seen, found = set(), []
-    for plugin in (current_app.search, current_app.retrieve):
-        collection = getattr(plugin, "collection", None)
-        if collection is None or not hasattr(collection, "find_one"):
-            continue
-        ident = (collection.database.name, collection.name) \
-            if hasattr(collection, "database") else id(collection)
-        if ident not in seen:
-            seen.add(ident)
-            found.append((plugin, collection))
-    return found
-
-
-def _plugins_holding(uri):
-    return [plugin for plugin, collection in plugin_collections()
-            if collection.find_one({"uri": uri}, {"_id": 1}) is not None]

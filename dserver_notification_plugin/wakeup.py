@@ -12,6 +12,8 @@ import logging
 import threading
 import time
 
+from .background import FINISHED, BackgroundThread
+
 logger = logging.getLogger(__name__)
 
 # How often the listener checks whether it should stop (it blocks on the socket).
@@ -50,60 +52,55 @@ class Alarm:
         self.__init__()
 
 
-class Listener:
+class Listener(BackgroundThread):
     """A thread that turns PostgreSQL notifications into rings of ``alarm``.
 
     ``connect()`` returns a psycopg 3 connection already listening on
     :data:`.db.CHANNEL`, or None when the database cannot notify (SQLite, or
     another driver); then the thread ends and :attr:`listening` stays False.
+    Its owner (the worker) starts and stops it; around a fork it pauses
+    like every background thread, and in a forked child its owner starts it.
     """
 
+    thread_name = "dserver-notification-listener"
+
     def __init__(self, connect, alarm):
+        super().__init__()
         self.connect = connect
         self.alarm = alarm
         self.listening = False
-        self._thread = None
-        self._stop = threading.Event()
 
-    def start(self):
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name="dserver-notification-listener")
-        self._thread.start()
-
-    def stop(self, timeout=10.0):
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self._thread = None
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                connection = self.connect()
-            except Exception as exc:  # database down or not ready: poll meanwhile
-                logger.warning("cannot LISTEN for notification work (%s); polling", exc)
-                self._stop.wait(RECONNECT_SECONDS)
-                continue
-            if connection is None:
-                return
-            try:
-                self._relay(connection)
-            except Exception as exc:
-                logger.warning("LISTEN connection lost (%s); polling until it is back", exc)
-                self._stop.wait(RECONNECT_SECONDS)
-            finally:
-                self.listening = False
-                _close_quietly(connection)
+    def iterate(self):
+        """One connection's life: connect, relay until stopped or lost, close."""
+        try:
+            connection = self.connect()
+        except Exception as exc:  # database down or not ready: poll meanwhile
+            logger.warning("cannot LISTEN for notification work (%s); polling", exc)
+            return RECONNECT_SECONDS
+        if connection is None:
+            return FINISHED
+        try:
+            self._relay(connection)
+        except Exception as exc:
+            logger.warning("LISTEN connection lost (%s); polling until it is back", exc)
+            return RECONNECT_SECONDS
+        finally:
+            self.listening = False
+            _close_quietly(connection)
+        return None
 
     def _relay(self, connection):
         self.listening = True
         self.alarm.ring()  # whatever was announced while we were not listening
-        while not self._stop.is_set():
+        while not self.stopping:
             for notification in connection.notifies(timeout=LISTEN_TICK_SECONDS):
                 self.alarm.ring(_due_time(notification.payload))
+
+    def forget_inherited(self):
+        self.listening = False  # the parent's connection did not come along
+
+    def restarts_in_child(self):
+        return False  # the worker starts it when its own thread starts
 
 
 def _due_time(payload):

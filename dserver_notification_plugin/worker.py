@@ -13,20 +13,19 @@ every fork and fresh ones are started in each child, with the inherited
 database connections discarded, never shared.
 """
 import logging
-import random
 import time
+from functools import partial
 
-from .background import BackgroundThread
+from .background import BackgroundThread, retry_delay
 from .coverage import covered
 from .db import KEEP, now
-from .s3reads import prepare_clients
-from .states import Outcome, State
+from .dtool_private import observed_reads, prepare_clients
+from .states import DatasetKind, Outcome, State
 from .sync import ClaimLost, PermanentSyncError, sync_dataset
 from .wakeup import Listener
 
 logger = logging.getLogger(__name__)
 
-FLUSH_INTERVAL_SECONDS = 2.0
 # An entry due in the past that no claim found is held by another claimer's
 # open transaction: look again shortly instead of spinning.
 RECHECK_SECONDS = 0.05
@@ -41,72 +40,66 @@ DRAIN_BATCH = 16
 PURGE_INTERVAL_SECONDS = 60.0
 
 
-def retry_delay(attempts, base, ceiling):
-    """Exponential backoff with jitter: base, 2*base, 4*base ... up to ``ceiling``."""
-    exponential = base * 2 ** min(max(attempts - 1, 0), 32)
-    return min(ceiling, exponential) + random.uniform(0, base)
-
-
 class Worker(BackgroundThread):
     thread_name = "dserver-notification-worker"
 
     def __init__(self, app, settings, db, inbox, counters, tally, ledger=None):
-        super().__init__()
+        super().__init__(db, tally, counters)
         self.app = app
         self.settings = settings
-        self.db = db
         self.inbox = inbox
-        self.counters = counters
-        self.tally = tally
         self.ledger = ledger  # the reconciler's memory of what the index reflects
-        self._last_flush = 0.0
         self.listener = Listener(db.listening_connection, inbox.alarm)
         self._last_purge = 0.0
 
-    # life cycle ---------------------------------------------------------
-    def stop(self, timeout=None):
-        self._stop.set()
-        self.inbox.alarm.ring()  # out of its sleep
-        super().stop(timeout)
+    @property
+    def error_pause_seconds(self):
+        """After a failed round (the database unreachable ...)."""
+        return min(5.0, 10 * self.settings.poll_seconds)
 
-    def _after_stop(self):
-        self.listener.stop()  # its connection is closed too
-        self.flush_stats()
+    error_pause_max_seconds = error_pause_seconds
 
-    def _loop(self):
-        while not self._stop.is_set() and not self.db.ready():
-            self._stop.wait(self.settings.poll_seconds)
+    # the loop (driven by BackgroundThread) ---------------------------------
+    def on_start(self):
         self.listener.start()
         prepare_clients(self.settings.bucket_to_base_uri)
-        while not self._stop.is_set():
-            try:
-                if not self.run_once():
-                    self._wait_for_work()
-            except Exception:  # database unreachable ...
-                logger.exception("notification worker loop failed; retrying")
-                self._stop.wait(min(5.0, 10 * self.settings.poll_seconds))
-            if time.time() - self._last_flush > FLUSH_INTERVAL_SECONDS:
-                self.flush_stats()
-            if time.time() - self._last_purge > PURGE_INTERVAL_SECONDS:
-                self.purge_done()
 
-    def _wait_for_work(self):
-        """Sleep until the next entry is due or someone announces one.
+    def iterate(self):
+        """Claim and sync; when nothing was due, how long to sleep."""
+        claimed = self.run_once()
+        if time.time() - self._last_purge > PURGE_INTERVAL_SECONDS:
+            self.purge_done()
+        return None if claimed else self._time_until_work()
 
-        Without notifications from other processes, sleep at most the
-        poll interval; with them (PostgreSQL), as long as the idle
-        interval, after asking the database when the next entry is due.
+    def pause(self, seconds):
+        # on the alarm: an enqueue (here, or NOTIFYed by another process) wakes it
+        self.inbox.alarm.sleep_until(now() + seconds)
+
+    def wake(self):
+        self.inbox.alarm.ring()  # out of its sleep
+
+    def on_error(self, exc, pause):
+        logger.exception("notification worker loop failed; retrying in %.1f s", pause)
+
+    def on_stop(self):
+        self.listener.stop()  # its connection is closed too
+
+    def _time_until_work(self):
+        """Seconds until the next entry is due or someone may announce one.
+
+        Without notifications from other processes, at most the poll
+        interval; with them (PostgreSQL), as long as the idle interval,
+        after asking the database when the next entry is due.
         """
-        start = now()
         if not self.listener.listening:
-            self.inbox.alarm.sleep_until(start + self.settings.poll_seconds)
-            return
+            return self.settings.poll_seconds
+        start = now()
         deadline = start + self.settings.idle_seconds
         with self.app.app_context():
             next_due = self.inbox.next_due_at(self.settings.claim_timeout_seconds)
         if next_due is not None:
             deadline = min(deadline, max(next_due, start + RECHECK_SECONDS))
-        self.inbox.alarm.sleep_until(deadline)
+        return deadline - start
 
     # work ---------------------------------------------------------------
     def run_once(self, ignore_due=False, limit=CLAIM_BATCH):
@@ -116,7 +109,7 @@ class Worker(BackgroundThread):
             claims = self.inbox.claim(self.settings.claim_timeout_seconds, limit=limit,
                                       ignore_due=ignore_due)
             for claim in claims:
-                if self._stop.is_set() and not ignore_due:
+                if self.stopping and not ignore_due:
                     break  # the claim times out and another process takes it
                 self.process(claim)
             sql_db.session.remove()
@@ -146,28 +139,38 @@ class Worker(BackgroundThread):
         :class:`Outcome`, or None when the claim was lost to another process
         meanwhile (its result is that process's to record).
         """
-        from dservercore import sql_db
         if covered(claim.seen, claim.heard):
             return self._record(claim, Outcome.COVERED, claim.fingerprint, KEEP)
         started = time.monotonic()
-        try:
-            result = sync_dataset(claim.base_uri, claim.dataset_uri, claim.fingerprint,
-                                  fence=lambda: self.inbox.hold_claim(claim, sql_db.session))
-        except ClaimLost as exc:  # taken over before it wrote: the new owner writes
-            sql_db.session.rollback()
-            self.tally.add("s3_requests", getattr(exc, "s3_requests", 0))
+        result, failure, reads = self._sync(claim)
+        # counted whatever the sync's fate: a failed sync spent requests too
+        self.tally.add("s3_requests", reads.requests)
+        if isinstance(failure, ClaimLost):  # taken over before it wrote: the new owner writes
             return self._claim_lost(claim, "not written")
-        except PermanentSyncError as exc:
-            sql_db.session.rollback()
-            logger.error("giving up on %s: %s", claim.dataset_uri, exc)
-            return self._record_failure(claim, exc, give_up=True)
-        except Exception as exc:  # S3, Mongo or SQL unreachable: retry later
-            sql_db.session.rollback()
-            return self._record_failure(claim, exc)
-        self.tally.add("s3_requests", result.s3_requests)
-        return self._record(claim, result.outcome, result.fingerprint, result.seen,
-                            f" ({result.s3_requests} S3 requests, "
-                            f"{time.monotonic() - started:.2f} s)", result.signature)
+        if isinstance(failure, PermanentSyncError):
+            logger.error("giving up on %s: %s", claim.dataset_uri, failure)
+            return self._record_failure(claim, failure, give_up=True)
+        if failure is not None:  # S3, Mongo or SQL unreachable: retry later
+            return self._record_failure(claim, failure)
+        # the listing signature of what it read describes the index now
+        signature = reads.signature(claim.uuid) if result.kind is DatasetKind.FROZEN else None
+        return self._record(claim, result.outcome, result.fingerprint, reads.seen(result.kind),
+                            f" ({reads.requests} S3 requests, "
+                            f"{time.monotonic() - started:.2f} s)", signature)
+
+    def _sync(self, claim):
+        """``(SyncResult or None, exception or None, Reads)``: the sync, with
+        its S3 requests recorded."""
+        from dservercore import sql_db
+        with observed_reads() as reads:
+            try:
+                # index writes happen only while this claim holds (sync.py)
+                fence = partial(self.inbox.hold_claim, claim, sql_db.session)
+                return sync_dataset(claim.base_uri, claim.dataset_uri, claim.fingerprint,
+                                    fence), None, reads
+            except Exception as exc:
+                sql_db.session.rollback()
+                return None, exc, reads
 
     def _record(self, claim, outcome, fingerprint, seen, detail="", signature=None):
         if not self.inbox.finish(claim, outcome, fingerprint=fingerprint, seen=seen):
@@ -190,7 +193,6 @@ class Worker(BackgroundThread):
                            claim.dataset_uri, exc_info=True)
 
     def _record_failure(self, claim, exc, give_up=False):
-        self.tally.add("s3_requests", getattr(exc, "s3_requests", 0))
         error = f"{type(exc).__name__}: {exc}"
         delay = retry_delay(claim.attempts, self.settings.retry_base_seconds,
                             self.settings.retry_max_seconds)
@@ -228,29 +230,14 @@ class Worker(BackgroundThread):
                         self.settings.done_retention_seconds)
         return purged
 
-    def flush_stats(self):
-        self._last_flush = time.time()
-        self.tally.flush_to(self.counters)
-
-    # fork safety --------------------------------------------------------
-    def _before_fork(self):
-        self._was_running = self.running
-        if self._was_running:
-            self.stop(timeout=30.0)  # the listener's connection is closed too
-
-    def _after_fork_in_parent(self):
-        if getattr(self, "_was_running", False):
-            self.start()
-
-    def _after_fork_in_child(self):
-        self._forget_thread()
+    # fork safety (see background.py) ------------------------------------
+    def forget_inherited(self):
         self.inbox.alarm.reset()
-        self.listener = Listener(self.db.listening_connection, self.inbox.alarm)
         self.tally.take_unflushed()  # the parent flushes its own counts
         try:
             self.db.dispose_inherited_connections()
         except Exception:
             logger.debug("no engines to dispose after fork", exc_info=True)
-        if self.settings.worker and getattr(self, "_was_running", False):
-            self.start()
 
+    def restarts_in_child(self):
+        return self.settings.worker

@@ -212,13 +212,13 @@ class Answer:
 
 def recorded(*calls):
     """Feed botocore-shaped calls to the recorder; return what it kept."""
-    from dserver_notification_plugin import s3reads
-    with s3reads.observed_reads() as reads:
+    from dserver_notification_plugin import dtool_private
+    with dtool_private.observed_reads() as reads:
         for operation, params, status, parsed in calls:
             context = {}
-            s3reads._remember_params(params=params, context=context)
-            handler = s3reads._after_listing if operation == "list" \
-                else s3reads._after_object_read
+            dtool_private._remember_params(params=params, context=context)
+            handler = dtool_private._after_listing if operation == "list" \
+                else dtool_private._after_object_read
             handler(http_response=Answer(status), parsed=parsed, context=context)
     return reads.seen(DatasetKind.FROZEN)
 

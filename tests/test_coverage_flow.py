@@ -10,7 +10,7 @@ import dtoolcore
 from devstack.datasets import copy_write_order_with_etags
 from devstack.payloads import minio_bodies_for_keys
 from devstack.s3 import list_etags, list_keys
-from dserver_notification_plugin import s3reads
+from dserver_notification_plugin import dtool_private
 from dserver_notification_plugin.sync import sync_dataset
 
 
@@ -155,16 +155,18 @@ def test_sync_reuses_its_threads_clients_and_leaves_other_threads_alone(
         app, bucket, monkeypatch):
     uri = bucket.put_dataset("clients", items=1)
     built = []
-    original = s3reads._original
+    dtool_private.install()
+    original = dtool_private._original
 
     def counting(cls, bucket_name):
         built.append(threading.current_thread().name)
         return original(cls, bucket_name)
 
-    monkeypatch.setattr(s3reads, "_original", counting)
+    monkeypatch.setattr(dtool_private, "_original", counting)
     with app.app_context():
-        sync_dataset(bucket.base_uri, uri)
-        sync_dataset(bucket.base_uri, uri)
+        for _ in "ab":
+            with dtool_private.observed_reads():  # as the worker records each sync
+                sync_dataset(bucket.base_uri, uri)
     # per sync two brokers, one set of clients for the thread: built at most once
     assert built.count(threading.current_thread().name) <= 1
     other = threading.Thread(target=lambda: [dtoolcore.DataSet.from_uri(uri) for _ in "ab"],

@@ -1,6 +1,6 @@
 """Issue 2: the extension installs, loads, and is configured at app creation."""
 import json
-from importlib.metadata import entry_points
+from importlib.metadata import entry_points, version
 
 import dservercore
 import pytest
@@ -10,6 +10,7 @@ from devstack.dserver import (LiveDserver, app_config, dserver_env, prepare_inde
                                token_for)
 from dserver_notification_plugin import NotificationExtension
 from dserver_notification_plugin.config import ConfigError
+from dserver_notification_plugin.dtool_private import IncompatibleDtool
 
 
 def test_entry_point_loads_the_extension():
@@ -80,6 +81,23 @@ def test_invalid_setting_stops_start_up_naming_the_variable(tmp_path, mongo, nam
         dservercore.create_app(app_config(env))
     assert name in str(error.value)
     assert complaint in str(error.value)
+
+
+@pytest.mark.parametrize("module, attribute", [
+    ("dtool_s3.storagebroker.S3StorageBroker", "_get_resource_and_client"),
+    ("dtoolcore", "_get_storage_broker"),
+])
+def test_a_dtool_without_a_needed_private_part_stops_start_up(tmp_path, mongo, monkeypatch,
+                                                              module, attribute):
+    # Stands for an installed dtoolcore / dtool-s3 version that lacks it.
+    monkeypatch.delattr(f"{module}.{attribute}")
+    env = dserver_env(tmp_path, mongo.uri, {"b": "s3://b"}, {})
+    with pytest.raises(IncompatibleDtool) as error:
+        dservercore.create_app(app_config(env))
+    message = str(error.value)
+    assert f"{module}.{attribute}" in message
+    assert f"dtoolcore {version('dtoolcore')}" in message
+    assert f"dtool-s3 {version('dtool-s3')}" in message
 
 
 def test_hooks_are_cheap_and_never_raise():

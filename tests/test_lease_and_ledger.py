@@ -9,10 +9,11 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from dserver_notification_plugin.datasetindex import IndexView
 from dserver_notification_plugin.db import Database, Lease, Ledger
 from dserver_notification_plugin.keys import DatasetTarget
 from dserver_notification_plugin.listing import Listed, Pacer, signature
-from dserver_notification_plugin.reconcile import IndexView, judge
+from dserver_notification_plugin.reconcile import judge
 from dserver_notification_plugin.states import Drift, Outcome
 
 URI = "s3://b/00000000-0000-4000-8000-000000000001"

@@ -26,8 +26,7 @@ from .leases import Lease, LeaseInfo
 from .migrations import LATEST_VERSION, MIGRATIONS, Step, migrate
 
 __all__ = [
-    "CHANNEL", "Claim", "Counters", "Database", "Documents", "Entry", "Inbox",
-    "KEEP", "Known", "LATEST_VERSION", "Lease", "LeaseInfo", "Ledger",
-    "MAX_DOC_ID_LENGTH", "MIGRATIONS", "PassState", "Step", "WaitingCapReached", "migrate", "now",
-    "process_id",
+    "CHANNEL", "Claim", "Counters", "Database", "Documents", "Entry", "Inbox", "KEEP",
+    "Known", "LATEST_VERSION", "Lease", "LeaseInfo", "Ledger", "MAX_DOC_ID_LENGTH",
+    "MIGRATIONS", "PassState", "Step", "WaitingCapReached", "migrate", "now", "process_id",
 ]

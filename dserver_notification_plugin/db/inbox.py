@@ -1,9 +1,9 @@
-"""The queries on the plugin's tables in dservercore's SQL database.
+"""The inbox: the queue of datasets to sync, one row per dataset.
 
-The inbox is a queue of one row per dataset, and a queue is a handful of
-operations on a table: ``enqueue`` (add or fold into the dataset's row),
-``claim`` (take due rows, atomically, by exactly one process),
-``finish``/``fail`` (done, retry later, or dead) and ``requeue_dead``.
+A queue is a handful of operations on a table: ``enqueue`` (add or fold
+into the dataset's row), ``claim`` (take due rows, atomically, by exactly
+one process), ``finish``/``fail`` (done, retry later, or dead) and
+``requeue_dead``.
 Every write is a single statement, so it is safe with several gunicorn
 workers and several hosts, on SQLite and on PostgreSQL alike: claims are
 ``FOR UPDATE SKIP LOCKED`` on PostgreSQL and a compare-and-swap elsewhere

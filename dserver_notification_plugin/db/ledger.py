@@ -5,7 +5,7 @@ its dataset prefix (the body of ``dtool-<uuid>``, so a pass need not read it
 again while the registration key's ETag stays the same) and two listing
 signatures. ``signature`` always describes what the index holds: every sync that
 registers or verifies the dataset records the signature of what it read
-itself (:meth:`.s3reads.Reads.signature`, the same digest a listing
+itself (:meth:`.dtool_private.Reads.signature`, the same digest a listing
 gives), and one that could not tell (an object that changed while it read,
 too many keys) records none, so that the next pass checks the dataset
 again. A pass that lists the recorded signature has nothing to do; any

@@ -19,7 +19,7 @@ from devstack.dserver import LiveDserver, dserver_env, prepare_index_in_subproce
 from devstack.sqs import (
     consumer_env, create_queue, notify_queue, notify_queue_through_eventbridge,
     notify_queue_through_sns)
-from dserver_notification_plugin.worker import FLUSH_INTERVAL_SECONDS
+from dserver_notification_plugin.background import FLUSH_INTERVAL_SECONDS
 
 pytestmark = pytest.mark.e2e
 

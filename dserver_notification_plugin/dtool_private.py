@@ -1,4 +1,19 @@
-"""The S3 reads of a sync: on boto3 clients kept per thread, and recorded.
+"""Every use of dtool's and dtool-s3's private parts, checked at start-up.
+
+The plugin needs three things that dtoolcore and dtool-s3 do not publish:
+
+- ``dtoolcore._get_storage_broker``, to read a dataset's admin metadata
+  without dtoolcore swallowing S3 errors (:func:`storage_broker`);
+- the classmethod ``dtool_s3.storagebroker.S3StorageBroker._get_resource_and_client``,
+  the one place that builds boto3 clients from the ``DTOOL_S3_*`` settings:
+  the reconciler's listings use it for clients of their own
+  (:func:`s3_client`), and the sync's reads go through a per-thread cache
+  put in front of it (below).
+
+pyproject bounds dtoolcore and dtool-s3 to versions that have them, and
+:func:`check_installed` (called by ``init_app``) stops start-up with a clear
+error, naming the missing attribute and the installed versions, should an
+installed version lack one.
 
 dtool-s3 (0.14) builds a new boto3 session, resource and two clients for
 every storage broker, and a sync makes two brokers (one to read the admin
@@ -8,17 +23,17 @@ S3 round trips of the sync itself. Inside :func:`observed_reads`, brokers
 created by this thread get clients this thread built before, for the same
 bucket and the same ``DTOOL_S3_*`` settings, kept for at most
 :data:`CLIENT_SECONDS`. Outside it, and in every other thread, dtool-s3
-behaves exactly as published: the substitution is installed once, on
-dtool-s3's private ``S3StorageBroker._get_resource_and_client`` (pyproject
-bounds dtool-s3 to versions that have it), and looks at a thread-local.
-boto3 resources must not be shared between threads, hence one set per thread.
+behaves exactly as published: the substitution is installed once, on the
+client factory, and looks at a thread-local. boto3 resources must not be
+shared between threads, hence one set per thread.
 
 Every request such a client sends during :func:`observed_reads` is
 recorded (:class:`Reads`): the ETag of each object read or listed, the keys
 S3 answered 404 for, the prefixes listed to the end and the number of
-requests. :mod:`.coverage` uses that record to tell which later events the
-sync already saw, and the reconciler's ledger the listing signature of what
-the sync read (:meth:`Reads.signature`).
+requests. The worker opens that recording around each sync; :mod:`.coverage`
+uses the record to tell which later events the sync already saw, and the
+reconciler's ledger the listing signature of what the sync read
+(:meth:`Reads.signature`).
 
 A sync reads some objects more than once (dtoolcore lists ``annotations/``
 again for every annotation it reads), and the bucket may change between two
@@ -35,7 +50,6 @@ from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 from .coverage import Seen
 from .events import clean_etag
-from .listing import SIGNED_FILES, SIGNED_FOLDERS, signature, signed_entry
 
 #: How long a thread keeps its clients: credentials or endpoints changed in
 #: the dtool configuration file are picked up after at most this long.
@@ -45,10 +59,96 @@ RECORD_LIMIT = 5000
 #: Buckets whose clients a worker builds when it starts (about 0.1 s each).
 PREPARED_BUCKETS = 16
 
+BROKER_FACTORY = "dtoolcore._get_storage_broker"
+CLIENT_FACTORY = "dtool_s3.storagebroker.S3StorageBroker._get_resource_and_client"
+
 logger = logging.getLogger(__name__)
 _local = threading.local()
 _install_lock = threading.Lock()
-_original = None
+_original = None  # dtool-s3's client factory, once the cache is in front of it
+
+
+# --- what the installed versions must have ---------------------------------------
+
+class IncompatibleDtool(RuntimeError):
+    """An installed dtoolcore or dtool-s3 lacks a private part the plugin uses."""
+
+
+def check_installed():
+    """Raise :class:`IncompatibleDtool` unless the installed dtoolcore and
+    dtool-s3 have every private part this module uses."""
+    import dtoolcore
+    if not callable(getattr(dtoolcore, "_get_storage_broker", None)):
+        raise _incompatible(BROKER_FACTORY)
+    _client_factory(_broker_class())
+
+
+def installed_versions():
+    """``dtoolcore 3.19.0, dtool-s3 0.14.1`` (``?`` for one not found)."""
+    from importlib.metadata import PackageNotFoundError, version
+    found = []
+    for name in ("dtoolcore", "dtool-s3"):
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name} ?")
+    return ", ".join(found)
+
+
+def _supported_versions():
+    """What this plugin's package metadata asks for (pyproject's bounds)."""
+    from importlib.metadata import PackageNotFoundError, requires
+    try:
+        wanted = [r for r in requires("dserver-notification-plugin") or []
+                  if r.split(">")[0].split("<")[0].strip() in ("dtoolcore", "dtool-s3")]
+    except PackageNotFoundError:
+        wanted = []
+    return ", ".join(wanted) or "the versions its pyproject.toml names"
+
+
+def _incompatible(missing):
+    return IncompatibleDtool(
+        f"dserver-notification-plugin needs {missing}, which the installed "
+        f"{installed_versions()} do not have; install {_supported_versions()}")
+
+
+def _broker_class():
+    from dtool_s3.storagebroker import S3StorageBroker
+    return S3StorageBroker
+
+
+def _client_factory(broker_class):
+    """dtool-s3's client factory (a classmethod), as found on the class now."""
+    factory = broker_class.__dict__.get("_get_resource_and_client")
+    if not isinstance(factory, classmethod):
+        raise _incompatible(f"{CLIENT_FACTORY} (a classmethod)")
+    return factory.__func__
+
+
+# --- the private parts, used ---------------------------------------------------------
+
+def storage_broker(uri):
+    """dtoolcore's storage broker for ``uri``: dtoolcore offers no public way
+    to read admin metadata without also swallowing S3 errors."""
+    import dtoolcore
+    return dtoolcore._get_storage_broker(uri, config_path=None)
+
+
+def s3_client(bucket):
+    """A boto3 client of its own, configured like dtool-s3 (DTOOL_S3_*_<bucket>).
+
+    Made by dtool-s3's factory as published, never taken from the sync's
+    per-thread cache, whichever thread asks: the caller hooks its own
+    handlers (the reconciler's :class:`~.listing.Pacer`) onto it, and they
+    must reach no other client.
+    """
+    broker_class = _broker_class()
+    factory = _original or _client_factory(broker_class)
+    _, client, _ = factory(broker_class, bucket)
+    return client
+
+
+# --- the sync's reads: cached clients, recorded requests ------------------------------
 
 
 class Reads:
@@ -63,8 +163,8 @@ class Reads:
         self.requests = 0
         self.overflowed = False
 
-    def saw(self, key, etag, size=None, modified=None):
-        """``key`` was there with ``etag`` (a read or a listing)."""
+    def record_object(self, key, etag, size=None, modified=None):
+        """S3 answered ``key`` with ``etag`` (read or listed)."""
         etag = clean_etag(etag)
         if not isinstance(key, str) or etag is None:
             return
@@ -75,13 +175,13 @@ class Reads:
             self.changed.add(key)
         self.details.setdefault(key, (size, modified))
 
-    def saw_missing(self, key):
+    def record_missing(self, key):
         """S3 answered "no such key" for ``key``."""
         if key in self.objects:
             self.changed.add(key)
         self.missing.add(key)
 
-    def saw_listing(self, prefix, keys):
+    def record_listing(self, prefix, keys):
         """A complete listing of ``prefix`` held exactly ``keys``."""
         self.listings.setdefault(prefix, []).append(frozenset(keys))
 
@@ -108,6 +208,8 @@ class Reads:
         """The listing signature (:func:`.listing.signature`) of what this
         sync read of dataset ``uuid``; None when it did not read all of it
         in one state (then the reconciler checks it again)."""
+        # imported here: listing builds its clients with this module
+        from .listing import SIGNED_FILES, SIGNED_FOLDERS, signature, signed_entry
         roots = {key[:-len("dtool")] for key in self.objects
                  if key.endswith(f"{uuid}/dtool")}
         if len(roots) != 1:
@@ -144,17 +246,12 @@ def install():
     global _original
     if _original is not None:
         return
-    from dtool_s3.storagebroker import S3StorageBroker
+    broker_class = _broker_class()
     with _install_lock:
         if _original is not None:
             return
-        factory = S3StorageBroker.__dict__.get("_get_resource_and_client")
-        if not isinstance(factory, classmethod):
-            raise RuntimeError("this dtool-s3 version has no classmethod S3StorageBroker."
-                               "_get_resource_and_client; install a dtool-s3 version this "
-                               "plugin supports (see its pyproject.toml)")
-        _original = factory.__func__
-        S3StorageBroker._get_resource_and_client = classmethod(_resource_and_client)
+        _original = _client_factory(broker_class)
+        broker_class._get_resource_and_client = classmethod(_resource_and_client)
 
 
 def _resource_and_client(cls, bucket_name):
@@ -185,11 +282,11 @@ def prepare_clients(buckets):
     ``buckets`` now (no S3 request), so that the first sync of each does not
     wait for them. A bucket whose settings are wrong is left for its sync
     to report."""
-    from dtool_s3.storagebroker import S3StorageBroker
+    broker_class = _broker_class()
     with observed_reads():
         for bucket in sorted(buckets)[:PREPARED_BUCKETS]:
             try:
-                S3StorageBroker._get_resource_and_client(bucket)
+                broker_class._get_resource_and_client(bucket)
             except Exception:
                 logger.debug("no S3 clients prepared for %s", bucket, exc_info=True)
 
@@ -230,12 +327,12 @@ def _after_object_read(http_response, parsed, context, **_):
     if reads is None or not isinstance(key, str):
         return
     if http_response.status_code == 200:
-        reads.saw(key, parsed.get("ETag"), parsed.get("ContentLength"),
+        reads.record_object(key, parsed.get("ETag"), parsed.get("ContentLength"),
                   parsed.get("LastModified"))
     elif http_response.status_code == 206:  # a part: its ETag, not its size
-        reads.saw(key, parsed.get("ETag"))
+        reads.record_object(key, parsed.get("ETag"))
     elif http_response.status_code == 404:
-        reads.saw_missing(key)
+        reads.record_missing(key)
 
 
 def _after_listing(http_response, parsed, context, **_):
@@ -244,6 +341,6 @@ def _after_listing(http_response, parsed, context, **_):
         return
     contents = parsed.get("Contents", [])
     for obj in contents:
-        reads.saw(obj.get("Key"), obj.get("ETag"), obj.get("Size"), obj.get("LastModified"))
+        reads.record_object(obj.get("Key"), obj.get("ETag"), obj.get("Size"), obj.get("LastModified"))
     if isinstance(prefix, str) and prefix and not parsed.get("IsTruncated"):
-        reads.saw_listing(prefix, [obj.get("Key") for obj in contents])
+        reads.record_listing(prefix, [obj.get("Key") for obj in contents])
