@@ -1,8 +1,9 @@
 """``python -m bench``: this plugin against the published 0.4.3, side by side.
 
-``python -m bench latency`` and ``python -m bench claims`` run the latency
-and claim benchmarks on SQLite and PostgreSQL instead (bench/latency.py,
-bench/claims.py).
+``python -m bench latency``, ``python -m bench claims`` and ``python -m
+bench recovery`` run the latency, claim and crash/restart recovery
+benchmarks on SQLite and PostgreSQL instead (bench/latency.py,
+bench/claims.py, bench/recovery.py).
 
 Builds (or reuses) the two venvs, starts one Mongo-wire server and one
 moto_server shared by both runs, runs the copy/delete story for each
@@ -98,7 +99,7 @@ def run_all(options, workroot):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("latency", "claims"):
+    if argv and argv[0] in ("latency", "claims", "recovery"):
         import importlib
         return importlib.import_module(f"bench.{argv[0]}").main(argv[1:])
     options = parse_args(argv)

@@ -68,6 +68,13 @@ def dserver_env(workdir, mongo_uri, bucket_to_base_uri, notify=None, mongo_db=No
         "SEARCH_MONGO_COLLECTION": "datasets",
         "RETRIEVE_MONGO_URI": mongo_uri, "RETRIEVE_MONGO_DB": mongo_db,
         "RETRIEVE_MONGO_COLLECTION": "datasets",
+        # dserver-direct-mongo-plugin and dserver-dependency-graph-plugin (in
+        # the test extra, as in the reference composition) share a collection
+        # of their own: app.config for in-process apps, DSERVER_* for servers
+        # that read their configuration from the environment.
+        "MONGO_URI": mongo_uri, "MONGO_DB": mongo_db, "MONGO_COLLECTION": "metadata",
+        "DSERVER_MONGO_URI": mongo_uri, "DSERVER_MONGO_DB": mongo_db,
+        "DSERVER_MONGO_COLLECTION": "metadata",
         "JWT_PRIVATE_KEY_FILE": str(private), "JWT_PUBLIC_KEY_FILE": str(public),
         "SECRET_KEY": uuid.uuid4().hex,
         "DSERVER_NOTIFY_BUCKET_TO_BASE_URI": json.dumps(bucket_to_base_uri),

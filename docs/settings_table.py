@@ -43,6 +43,7 @@ EXAMPLES = {
     "SNS_TOPICS": "arn:aws:sns:eu-central-1:123456789012:dserver-events",
     "SNS_HOSTS": "sns.eu-central-1.amazonaws.com,http://127.0.0.1:5123",
     "SNS_VERIFY": "off",
+    "REQUIRE_SNS": "on",
     "SNS_TIMEOUT_SECONDS": "10",
     "MAX_BODY_BYTES": "4194304",
     "MAX_RECORDS": "100",
@@ -54,6 +55,7 @@ EXAMPLES = {
     "RETRY_BASE_SECONDS": "2",
     "RETRY_MAX_SECONDS": "600",
     "CLAIM_TIMEOUT_SECONDS": "600",
+    "HEARTBEAT_SECONDS": "5",
     "POLL_SECONDS": "1",
     "IDLE_SECONDS": "30",
     "WORKER": "off",
@@ -62,6 +64,7 @@ EXAMPLES = {
     "RECONCILE_INTERVAL_SECONDS": "21600",
     "RECONCILE_MAX_RPS": "50",
     "RECONCILE_LEASE_SECONDS": "120",
+    "RECONCILE_MAX_REMOVALS": "25%",
 }
 
 

@@ -1,6 +1,10 @@
 """dserver extension that keeps the dataset index in step with S3 buckets."""
+import atexit
 import logging
 import os
+import sys
+import threading
+import weakref
 
 from dservercore import ExtensionABC
 
@@ -30,17 +34,25 @@ class NotificationExtension(ExtensionABC):
         self.counters = None
         self.worker = None
         self.ledger = None
+        self.attention = None
         self.reconciler = None
         self.warnings = []
+        self._warnings_lock = threading.Lock()
         self.consumers = []
+        self.processes = None
+        self.heartbeat = None
+        self._alembic_rules = None  # the receiver that adds them (alembic_rules)
 
     def init_app(self, app, *args, **kwargs):
+        from .alembic_rules import exclude_plugin_tables
         from .cli import notification_cli
         from .consumer import make_consumers
         from .db import Counters, Database, Documents, Inbox, Ledger
         from .dtool_private import check_installed
         from .intake import IgnoredLog
-        from .logbudget import RejectionLog
+        from .db.processes import Processes
+        from .heartbeat import Heartbeat
+        from .logbudget import LogBudget, RejectionLog
         from .reconciler import Reconciler
         from .sns_trust import SnsTrust
         from .status import Metrics
@@ -61,6 +73,7 @@ class NotificationExtension(ExtensionABC):
         self.counters = Counters(self.db)
         self.ledger = Ledger(self.db)
         self.rejection_log = RejectionLog(self.settings.reject_log_interval_seconds)
+        self.store_log = LogBudget(self.settings.reject_log_interval_seconds)
         self.ignored_log = IgnoredLog(self.settings.reject_log_interval_seconds)
         self.sns = SnsTrust(self.settings)
         # Configurations that start but leave a door open: said now, and
@@ -68,14 +81,24 @@ class NotificationExtension(ExtensionABC):
         self.warnings = open_configuration_warnings(self.settings)
         for warning in self.warnings:
             logger.warning("dserver-notification-plugin: %s", warning)
+        # Claims and leases belong to processes known to be alive.
+        self.processes = Processes(self.db, self.settings.heartbeat_seconds, role=_role(),
+                                   alarm=self.inbox.alarm)
+        self.heartbeat = Heartbeat(self.processes)
+        self.db.heartbeat = self.heartbeat
+        self.db.alive_within = self.processes.alive_within
+        _stop_at_exit(self)
         self.worker = Worker(app, self.settings, self.db, self.inbox, self.counters, self.tally,
                              self.ledger)
+        self.attention = self.worker.attention  # base URIs an operator must look at
         self.reconciler = Reconciler(self)
         self.consumers = make_consumers(self)
         # Metrics exist from the start, so the latency histogram sees every sync.
         self.metrics = Metrics(self)
         app.extensions[EXTENSION_KEY] = self
         app.cli.add_command(notification_cli)
+        # `flask db migrate` must neither see nor drop the plugin's tables.
+        self._alembic_rules = exclude_plugin_tables(app)
         if self.settings.worker:
             if not _running_a_flask_command():
                 # The threads wait for the database; create_app finishes first.
@@ -83,6 +106,15 @@ class NotificationExtension(ExtensionABC):
             app.before_request(self._ensure_threads_running)
         logger.info("dserver-notification-plugin configured for buckets %s",
                     sorted(self.settings.bucket_to_base_uri))
+
+    def warn_once(self, warning):
+        """A door found open while running: logged the first time, and shown
+        by /webhook/status of this process from then on."""
+        with self._warnings_lock:
+            if warning in self.warnings:
+                return
+            self.warnings = [*self.warnings, warning]
+        logger.warning("dserver-notification-plugin: %s", warning)
 
     def background_threads(self):
         """The sync worker, the reconciler unless its interval is 0, and one
@@ -96,8 +128,12 @@ class NotificationExtension(ExtensionABC):
                 runner.start()
 
     def stop_background(self):
+        """Stop the threads, then release this process's claims and lease at
+        once (a graceful stop: SIGTERM to gunicorn, interpreter exit)."""
         for runner in reversed(self.background_threads()):
             runner.stop()
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
 
     def get_blueprint(self):
         from .routes import bp
@@ -120,6 +156,33 @@ class NotificationExtension(ExtensionABC):
     def delete_dataset(self, dataset_uri):
         if self.settings is not None:
             self.tally.add("index_deletions")
+
+
+_EXTENSIONS = weakref.WeakSet()
+
+
+def _stop_at_exit(extension):
+    """At a normal interpreter exit (a gunicorn worker after SIGTERM, a
+    `flask notification` command) stop every extension of this process, so
+    that its claims and lease go to the others at once."""
+    if not _EXTENSIONS:
+        atexit.register(_stop_all)
+    _EXTENSIONS.add(extension)
+
+
+def _stop_all():
+    for extension in list(_EXTENSIONS):
+        try:
+            extension.stop_background()
+        except Exception:  # at exit: the database may be gone; the others reap us
+            logger.debug("could not stop at exit", exc_info=True)
+
+
+def _role():
+    """What this process is, for status: a server, or which flask command."""
+    if _running_a_flask_command():
+        return " ".join(["flask", *sys.argv[1:3]])[:64]
+    return "dserver"
 
 
 def _running_a_flask_command():

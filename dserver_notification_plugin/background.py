@@ -34,6 +34,10 @@ import threading
 import time
 import weakref
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from .logbudget import describe_database_error
+
 logger = logging.getLogger(__name__)
 
 #: How often a background thread adds its process's counts to the counters table.
@@ -107,7 +111,7 @@ class BackgroundThread:
 
     def on_error(self, exc, pause):
         """An iteration raised ``exc``; the thread waits ``pause`` seconds."""
-        logger.exception("%s failed; trying again in %.1f s", self.describe(), pause)
+        log_iteration_error(self.describe(), exc, pause)
 
     def describe(self):
         return self.thread_name
@@ -240,3 +244,17 @@ def _after_fork_in_child():
 def _tell_owners(hook):
     for owner in list(_owners):
         getattr(owner, hook)()
+
+
+def log_iteration_error(what, exc, pause):
+    """Log a failed iteration once per pause (the backoff bounds the rate).
+
+    A database error is logged without its traceback and without
+    SQLAlchemy's text, which appends the statement and its parameters:
+    those hold what senders wrote.
+    """
+    if isinstance(exc, SQLAlchemyError):
+        logger.error("%s failed: %s; trying again in %.1f s",
+                     what, describe_database_error(exc), pause)
+    else:
+        logger.exception("%s failed; trying again in %.1f s", what, pause)

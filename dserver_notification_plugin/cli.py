@@ -144,26 +144,53 @@ def resync_command(base_uri, dry_run):
     search and retrieve plugins) or changed since their last sync go through
     the inbox and the worker, as after a notification.
     """
+    _resync(base_uri, dry_run=dry_run)
+
+
+@notification_cli.command("confirm-removals")
+@click.argument("base_uri")
+@with_appcontext
+def confirm_removals_command(base_uri):
+    """Remove the datasets of BASE_URI that a reconcile pass held back.
+
+    A pass that finds more datasets gone than
+    DSERVER_NOTIFY_RECONCILE_MAX_REMOVALS allows removes none. Once you
+    have checked the bucket and its endpoint, this runs the pass again
+    without that limit; each removal is still checked against S3.
+    """
+    _resync(base_uri, confirm_removals=True)
+
+
+def _resync(base_uri, dry_run=False, confirm_removals=False):
     from . import reconcile
+    from .evidence import BucketUnreadable
     from .reconciler import one_pass
     ext = current_notification
     try:
         base_uri = reconcile.check_base_uri(ext, base_uri)
+        walk = one_pass(ext, base_uri, dry_run=dry_run, confirm_removals=confirm_removals)
     except reconcile.ReconcileError as exc:
         raise click.UsageError(str(exc))
-    walk = one_pass(ext, base_uri, dry_run=dry_run)
+    except BucketUnreadable as exc:
+        raise click.ClickException(f"{base_uri}: {exc}; nothing changed")
     drift = _drift_text(walk.figures)
     if dry_run:
         for finding in walk.findings:
             click.echo(f"{finding.drift}: {finding.uri} ({finding.reason})")
         click.echo(f"dry run for {base_uri}: {drift}; nothing changed")
         return
+    if walk.held:
+        click.echo(f"{walk.held[0]} of {walk.held[1]} indexed datasets look gone: none "
+                   f"removed (DSERVER_NOTIFY_RECONCILE_MAX_REMOVALS); check the bucket, "
+                   f"then run `flask notification confirm-removals {base_uri}`")
     with _progress_bar(len(walk.findings)) as bar:
         ext.worker.drain(include_waiting=True, on_progress=bar.update)
+    held = {f.uri for f in walk.removals} if walk.held else set()
     outcomes = {e.dataset_uri: e for e in ext.inbox.entries([f.uri for f in walk.findings])}
     counts = Counter()
     for finding in walk.findings:
-        word, line = _describe(outcomes.get(finding.uri))
+        word, line = ("held", "held") if finding.uri in held \
+            else _describe(outcomes.get(finding.uri))
         counts[word] += 1
         click.echo(f"{line}: {finding.uri} ({finding.drift}, {finding.reason})")
     parts = ", ".join(f"{n} {word}" for word, n in sorted(counts.items()))

@@ -66,10 +66,20 @@ def parse_secrets(name, text):
     """A list of secrets. Text that is there but holds no value (``" , "``)
     is a mistake, not a wish to run without a secret: refuse it. The
     message never repeats the value."""
+    return parse_filled_list(name, text, "run without a secret")
+
+
+def parse_topics(name, text):
+    """SNS topic ARNs; like secrets, set but empty is a mistake: unset, the
+    list would admit every topic."""
+    return parse_filled_list(name, text, "accept every topic")
+
+
+def parse_filled_list(name, text, unset_means):
     values = parse_list(name, text)
     if text.strip() and not values:
         raise ConfigError(f"{name} is set but holds no value; give at least one, "
-                          "or unset it to run without a secret")
+                          f"or unset it to {unset_means}")
     return values
 
 
@@ -94,6 +104,26 @@ def number(cast, minimum):
             raise ConfigError(f"{name}: {text!r} must be at least {minimum}")
         return value
     return parse
+
+
+#: A share of removals is never smaller than this many datasets.
+MIN_REMOVALS = 10
+
+
+def parse_removals(name, text):
+    """``N%`` (a share of a base URI's datasets, at least MIN_REMOVALS) or
+    ``N`` (a number of datasets): ``(value, is_share)``."""
+    value = text.strip()
+    share = value.endswith("%")
+    try:
+        number_ = float(value[:-1]) if share else int(value)
+    except ValueError:
+        raise ConfigError(f"{name}: {text!r} is neither a share like 10% nor a "
+                          "number of datasets")
+    if number_ < 0 or (share and number_ > 100):
+        raise ConfigError(f"{name}: {text!r} must be between 0 and 100% or a "
+                          "non-negative number")
+    return (number_ / 100.0 if share else number_, share)
 
 
 def parse_bucket_map(name, text):
@@ -217,7 +247,7 @@ class Settings:
         "BASIC_AUTH", "", parse_basic_auth,
         "Comma-separated user:password pairs for HTTP Basic authentication.", secret=True)
     sns_topics: Tuple[str, ...] = setting(
-        "SNS_TOPICS", "", parse_list,
+        "SNS_TOPICS", "", parse_topics,
         "Comma-separated SNS topic ARNs whose subscriptions are confirmed; when set, "
         "notifications from any other topic are refused (403).")
     sns_hosts: Tuple = setting(
@@ -230,6 +260,11 @@ class Settings:
         "SNS_VERIFY", "on", parse_switch,
         "Verify the signature of every SNS message (SignatureVersion 1 and 2); off "
         "only for servers that do not sign, such as moto.")
+    require_sns: bool = setting(
+        "REQUIRE_SNS", "off", parse_switch,
+        "on: the HTTP routes accept signed SNS messages only and refuse (403) "
+        "everything else (S3 records, Elasticsearch and StorageGRID bodies), for "
+        "deployments that receive from SNS alone; needs SNS_VERIFY on and SNS_TOPICS.")
     sns_timeout_seconds: float = setting(
         "SNS_TIMEOUT_SECONDS", "5", number(float, 0.1),
         "Deadline for one request to SNS (subscription confirmation, signing "
@@ -264,7 +299,13 @@ class Settings:
         "RETRY_MAX_SECONDS", "300", number(float, 0), "Longest delay between two attempts.")
     claim_timeout_seconds: float = setting(
         "CLAIM_TIMEOUT_SECONDS", "300", number(float, 1),
-        "A claimed entry whose process vanished is reclaimed after this.")
+        "Last resort: a claimed entry whose owner never joined the heartbeating "
+        "processes (an older plugin version) is reclaimed after this.")
+    heartbeat_seconds: float = setting(
+        "HEARTBEAT_SECONDS", "2", number(float, 0.1),
+        "Every process that claims entries or holds the reconciler's lease beats this "
+        "often; one silent for three beats is taken for dead and its claims and lease "
+        "go to the others at once (the claim timeout is then only a last resort).")
     poll_seconds: float = setting(
         "POLL_SECONDS", "0.5", number(float, 0.01),
         "How often the worker looks for due entries when other processes cannot "
@@ -297,6 +338,12 @@ class Settings:
         "RECONCILE_LEASE_SECONDS", "60", number(float, 1),
         "The reconciler's lease lasts this long unless renewed; another host takes "
         "over this long after the holder died.")
+    reconcile_max_removals: Tuple = setting(
+        "RECONCILE_MAX_REMOVALS", "10%", parse_removals,
+        "Most datasets of one base URI a reconcile pass removes on its own: a share "
+        f"(at least {MIN_REMOVALS} datasets) or a number. A pass that finds more gone "
+        "removes none and reports it; `flask notification confirm-removals` removes "
+        "them. Notified removals are not limited.")
 
 
 def open_configuration_warnings(settings: Settings) -> List[str]:
@@ -307,11 +354,11 @@ def open_configuration_warnings(settings: Settings) -> List[str]:
     warnings = []
     secret = settings.auth_tokens or settings.basic_auth
     wide = [str(net) for net in settings.allow_access_from if not net.is_loopback]
-    if wide and not secret:
+    if wide and not secret and not settings.require_sns:
         warnings.append(
             f"{PREFIX}ALLOW_ACCESS_FROM admits {', '.join(wide)} and no secret is set "
-            f"({PREFIX}AUTH_TOKEN or {PREFIX}BASIC_AUTH): anyone who can send from "
-            "there can queue syncs")
+            f"({PREFIX}AUTH_TOKEN or {PREFIX}BASIC_AUTH) nor {PREFIX}REQUIRE_SNS: "
+            "anyone who can send from there can queue syncs")
     everyone = [str(net) for net in settings.trusted_proxies
                 if net != UNIX and net.prefixlen == 0]
     if everyone:
@@ -357,9 +404,15 @@ def raw_value(meta, config: Optional[Mapping] = None, environ: Optional[Mapping]
 
 def load_settings(config: Optional[Mapping] = None, environ: Optional[Mapping] = None) -> Settings:
     """Read and validate every setting; raise ConfigError naming the bad one."""
-    return Settings(**{
+    settings = Settings(**{
         field: meta["parse"](env_name(meta), raw_value(meta, config, environ))
         for field, meta in declared_settings()})
+    if settings.require_sns and not (settings.sns_verify and settings.sns_topics):
+        # Unchecked signatures prove nothing, and AWS signs the messages of
+        # any account's topics: "signed only" needs both to mean anything.
+        raise ConfigError(f"{PREFIX}REQUIRE_SNS needs {PREFIX}SNS_VERIFY on and "
+                          f"{PREFIX}SNS_TOPICS set: AWS signs every account's topics")
+    return settings
 
 
 class ConfigSnapshot:

@@ -39,7 +39,7 @@ from .events import Intake
 from .background import BackgroundThread
 from .formats import PayloadError
 from .formats.queue import parse_queue_message
-from .guard import printable
+from .logbudget import LogBudget, describe_database_error, printable, with_suppressed
 from .intake import InboxFull, accept
 from .sns_trust import SnsRefusal
 
@@ -51,6 +51,7 @@ BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
 STOP_JOIN_SECONDS = 1.0    # a thread inside a long poll is left to end on its own
 ROOM_CHECK_SECONDS = 5.0   # how often a consumer held by a full inbox counts the waiting
+PARSER_FAILURE_LOG_SECONDS = 60.0
 #: Per-queue counters: messages received, deleted after their events were
 #: committed, left for redrive (not understood), whose deletion SQS refused,
 #: and failed rounds (SQS or database unavailable).
@@ -115,8 +116,11 @@ def read_batch(messages, max_bytes, max_records, check_sns) -> Batch:
 
     ``check_sns(envelope)`` applies the webhook's SNS checks (listed topic,
     signature) to messages that came through SNS without raw delivery; it
-    raises :class:`SnsRefusal`, and one with status 502 (SNS unreachable to
-    fetch its certificate) fails the whole round, to be tried again.
+    raises :class:`SnsRefusal`. Whatever a message's failure (a forged
+    signature, a certificate SNS does not have, SNS unreachable, a parser
+    bug), that message alone is left in the queue: SQS shows it again after
+    its visibility timeout, so a passing failure costs one more receive, and
+    the redrive policy ends a lasting one. The rest of the batch goes on.
     """
     batch = Batch()
     for message in messages:
@@ -139,11 +143,9 @@ def read_message(message, max_bytes, max_records, check_sns):
     except PayloadError as exc:
         return None, exc.message
     except SnsRefusal as exc:
-        if exc.status >= 500:
-            raise
         return None, f"{exc.message} ({exc.detail})" if exc.detail else exc.message
     except Exception as exc:  # a parser bug must not block the other messages
-        logger.exception("reading SQS message %s failed", printable(message.get("MessageId")))
+        log_parser_failure(message, exc)
         return None, f"parser failed: {type(exc).__name__}"
     if parsed.records > max_records:
         return None, (f"{parsed.records} records exceed the limit of {max_records} "
@@ -157,6 +159,20 @@ def read_message(message, max_bytes, max_records, check_sns):
         # dead-letter queue, where someone can look at it.
         return parsed, "unreadable record(s): " + "; ".join(parsed.faults[:3])
     return parsed, None
+
+
+# A sender can repeat a message that trips a parser bug without end: its
+# traceback is worth one line per kind of failure and minute.
+_parser_failures = LogBudget(PARSER_FAILURE_LOG_SECONDS)
+
+
+def log_parser_failure(message, exc):
+    counts = _parser_failures.admit(type(exc).__name__)
+    if counts is None:
+        return
+    text, args = with_suppressed("reading SQS message %s failed",
+                                 [printable(message.get("MessageId"))], counts, "failures")
+    logger.error(text, *args, exc_info=exc)
 
 
 class QueueConsumer(BackgroundThread):
@@ -186,6 +202,9 @@ class QueueConsumer(BackgroundThread):
         self._busy = threading.Lock()
         # Set by a round the full inbox refused; cleared once there is room.
         self._held_by_full_inbox = False
+        # A message left in the queue comes back every visibility timeout
+        # until redriven: one line per reason and interval, not per receive.
+        self._left_log = LogBudget(extension.settings.reject_log_interval_seconds)
 
     # the loop (driven by BackgroundThread) ------------------------------
     def describe(self):
@@ -266,15 +285,20 @@ class QueueConsumer(BackgroundThread):
         return self._client
 
     def _leave(self, left):
-        """Count and log messages left for the queue's redrive policy."""
+        """Count messages left for the queue's redrive policy, and log them
+        within the budget: one line per reason and interval."""
         self._count("left_for_redrive", len(left))
         for message, reason in left:
+            counts = self._left_log.admit(printable(reason, 80))
+            if counts is None:
+                continue
             attributes = message.get("Attributes") or {}
-            logger.warning(
+            text, args = with_suppressed(
                 "left SQS message %s in %s for its redrive policy (received %s times): %s",
-                printable(message.get("MessageId"), 100), self.queue_url,
-                printable(attributes.get("ApproximateReceiveCount", "?")),
-                printable(reason, 300))
+                [printable(message.get("MessageId"), 100), self.queue_url,
+                 printable(attributes.get("ApproximateReceiveCount", "?")),
+                 printable(reason, 300)], counts, "messages")
+            logger.warning(text, *args)
 
     def _delete(self, messages):
         entries = [{"Id": str(number), "ReceiptHandle": message["ReceiptHandle"]}
@@ -293,7 +317,8 @@ class QueueConsumer(BackgroundThread):
 
     def _record_error(self, exc, what_next):
         self._count("errors", 1)
-        self.last_error = printable(f"{type(exc).__name__}: {exc}", 500)
+        # the database's text would carry the statement and what senders wrote
+        self.last_error = describe_database_error(exc)
         self.last_error_at = time.time()
         logger.warning("SQS queue %s: %s; nothing deleted, %s",
                        self.queue_url, self.last_error, what_next)

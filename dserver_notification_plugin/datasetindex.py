@@ -2,10 +2,10 @@
 
 The index is dservercore's SQL table of datasets plus the documents that
 extensions keep of them: today the search and retrieve plugins' Mongo
-collections (by default both use the same one). dservercore's
-``delete_dataset`` only asks the plugins to delete, and the Mongo search
-and retrieve plugins implement no ``delete_dataset``: they keep their
-documents. So this module is the plugin's one view of the index:
+collections (by default both use the same one) and those of extensions such
+as dserver-direct-mongo-plugin. dservercore's ``delete_dataset`` only asks
+the plugins to delete, and the Mongo search and retrieve plugins and those
+extensions implement no ``delete_dataset``: they keep their documents. So this module is the plugin's one view of the index:
 
 - :func:`remove_dataset`: the sync's deletion, SQL row and every document
   an extension demonstrably left behind;
@@ -34,8 +34,12 @@ _URI_UUID = re.compile(rf".*/({UUID_PATTERN})")
 # --- the extensions that keep documents ----------------------------------------------
 
 def document_keepers():
-    """The extensions whose documents of a dataset may outlive its deletion."""
-    return (current_app.search, current_app.retrieve)
+    """The extensions whose documents of a dataset may outlive its deletion:
+    the search and retrieve plugins and every loaded extension, such as
+    dserver-direct-mongo-plugin (whose collection dserver-dependency-graph-plugin
+    reads); those without a pymongo ``collection`` are passed over."""
+    return (current_app.search, current_app.retrieve,
+            *getattr(current_app, "custom_extensions", ()))
 
 
 def plugin_collections():

@@ -43,6 +43,33 @@ class ObjectEvent:
     may_restore: bool = True
 
 
+#: S3's limit on the length of a key, in bytes of UTF-8.
+MAX_KEY_BYTES = 1024
+#: Longer bucket names are no S3 bucket (S3 allows 63; other stores more).
+MAX_BUCKET_LENGTH = 255
+
+
+def impossible_object(event: ObjectEvent) -> Optional[str]:
+    """Why no S3 store can hold ``event``'s object, or None.
+
+    No S3 key or bucket name holds NUL or a lone surrogate (PostgreSQL
+    cannot store either, and would fail the request for ever), and no key
+    is longer than 1 KiB: such a record is unreadable, whoever sent it.
+    """
+    if "\x00" in event.key or "\x00" in event.bucket:
+        return "key or bucket name holds NUL"
+    try:
+        event.bucket.encode("utf-8")
+        key_bytes = len(event.key.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: no database takes it
+        return "key or bucket name is not valid Unicode text"
+    if key_bytes > MAX_KEY_BYTES:
+        return f"key longer than {MAX_KEY_BYTES} bytes"
+    if len(event.bucket) > MAX_BUCKET_LENGTH:
+        return f"bucket name longer than {MAX_BUCKET_LENGTH} characters"
+    return None
+
+
 #: Longer "ETags" are no S3 ETag (an MD5 in hex, with "-<parts>" for multipart
 #: uploads); they are dropped rather than stored.
 ETAG_LIMIT = 128

@@ -146,6 +146,18 @@ def _resolve(remote_addr, headers, trusted_proxies, forwarded_header="") -> Reso
     return Resolution(next(iter(said.values())))
 
 
+def ignored_local_forwarding(remote_addr, headers, trusted_proxies) -> bool:
+    """True when a loopback peer that is no trusted proxy sends forwarding
+    headers: most likely a proxy on this host that
+    DSERVER_NOTIFY_TRUSTED_PROXIES forgot, so every request seems to come
+    from this host, which the default allow-list admits."""
+    peer = None if is_unix_peer(remote_addr) else parse_address(remote_addr)
+    if peer is None or not _canonical(peer).is_loopback \
+            or _in_any(peer, _networks(trusted_proxies)):
+        return False
+    return any(_header(headers, name) is not None for name in HEADER_NAMES.values())
+
+
 def _canonical(address: Address) -> Address:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         return address.ipv4_mapped

@@ -18,7 +18,9 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Optional, Tuple, Union
 
-from .forwarding import _header, _resolve, address_allowed, is_unix_peer
+from .forwarding import (
+    _header, _resolve, address_allowed, ignored_local_forwarding, is_unix_peer,
+)
 from .logbudget import RejectionLog, printable  # noqa: F401 (RejectionLog: public)
 
 logger = logging.getLogger(__name__)
@@ -148,16 +150,26 @@ def decide(remote_addr: Optional[str], headers: Mapping[str, str], settings) -> 
 
 # --- Flask ------------------------------------------------------------------
 
-def guard_request(settings, rejection_log: Optional[RejectionLog]):
+UNTRUSTED_LOCAL_PROXY = (
+    "forwarding headers arrive from a loopback peer that DSERVER_NOTIFY_TRUSTED_PROXIES "
+    "does not name: if a reverse proxy runs on this host, every client it forwards "
+    "passes as this host; list the proxy in DSERVER_NOTIFY_TRUSTED_PROXIES")
+
+
+def guard_request(settings, rejection_log: Optional[RejectionLog], warn_once=None):
     """Run the guard on the current Flask request.
 
     None when the request may proceed; otherwise the refusal to return, in
     the plugin's error envelope, with ``WWW-Authenticate`` on 401.
+    ``warn_once(text)`` is told about a configuration the request reveals.
     """
     from flask import g, request
 
     from .responses import error_response
 
+    if warn_once is not None and ignored_local_forwarding(
+            request.remote_addr, request.headers, settings.trusted_proxies):
+        warn_once(UNTRUSTED_LOCAL_PROXY)
     decision = decide(request.remote_addr, request.headers, settings)
     g.notification_client = decision.client  # for later refusals of the same request
     if decision.allowed:

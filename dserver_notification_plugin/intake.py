@@ -16,6 +16,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 
+from .events import impossible_object
 from .keys import Skip, completes_dataset, translate
 from .logbudget import LogBudget, printable, with_suppressed
 from .db import WaitingCapReached
@@ -76,19 +77,20 @@ def accept(extension, intake) -> IntakeResult:
     if records > settings.max_records:
         tally.add("refused")
         raise TooManyRecords(records, settings.max_records)
+    events, faults = possible_events(intake)
     targets, skipped = [], []
-    for event in intake.events:
+    for event in events:
         found = translate(event, settings.bucket_to_base_uri)
         if isinstance(found, Skip):
             skipped.append((event, found))
         else:
             targets.append(found)
-    ignored = len(intake.ignored) + len(intake.faults) + len(skipped)
+    ignored = len(intake.ignored) + len(faults) + len(skipped)
     tally.add("received", records)
     tally.add("ignored", ignored)
     # a sender sent records we could not read; their neighbours still count
-    tally.add("unreadable", len(intake.faults))
-    extension.ignored_log.log(intake.ignored, skipped, intake.faults)
+    tally.add("unreadable", len(faults))
+    extension.ignored_log.log(intake.ignored, skipped, faults)
     if targets:
         try:
             extension.inbox.enqueue(targets, settings.debounce_seconds,
@@ -101,6 +103,20 @@ def accept(extension, intake) -> IntakeResult:
             raise InboxFull(len(full.refused), settings.max_pending)
     tally.add("accepted", len(targets))
     return IntakeResult(accepted=len(targets), ignored=ignored)
+
+
+def possible_events(intake):
+    """``(events, faults)``: the events of objects an S3 store can hold, and
+    the faults of the intake with one for each event of any other object
+    (every producer comes through here, so none stores such a key)."""
+    events, faults = [], list(intake.faults)
+    for event in intake.events:
+        problem = impossible_object(event)
+        if problem is None:
+            events.append(event)
+        else:
+            faults.append(f"{problem} (bucket {printable(event.bucket)})")
+    return events, faults
 
 
 class IgnoredLog(LogBudget):

@@ -27,9 +27,16 @@ from typing import Dict, Optional, Union
 from .events import Action, ObjectEvent
 
 UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+# dtoolcore makes UUIDs with str(uuid.uuid4()): lower-case hex. S3 keys are
+# case-sensitive, so a key spelling one in upper case is no object of that
+# dataset, and taking it would give every spelling an inbox row of its own.
+DTOOL_UUID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 UUID_LENGTH = 36
-_UUID = re.compile(UUID_PATTERN)
-_REGISTRATION = re.compile(rf"dtool-({UUID_PATTERN})")
+_UUID = re.compile(DTOOL_UUID_PATTERN)
+_REGISTRATION = re.compile(rf"dtool-({DTOOL_UUID_PATTERN})")
+# What a bucket listing counts as a registration: any case, as dtool-s3's
+# own listing does, so the reconciler never takes an indexed dataset for gone.
+_LISTED_REGISTRATION = re.compile(rf"dtool-({UUID_PATTERN})")
 _README_BACKUP = re.compile(r"README\.yml-[^/]+")
 
 # The last key segment -> part, for objects directly under <prefix><uuid>/.
@@ -136,8 +143,8 @@ def _under_dataset(head_segments, part):
 
 
 def registration_uuid(key: str) -> Optional[str]:
-    """The UUID of a registration key ``dtool-<uuid>``, else None."""
-    match = _REGISTRATION.fullmatch(key)
+    """The UUID of a listed registration key ``dtool-<uuid>``, else None."""
+    match = _LISTED_REGISTRATION.fullmatch(key)
     return match.group(1) if match else None
 
 

@@ -25,10 +25,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import List, Optional, Tuple
 
+import botocore.exceptions
 from limits import RateLimitItemPerSecond, storage, strategies
 
 from .dtool_private import s3_client
 from .events import clean_etag
+from .evidence import unreadable_from
 from .keys import registration_uuid
 
 REGISTRATION_PREFIX = "dtool-"
@@ -139,7 +141,12 @@ class BucketLister:
         kwargs = dict(Bucket=self.bucket, Prefix=REGISTRATION_PREFIX, MaxKeys=page_size)
         if start_key:
             kwargs["StartAfter"] = start_key
-        page = self.client.list_objects_v2(**kwargs)
+        try:
+            page = self.client.list_objects_v2(**kwargs)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            # A bucket missing at this endpoint lists nothing: that is no
+            # evidence that its datasets are gone (evidence.py).
+            raise unreadable_from(exc, self.bucket, self.client) or exc
         contents = page.get("Contents", [])
         found = [Registration(uuid, obj.get("ETag", ""), int(obj.get("Size", 0)))
                  for obj in contents

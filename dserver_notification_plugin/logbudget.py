@@ -25,6 +25,18 @@ def printable(text, limit: int = 64) -> str:
     return shown + ("..." if len(text) > limit else "")
 
 
+def describe_database_error(exc) -> str:
+    """A database error for the log: its kind and the driver's first line.
+
+    SQLAlchemy's own text appends the statement and its parameters, which
+    hold what senders wrote; the driver's first line names the problem
+    (its DETAIL lines may quote values too).
+    """
+    original = getattr(exc, "orig", None) or exc
+    first_line = (str(original).strip().splitlines() or [""])[0]
+    return printable(f"{type(exc).__name__}: {first_line}", 300)
+
+
 class LogBudget:
     """Decides which of many similar log lines are written."""
 

@@ -15,17 +15,23 @@ at the dataset's last sync:
   documents disagree.
 
 Every finding goes into the inbox, as a notification would, and nothing
-else happens here: the worker's sync looks at S3 and decides. Proto-datasets
+else happens here: the worker's sync looks at S3 and decides. Removals
+(extra) wait until the walk of the base URI ends: when there are more than
+``DSERVER_NOTIFY_RECONCILE_MAX_REMOVALS`` allows (a bucket emptied by
+mistake, an endpoint pointing at an empty replica), none is enqueued and
+the pass reports them held (:mod:`.attention`) until an operator confirms. Proto-datasets
 (a ``dtool`` object but no ``manifest.json`` yet) nobody indexed are left
 alone. After each
 chunk ``on_chunk`` may save the cursor and renew the lease, and stop the
 pass by returning False.
 """
 import logging
+import math
 from dataclasses import dataclass
 from typing import Callable, List, Optional
 
 from .datasetindex import read_index
+from .db.attention import REMOVALS_HELD, UNREADABLE
 from .keys import DatasetTarget, dataset_uri
 from .listing import BucketLister
 from .states import Drift, Figures
@@ -68,6 +74,20 @@ def bucket_of(base_uri):
     return base_uri[len("s3://"):].split("/", 1)[0]
 
 
+def removal_limit(max_removals, total):
+    """How many of ``total`` indexed datasets a pass may remove on its own.
+
+    ``max_removals`` is the parsed setting ``(value, is_share)``; None: no limit.
+    """
+    from .config import MIN_REMOVALS
+    if max_removals is None:
+        return total
+    value, is_share = max_removals
+    if not is_share:
+        return int(value)
+    return max(MIN_REMOVALS, math.floor(value * total))
+
+
 # --- judging one dataset --------------------------------------------------------------
 
 def judge(listed, indexed, disagrees, recorded):
@@ -101,7 +121,9 @@ class BaseUriPass:
 
     def __init__(self, extension, base_uri, pacer, dry_run=False, debounce=0.0,
                  on_chunk: Optional[Callable] = None, heartbeat: Optional[Callable] = None,
-                 chunk=None):
+                 chunk=None, max_removals=None):
+        """``max_removals``: the parsed DSERVER_NOTIFY_RECONCILE_MAX_REMOVALS, or
+        None to remove whatever is gone (an operator's confirmation)."""
         self.ext = extension
         self.base_uri = base_uri
         self.bucket = bucket_of(base_uri)
@@ -111,8 +133,12 @@ class BaseUriPass:
         self.on_chunk = on_chunk or (lambda *_: True)
         self.heartbeat = heartbeat or (lambda: None)
         self.chunk = chunk or CHUNK
+        self.max_removals = max_removals
         self.findings: List[Finding] = []
         self.figures = Figures()
+        self.removals: List[Finding] = []  # extra findings, until the walk ends
+        self.held = None  # (removals, indexed datasets) when the valve closed
+        self._answered = False
 
     def run(self, after_uuid=None):
         """Check every dataset after ``after_uuid``; True when the walk ended,
@@ -123,6 +149,7 @@ class BaseUriPass:
         start_key = lister.start_key(after_uuid)
         while True:
             page, next_key = lister.registrations(start_key)
+            self._bucket_answers()
             parts = [page[i:i + self.chunk] for i in range(0, len(page), self.chunk)] or [[]]
             for number, part in enumerate(parts):
                 final = next_key is None and number == len(parts) - 1
@@ -130,6 +157,8 @@ class BaseUriPass:
                     continue  # a page of keys that only look like registrations
                 high = None if final else part[-1].uuid
                 figures = self._check_chunk(lister, index, part, after_uuid, high)
+                if final:
+                    self._settle_removals(index)
                 after_uuid = part[-1].uuid if part else after_uuid
                 if not self.on_chunk(self.base_uri, after_uuid, figures, final):
                     return False
@@ -154,8 +183,10 @@ class BaseUriPass:
                                         "no registration key"))
         for finding in findings:
             figures.count(finding)
-        if findings and not self.dry_run:
-            self._enqueue(findings, index)
+        self.removals.extend(f for f in findings if f.drift is Drift.EXTRA)
+        others = [f for f in findings if f.drift is not Drift.EXTRA]
+        if others and not self.dry_run:
+            self._enqueue(others, index)
         # since the last chunk: the registration LISTs included
         figures.s3_requests, self._spent_mark = self.pacer.spent - self._spent_mark, \
             self.pacer.spent
@@ -184,6 +215,34 @@ class BaseUriPass:
         drift, reason = verdict
         return Finding(uri, registration.uuid, drift, reason,
                        listed.signature if listed.has_admin_metadata else None)
+
+    def _bucket_answers(self):
+        """Listed: whatever said the bucket could not be read is over."""
+        if not self.dry_run and not self._answered:
+            self._answered = True
+            self.ext.attention.settle(self.base_uri, UNREADABLE)
+
+    def _settle_removals(self, index):
+        """At the end of the walk: enqueue the removals, or hold them all
+        when there are more than the setting allows."""
+        total = len(index.uuids)
+        limit = removal_limit(self.max_removals, total)
+        if len(self.removals) > limit:
+            self.held = (len(self.removals), total)
+            reason = (f"{len(self.removals)} of {total} indexed datasets look gone, more "
+                      f"than the {limit} DSERVER_NOTIFY_RECONCILE_MAX_REMOVALS allows; none "
+                      f"removed: check the bucket and its endpoint, then run `flask "
+                      f"notification confirm-removals {self.base_uri}`")
+            logger.warning("reconcile %s: %s", self.base_uri, reason)
+            if not self.dry_run:
+                self.ext.attention.raise_concern(self.base_uri, REMOVALS_HELD, reason,
+                                                 count=len(self.removals), total=total)
+            return
+        if self.dry_run:
+            return
+        if self.removals:
+            self._enqueue(self.removals, index)
+        self.ext.attention.settle(self.base_uri, REMOVALS_HELD)
 
     def _enqueue(self, findings, index):
         """Into the inbox, as a notification would; signatures first, so that

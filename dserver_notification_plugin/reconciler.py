@@ -13,6 +13,9 @@ apart (start to start) and spend at most
 import logging
 
 from .background import BackgroundThread
+from .db.attention import UNREADABLE
+from .db.processes import MISSED_BEATS
+from .evidence import BucketUnreadable
 from .listing import Pacer
 from .reconcile import BaseUriPass
 from .db import Lease, now
@@ -23,11 +26,13 @@ SCOPE = "reconciler"  # the lease's name and the cursor's scope
 ERROR_PAUSE_SECONDS = 30.0
 
 
-def one_pass(extension, base_uri, dry_run=False):
+def one_pass(extension, base_uri, dry_run=False, confirm_removals=False):
     """An on-demand pass over one base URI (``flask notification resync``):
-    the same walk, no lease, no cursor; findings go due now."""
+    the same walk, no lease, no cursor; findings go due now.
+    ``confirm_removals``: no limit on removals (``confirm-removals``)."""
+    limit = None if confirm_removals else extension.settings.reconcile_max_removals
     walk = BaseUriPass(extension, base_uri, Pacer(extension.settings.reconcile_max_rps),
-                       dry_run=dry_run, debounce=0.0)
+                       dry_run=dry_run, debounce=0.0, max_removals=limit)
     with extension.app.app_context():
         walk.run()
     return walk
@@ -84,7 +89,10 @@ class Reconciler(BackgroundThread):
         Returns the seconds to wait before asking again.
         """
         if not self.lease.acquire():
-            return self.settings.reconcile_lease_seconds / 2
+            # Ask again soon: a holder that stops gracefully releases the
+            # lease at once, and one that dies loses it within a few beats.
+            return min(self.settings.reconcile_lease_seconds / 2,
+                       self.settings.heartbeat_seconds * MISSED_BEATS)
         self._renewed_at, self._lease_lost = now(), False
         state = self.ext.ledger.pass_state(SCOPE)
         at = now() if at is None else at
@@ -127,10 +135,22 @@ class Reconciler(BackgroundThread):
                 after = state.after_uuid if base_uri == state.base_uri else None
                 walk = BaseUriPass(self.ext, base_uri, pacer,
                                    debounce=self.settings.debounce_seconds,
-                                   on_chunk=self._save_progress, heartbeat=self._heartbeat)
-                if not walk.run(after):
+                                   on_chunk=self._save_progress, heartbeat=self._heartbeat,
+                                   max_removals=self.settings.reconcile_max_removals)
+                try:
+                    finished = walk.run(after)
+                except BucketUnreadable as exc:
+                    self._skip(base_uri, exc)
+                    continue
+                if not finished:
                     return False
         return True
+
+    def _skip(self, base_uri, exc):
+        """A bucket that cannot be listed says nothing about its datasets:
+        leave the base URI for the next pass, and say why."""
+        logger.warning("reconcile: skipping %s, nothing is removed: %s", base_uri, exc)
+        self.ext.attention.raise_concern(base_uri, UNREADABLE, exc.reason)
 
     def _save_progress(self, base_uri, after_uuid, figures, final):
         """Called after each chunk: save the cursor; go on?"""

@@ -16,13 +16,14 @@ from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields
 from sqlalchemy.exc import SQLAlchemyError
 
-from .events import Action, Intake, ObjectEvent
+from .events import Action, Intake, ObjectEvent, impossible_object
 from .formats import PayloadError, parse_webhook
 from .formats.elastic import EsCall, classify, parse_document, storagegrid_object
 from .globals import current_notification
 from .guard import guard_request
 from .intake import IntakeRefused, accept
 from .keys import DatasetTarget, translate
+from .logbudget import describe_database_error, with_suppressed
 from .responses import ErrorSchema, error_response
 from .sns_trust import SnsRefusal
 from .db import MAX_DOC_ID_LENGTH
@@ -47,15 +48,19 @@ def _document_intake(view):
             (400, "the body is no notification at all; the message names the problem"),
             (401, "a secret is configured and the request carries no valid one"),
             (403, "client outside DSERVER_NOTIFY_ALLOW_ACCESS_FROM, a browser request, "
-                  "forwarding headers that disagree, an unlisted SNS topic or an SNS "
-                  "message whose signature does not verify"),
+                  "forwarding headers that disagree, an unlisted SNS topic, an SNS "
+                  "message whose signature does not verify or a signing certificate SNS "
+                  "does not have, or anything but a signed SNS message when "
+                  "DSERVER_NOTIFY_REQUIRE_SNS is on"),
             (413, "body larger than DSERVER_NOTIFY_MAX_BODY_BYTES, or more records than "
                   "DSERVER_NOTIFY_MAX_RECORDS; nothing was stored"),
+            (409, "an Elasticsearch document id that names another object already"),
             (415, "unsupported content type"),
             (502, "SNS could not be reached to confirm a subscription or fetch a "
                   "signing certificate"),
-            (503, "the inbox database is unavailable, or DSERVER_NOTIFY_MAX_PENDING "
-                  "datasets wait already (with Retry-After); retry later")):
+            (503, "the inbox database is unavailable, DSERVER_NOTIFY_MAX_PENDING "
+                  "datasets wait already, or too many SNS signing certificates were "
+                  "fetched this minute (with Retry-After); retry later")):
         view = bp.alt_response(status, schema=ErrorSchema, description=description)(view)
     return bp.alt_response(202, schema=IntakeResultSchema,
                            description="stored; answered after the commit")(view)
@@ -67,7 +72,7 @@ def _guard():
     if request.endpoint == "notification.status":
         return None  # admins read it from anywhere, with their dserver JWT
     ext = current_notification
-    refusal = guard_request(ext.settings, ext.rejection_log)
+    refusal = guard_request(ext.settings, ext.rejection_log, ext.warn_once)
     if refusal is not None:
         ext.tally.add("refused")
     return refusal
@@ -87,8 +92,16 @@ def read_body():
 
 @bp.errorhandler(SQLAlchemyError)
 def _store_unavailable(exc):
-    """The database is down or busy: 503, so the sender keeps the event and retries."""
-    logger.error("notification store unavailable: %s", exc)
+    """The database is down or busy: 503, so the sender keeps the event and retries.
+
+    Logged within a budget (senders retry, and each retry fails alike) and
+    without the statement and its parameters, which hold what senders wrote.
+    """
+    counts = current_notification.store_log.admit(type(exc).__name__)
+    if counts is not None:
+        message, args = with_suppressed("notification store unavailable: %s",
+                                        [describe_database_error(exc)], counts, "failures")
+        logger.error(message, *args)
     return error_response(503, "notification store unavailable; retry later")
 
 
@@ -107,7 +120,18 @@ def _sns_refused(exc):
     ext.tally.add("refused")
     client = g.get("notification_client") or request.remote_addr or "unix socket"
     ext.rejection_log.log(client, exc.message, exc.detail)
-    return error_response(exc.status, exc.message)
+    return error_response(exc.status, exc.message, exc.headers)
+
+
+UNSIGNED = "only signed SNS messages are accepted (DSERVER_NOTIFY_REQUIRE_SNS)"
+
+
+def refuse_unsigned():
+    """403 for a notification that is no SNS envelope, with REQUIRE_SNS on."""
+    ext = current_notification
+    ext.tally.add("refused")
+    ext.rejection_log.log(g.get("notification_client") or "unknown", UNSIGNED)
+    return error_response(403, UNSIGNED)
 
 
 def accepted_response(intake):
@@ -142,6 +166,8 @@ def notify(path):
         intake = parse_webhook(read_body(), request.content_type)
     except PayloadError as exc:
         payload_error(exc)
+    if intake.sns_envelope is None and current_notification.settings.require_sns:
+        return refuse_unsigned()
     if intake.sns_envelope is not None:
         current_notification.sns.check(intake.sns_envelope)  # topic, signature
     if intake.sns_confirmation is not None:
@@ -176,10 +202,11 @@ def elastic_search(path):
     object creations, and deletions of remembered document ids as
     removals.
     """
+    if current_notification.settings.require_sns:
+        return refuse_unsigned()
     route = classify(request.method, path)
-    if route.doc_id is not None and len(route.doc_id) > MAX_DOC_ID_LENGTH:
-        abort(400, message=f"document id of {len(route.doc_id)} characters exceeds the "
-                           f"limit of {MAX_DOC_ID_LENGTH}")
+    if route.doc_id is not None:
+        check_doc_id(route.doc_id)
     answer = _es_answers.get(route.call)
     if answer is not None:
         return answer(route)
@@ -193,6 +220,15 @@ def elastic_search(path):
     except PayloadError as exc:
         payload_error(exc)
     abort(400, message=f"unsupported Elasticsearch request {request.method} /{path}")
+
+
+def check_doc_id(doc_id):
+    """400 for an id no store could remember: too long, or holding NUL."""
+    if len(doc_id) > MAX_DOC_ID_LENGTH:
+        abort(400, message=f"document id of {len(doc_id)} characters exceeds the "
+                           f"limit of {MAX_DOC_ID_LENGTH}")
+    if "\x00" in doc_id:
+        abort(400, message="document id holds NUL")
 
 
 # What an Elasticsearch 7.x cluster answers on GET /; clients (MinIO's
@@ -240,7 +276,13 @@ _es_answers = {
 def _index_document(route):
     ext = current_notification
     intake = parse_document(read_body())
+    for event in intake.events:  # one document is one object: all or nothing
+        problem = impossible_object(event)
+        if problem is not None:
+            raise PayloadError(f"document names no S3 object: {problem}")
     doc_id = route.doc_id or uuid.uuid4().hex
+    if route.doc_id and intake.events:
+        refuse_re_pointing(route.doc_id, intake.events[0])
     result = accept(ext, intake)
     if route.doc_id and intake.events:
         # Remembered for a later bodiless DELETE of this id, but only when
@@ -248,16 +290,39 @@ def _index_document(route):
         # can ever change the index. (Ids from POST <index>/_doc are ours
         # and never deleted.)
         event = intake.events[0]
-        if isinstance(translate(event, ext.settings.bucket_to_base_uri), DatasetTarget):
+        if isinstance(translate(event, ext.settings.bucket_to_base_uri), DatasetTarget) \
+                and named_by_id(doc_id) is None:
             ext.documents.remember(doc_id, event.bucket, event.key)
     return es_response({"accepted": result.accepted, "ignored": result.ignored,
                         "_index": route.index, "_id": doc_id, "result": "created"}, status=201)
 
 
+def refuse_re_pointing(doc_id, event):
+    """409 for a document naming another object than the id remembers: a
+    DELETE of the id must reach what it named first (a sender's ids stand
+    for one object each)."""
+    known = current_notification.documents.recall(doc_id)
+    if known is not None and known != (event.bucket, event.key):
+        abort(409, message="document id names another object already; ids are not "
+                           "re-pointed")
+
+
+def named_by_id(doc_id):
+    """``(bucket, key)`` of a dataset object that a StorageGRID id
+    ``<bucket>_<key>`` names by itself, else None. Such an id is read, never
+    looked up: no later document can make it name something else."""
+    settings = current_notification.settings
+    found = storagegrid_object(doc_id, settings.bucket_to_base_uri)
+    if found is None:
+        return None
+    event = ObjectEvent(bucket=found[0], key=found[1], action=Action.REMOVED)
+    target = translate(event, settings.bucket_to_base_uri)
+    return found if isinstance(target, DatasetTarget) else None
+
+
 def _delete_document(route):
     ext = current_notification
-    found = ext.documents.recall(route.doc_id) or \
-        storagegrid_object(route.doc_id, ext.settings.bucket_to_base_uri)
+    found = named_by_id(route.doc_id) or ext.documents.recall(route.doc_id)
     if found is None:
         # MinIO only deletes what HEAD said exists; an unknown id is no
         # error worth a retry loop.

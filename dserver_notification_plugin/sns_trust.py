@@ -27,10 +27,17 @@ import re
 import socket
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Tuple
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+
+from .sns_certificates import (  # noqa: F401 (CertificateCache: public)
+    MISSING_CERT_CACHE_SIZE, MISSING_CERT_SECONDS, CertificateCache, FetchLimit,
+)
+
+# Envelope fields that SNS always sends as strings and that the checks
+# read; anything else (a list, an object, a number) is refused as it is.
+STRING_FIELDS = ("SignatureVersion", "Signature", "SigningCertURL", "TopicArn", "Type")
 
 Origin = Tuple[str, str, int]  # (scheme, host, port), as config.parse_origins gives
 
@@ -49,8 +56,9 @@ SIGNED_KEYS = {
 OPTIONAL_KEYS = {"Subject"}
 
 MAX_ANSWER_BYTES = 64 * 1024
-CERT_CACHE_SIZE = 16
-CERT_CACHE_SECONDS = 24 * 3600
+# Envelope fields that SNS always sends as strings and that the checks
+# read; anything else (a list, an object, a number) is refused as is.
+STRING_FIELDS = ("SignatureVersion", "Signature", "SigningCertURL", "TopicArn", "Type")
 
 
 class SnsRefusal(Exception):
@@ -67,9 +75,19 @@ class SnsRefusal(Exception):
         self.message = message
         self.detail = detail
 
+    @property
+    def headers(self):
+        """503 means "not now": say when to come back."""
+        return {"Retry-After": "60"} if self.status == 503 else None
+
 
 class FetchError(Exception):
-    """A GET that did not give a complete 200 answer in time."""
+    """A GET that did not give a complete 200 answer in time; ``status`` is
+    the HTTP status when the server answered with another one."""
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.status = status
 
 
 # --- URL policy ---------------------------------------------------------------
@@ -200,8 +218,8 @@ class Fetcher:
             if expired.is_set():  # the socket was shut: what came is not all
                 raise FetchError("deadline")
             return body
-        except FetchError:
-            if expired.is_set():
+        except FetchError as exc:
+            if expired.is_set() and exc.status is None:
                 raise FetchError(f"no complete answer within {self.timeout:g} s")
             raise
         except Exception as exc:  # socket, TLS, HTTP parsing: all one failure
@@ -226,7 +244,8 @@ class Fetcher:
         if response.status != 200:
             raise FetchError(f"answered HTTP {response.status}"
                              + (" (redirects are not followed)"
-                                if 300 <= response.status < 400 else ""))
+                                if 300 <= response.status < 400 else ""),
+                             status=response.status)
         length = response.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             raise FetchError(f"answer larger than {self.max_bytes} bytes")
@@ -267,46 +286,21 @@ def string_to_sign(envelope: Mapping) -> bytes:
 
 def _hash_for(version):
     from cryptography.hazmat.primitives import hashes
+    if not isinstance(version, str):  # a list or object is no version (and unhashable)
+        return None
     return {"1": hashes.SHA1, "2": hashes.SHA256}.get(version)
-
-
-class CertificateCache:
-    """Public keys of signing certificates by URL: few, and not for long."""
-
-    def __init__(self, size=CERT_CACHE_SIZE, seconds=CERT_CACHE_SECONDS,
-                 clock: Callable[[], float] = time.time):
-        self.size = size
-        self.seconds = seconds
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._keys = OrderedDict()  # url -> (public key, expires at)
-
-    def get(self, url):
-        with self._lock:
-            found = self._keys.get(url)
-            if found is None or found[1] <= self.clock():
-                self._keys.pop(url, None)
-                return None
-            self._keys.move_to_end(url)
-            return found[0]
-
-    def put(self, url, key, not_after):
-        with self._lock:
-            self._keys[url] = (key, min(not_after, self.clock() + self.seconds))
-            self._keys.move_to_end(url)
-            while len(self._keys) > self.size:
-                self._keys.popitem(last=False)
 
 
 def public_key_of(pem: bytes, now: float):
     """(RSA public key, not-after as a timestamp) of a PEM certificate."""
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.exceptions import UnsupportedAlgorithm
     try:
         cert = x509.load_pem_x509_certificate(pem)
-    except ValueError:
+        key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):
         raise SnsRefusal(502, "SNS signing certificate is not a PEM certificate")
-    key = cert.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         raise SnsRefusal(403, "SNS signing certificate has no RSA key")
     moment = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
@@ -326,10 +320,16 @@ class SnsTrust:
         self.fetcher = fetcher or Fetcher(settings.sns_timeout_seconds)
         self.clock = clock
         self.certificates = CertificateCache(clock=clock)
+        # URLs that SNS said hold no certificate, and how often we may ask at all
+        self.missing = CertificateCache(MISSING_CERT_CACHE_SIZE, MISSING_CERT_SECONDS, clock)
+        self.fetch_limit = FetchLimit()
 
     def check(self, envelope: Mapping) -> None:
         """Refuse (SnsRefusal) an envelope from an unlisted topic or with a
         signature that does not verify; return quietly otherwise."""
+        for name in STRING_FIELDS:
+            if envelope.get(name) is not None and not isinstance(envelope[name], str):
+                raise SnsRefusal(400, f"SNS envelope field {name} is not a string")
         topic = envelope.get("TopicArn")
         listed = self.settings.sns_topics
         if envelope.get("Type") == "SubscriptionConfirmation" or listed:
@@ -354,7 +354,7 @@ class SnsTrust:
         from cryptography.hazmat.primitives.asymmetric import padding
         try:
             key.verify(signature, data, padding.PKCS1v15(), digest())
-        except InvalidSignature:
+        except (InvalidSignature, ValueError):  # ValueError: a signature of the wrong size
             raise SnsRefusal(403, "SNS message signature does not verify")
 
     def _public_key(self, url, topic_arn):
@@ -363,14 +363,30 @@ class SnsTrust:
         key = self.certificates.get(str(target))
         if key is not None:
             return key
-        try:
-            pem = self.fetcher.get(target)
-        except FetchError as exc:
-            raise SnsRefusal(502, "could not fetch the SNS signing certificate",
-                             f"{target}: {exc}")
+        missing = self.missing.get(str(target))
+        if missing is not None:
+            raise SnsRefusal(403, "SNS has no such signing certificate",
+                             f"{target}: {missing} (remembered)")
+        pem = self._fetch_certificate(target)
         key, not_after = public_key_of(pem, self.clock())
         self.certificates.put(str(target), key, not_after)
         return key
+
+    def _fetch_certificate(self, target):
+        """The PEM at ``target``, within the fetch limit; a 4xx answer is
+        remembered, so asking again costs no request."""
+        if not self.fetch_limit.take():
+            raise SnsRefusal(503, "too many SNS signing certificates to fetch this "
+                                  "minute; retry later", str(target))
+        try:
+            return self.fetcher.get(target)
+        except FetchError as exc:
+            if exc.status is not None and 400 <= exc.status < 500:
+                self.missing.put(str(target), str(exc))
+                raise SnsRefusal(403, "SNS has no such signing certificate",
+                                 f"{target}: {exc}")
+            raise SnsRefusal(502, "could not fetch the SNS signing certificate",
+                             f"{target}: {exc}")
 
     def confirm(self, confirmation) -> Target:
         """Confirm a subscription by fetching its (checked) SubscribeURL."""

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .consumer import QUEUE_COUNTERS, counter_name
-from .db import process_id
+from .db.processes import process_identity
 from .states import FIGURES, Drift, Outcome, State
 from .tally import EVENT_COUNTERS
 
@@ -71,7 +71,7 @@ def gather_status(extension):
     dead = [{"id": e.id, "dataset_uri": e.dataset_uri, "attempts": e.attempts,
              "last_error": e.last_error} for e in inbox.dead_entries(DEAD_ENTRIES_SHOWN)]
     return {
-        "process": process_id(),
+        "process": process_identity(),
         "process_started_at": extension.tally.started_at,
         "events": {"since_start": _pick(since_start, EVENT_COUNTERS),
                    "total": _pick(totals, EVENT_COUNTERS)},
@@ -81,6 +81,10 @@ def gather_status(extension):
         "oldest_pending_age_seconds": inbox.oldest_waiting_age(),
         "dead_entries": dead,
         "reconcile": _reconcile_status(extension, totals),
+        # base URIs whose bucket cannot be read, removals held back
+        "attention": [concern.as_dict() for concern in extension.attention.concerns()],
+        # processes that claim or lease: what each holds, its last heartbeat
+        "processes": [process.as_dict() for process in extension.processes.known()],
         "warnings": list(getattr(extension, "warnings", [])),
         "queues": [_queue_status(consumer, since_start, totals)
                    for consumer in extension.consumers],
@@ -139,6 +143,16 @@ def format_status(status):
     age = status["oldest_pending_age_seconds"]
     lines.append("oldest pending entry: " + ("none" if age is None else f"{age:.1f} s old"))
     lines.extend(_format_reconcile(status["reconcile"]))
+    lines.append("processes              claims  last heartbeat")
+    for process in status["processes"]:
+        lines.append(f"  {process['id']:<40} {process['claims']:>6}  "
+                     f"{_when(process['heartbeat_at'])}"
+                     f"{'' if process['alive'] else ' (silent: taken for dead)'}"
+                     + "".join(f", holds the {name} lease" for name in process["leases"])
+                     + f"  [{process['role']}]")
+    for concern in status["attention"]:
+        lines.append(f"ATTENTION {concern['base_uri']} ({concern['kind'].replace('_', ' ')} "
+                     f"since {_when(concern['since'])}): {concern['reason']}")
     dead = status["dead_entries"]
     if dead:
         lines.append(f"dead entries ({len(dead)} shown; retry with "
@@ -240,7 +254,41 @@ class _StatusCollector:
                 queue_error_time.add_metric([queue["queue_url"]], queue["last_error_at"] or 0.0)
         return (events, process_events, outcomes, states, age, queue_messages,
                 queue_error_time,
-                *_reconcile_families(None if status is None else status["reconcile"]))
+                *_reconcile_families(None if status is None else status["reconcile"]),
+                *_attention_families(None if status is None else status["attention"]),
+                *_process_families(None if status is None else status["processes"]))
+
+
+def _process_families(known):
+    heartbeat = GaugeMetricFamily(
+        f"{METRIC_PREFIX}_process_heartbeat_timestamp_seconds", "Last heartbeat of each "
+        "process that claims entries or leases (gone once it stops or is taken for dead).",
+        labels=["process", "role"])
+    claims = GaugeMetricFamily(
+        f"{METRIC_PREFIX}_process_claims", "Inbox entries each process is syncing now.",
+        labels=["process"])
+    for process in known or ():
+        heartbeat.add_metric([process["id"], process["role"]], process["heartbeat_at"])
+        claims.add_metric([process["id"]], process["claims"])
+    return heartbeat, claims
+
+
+def _attention_families(concerns):
+    from .db.attention import REMOVALS_HELD, UNREADABLE
+    unreadable = GaugeMetricFamily(
+        f"{METRIC_PREFIX}_base_uri_unreadable", "1 for a base URI whose bucket cannot be "
+        "read (reason: missing at the endpoint, access denied, ...); nothing of it is "
+        "deleted meanwhile.", labels=["base_uri", "reason"])
+    held = GaugeMetricFamily(
+        f"{METRIC_PREFIX}_reconcile_removals_held", "Datasets of a base URI a reconcile "
+        "pass found gone but did not remove (more than DSERVER_NOTIFY_RECONCILE_MAX_"
+        "REMOVALS); `flask notification confirm-removals` removes them.", labels=["base_uri"])
+    for concern in concerns or ():
+        if concern["kind"] == UNREADABLE:
+            unreadable.add_metric([concern["base_uri"], concern["reason"]], 1)
+        elif concern["kind"] == REMOVALS_HELD:
+            held.add_metric([concern["base_uri"]], concern["count"] or 0)
+    return unreadable, held
 
 
 def _reconcile_families(reconcile):

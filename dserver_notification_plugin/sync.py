@@ -2,12 +2,13 @@
 
 Sync never trusts what an event said: it looks at the bucket. A frozen
 dataset is registered (or updated when it changed), a dataset whose
-``dtool`` object is gone is deleted from the SQL table *and* from the
-search and retrieve plugins (:mod:`.datasetindex` does the deleting), and
-so is an indexed dataset where S3 now holds only a proto-dataset (the
-dataset the entry described is not there any more); a proto-dataset nobody
-indexed is left for the event that freezes it. Errors that a retry may
-cure propagate; errors no retry can cure are raised as
+``dtool`` object is gone (and its bucket answers) is deleted from the SQL
+table *and* from the documents of every extension that keeps some
+(:mod:`.datasetindex` does the deleting), and so is an indexed dataset
+where S3 now holds only a proto-dataset (the dataset the entry described
+is not there any more); a proto-dataset nobody indexed is left for the
+event that freezes it. Errors that a retry may cure propagate; errors no
+retry can cure are raised as
 :class:`PermanentSyncError`. The worker records the S3 requests of a sync
 around it (:func:`.dtool_private.observed_reads`).
 
@@ -36,11 +37,10 @@ from dservercore.utils import (
 
 from .datasetindex import remove_dataset
 from .dtool_private import storage_broker
+from .evidence import confirm_bucket_answers, is_object_absent, unreadable_from
 from .states import DatasetKind, Outcome
 
 logger = logging.getLogger(__name__)
-
-NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}
 
 
 class PermanentSyncError(Exception):
@@ -55,25 +55,24 @@ def _unfenced():
     return True
 
 
-def _is_not_found(exc):
-    code = str(exc.response.get("Error", {}).get("Code", ""))
-    return code in NOT_FOUND_CODES
-
-
 def read_dataset(uri):
     """Return ``(DatasetKind, dataset or None)``.
 
     dtool-s3 swallows every ClientError as "no such dataset"; a throttled or
-    failing S3 would then look like a deletion. Only a definite not-found
-    counts as absent; anything else is raised so the entry is retried.
+    failing S3 would then look like a deletion. Only positive evidence
+    counts as absent (:mod:`.evidence`): the ``dtool`` object is not found
+    *and* the bucket answers. A bucket that is missing at the endpoint,
+    refuses access or does not answer raises :class:`.BucketUnreadable`;
+    anything else is raised too, so the entry is retried.
     """
     broker = storage_broker(uri)
     try:
         admin_metadata = broker.get_admin_metadata()
-    except botocore.exceptions.ClientError as exc:
-        if _is_not_found(exc):
-            return DatasetKind.ABSENT, None
-        raise
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        if not is_object_absent(exc):
+            raise unreadable_from(exc, broker.bucket, broker.s3client) or exc
+        confirm_bucket_answers(broker.s3client, broker.bucket)
+        return DatasetKind.ABSENT, None
     if admin_metadata.get("type") != "dataset":
         return DatasetKind.PROTO, None
     return DatasetKind.FROZEN, dtoolcore.DataSet(uri, admin_metadata=admin_metadata)

@@ -16,10 +16,12 @@ import logging
 import time
 from functools import partial
 
-from .background import BackgroundThread, retry_delay
+from .background import BackgroundThread, log_iteration_error, retry_delay
 from .coverage import covered
 from .db import KEEP, now
+from .db.attention import UNREADABLE, Attention
 from .dtool_private import observed_reads, prepare_clients
+from .evidence import BucketUnreadable
 from .states import DatasetKind, Outcome, State
 from .sync import ClaimLost, PermanentSyncError, sync_dataset
 from .wakeup import Listener
@@ -51,6 +53,10 @@ class Worker(BackgroundThread):
         self.ledger = ledger  # the reconciler's memory of what the index reflects
         self.listener = Listener(db.listening_connection, inbox.alarm)
         self._last_purge = 0.0
+        self.attention = Attention(db)
+        # Base URIs this process reported unreadable: a sync that reads one
+        # again settles the concern.
+        self._unreadable = set()
 
     @property
     def error_pause_seconds(self):
@@ -79,7 +85,7 @@ class Worker(BackgroundThread):
         self.inbox.alarm.ring()  # out of its sleep
 
     def on_error(self, exc, pause):
-        logger.exception("notification worker loop failed; retrying in %.1f s", pause)
+        log_iteration_error("notification worker loop", exc, pause)
 
     def on_stop(self):
         self.listener.stop()  # its connection is closed too
@@ -108,9 +114,11 @@ class Worker(BackgroundThread):
         with self.app.app_context():
             claims = self.inbox.claim(self.settings.claim_timeout_seconds, limit=limit,
                                       ignore_due=ignore_due)
-            for claim in claims:
+            for number, claim in enumerate(claims):
                 if self.stopping and not ignore_due:
-                    break  # the claim times out and another process takes it
+                    # stopping: give the rest back, due now, for any process
+                    self.inbox.release(claims[number:])
+                    break
                 self.process(claim)
             sql_db.session.remove()
         return len(claims)
@@ -150,8 +158,12 @@ class Worker(BackgroundThread):
         if isinstance(failure, PermanentSyncError):
             logger.error("giving up on %s: %s", claim.dataset_uri, failure)
             return self._record_failure(claim, failure, give_up=True)
+        if isinstance(failure, BucketUnreadable):  # says nothing of the dataset: never delete
+            self._report_unreadable(claim.base_uri, failure)
+            return self._record_failure(claim, failure, keep_trying=True)
         if failure is not None:  # S3, Mongo or SQL unreachable: retry later
             return self._record_failure(claim, failure)
+        self._readable_again(claim.base_uri)
         # the listing signature of what it read describes the index now
         signature = reads.signature(claim.uuid) if result.kind is DatasetKind.FROZEN else None
         return self._record(claim, result.outcome, result.fingerprint, reads.seen(result.kind),
@@ -192,27 +204,50 @@ class Worker(BackgroundThread):
             logger.warning("could not record the sync of %s for the reconciler",
                            claim.dataset_uri, exc_info=True)
 
-    def _record_failure(self, claim, exc, give_up=False):
+    def _report_unreadable(self, base_uri, exc):
+        """Say in status and metrics which base URI cannot be read, and why."""
+        logger.warning("base URI %s cannot be read, nothing is deleted: %s", base_uri, exc)
+        try:
+            self.attention.raise_concern(base_uri, UNREADABLE, exc.reason)
+            self._unreadable.add(base_uri)
+        except Exception:
+            logger.warning("could not record that %s cannot be read", base_uri, exc_info=True)
+
+    def _readable_again(self, base_uri):
+        if base_uri not in self._unreadable:
+            return  # the common case costs no statement
+        try:
+            self.attention.settle(base_uri, UNREADABLE)
+            self._unreadable.discard(base_uri)
+        except Exception:
+            logger.debug("could not settle the concern about %s", base_uri, exc_info=True)
+
+    def _record_failure(self, claim, exc, give_up=False, keep_trying=False):
+        """Retry later with backoff, or bury the entry. ``keep_trying``: an
+        unreadable bucket may be fixed any time (an endpoint corrected), so its
+        entries never go dead; they retry every RETRY_MAX_SECONDS at most."""
         error = f"{type(exc).__name__}: {exc}"
         delay = retry_delay(claim.attempts, self.settings.retry_base_seconds,
                             self.settings.retry_max_seconds)
-        state = self.inbox.fail(claim, error, now() + delay, self.settings.max_attempts,
-                                give_up=give_up)
+        max_attempts = float("inf") if keep_trying else self.settings.max_attempts
+        state = self.inbox.fail(claim, error, now() + delay, max_attempts, give_up=give_up)
         if state is None:
             return self._claim_lost(claim, "error")
         outcome = Outcome.DEAD if state is State.DEAD else Outcome.RETRIED
         self.tally.add(outcome.value)
         if not give_up:
-            logger.warning("sync of %s failed (attempt %d of %d, %s): %s",
-                           claim.dataset_uri, claim.attempts, self.settings.max_attempts,
+            logger.warning("sync of %s failed (attempt %d of %s, %s): %s",
+                           claim.dataset_uri, claim.attempts,
+                           "no limit" if keep_trying else self.settings.max_attempts,
                            "giving up" if state is State.DEAD else f"retry in {delay:.1f}s",
                            error)
         return outcome
 
     def _claim_lost(self, claim, outcome):
-        logger.warning("claim of %s expired before it finished (%s) and another process "
-                       "took it; its result is not recorded here (raise "
-                       "DSERVER_NOTIFY_CLAIM_TIMEOUT_SECONDS if syncs take that long)",
+        logger.warning("claim of %s was taken by another process before it finished (%s): "
+                       "this process had missed its heartbeats (a pause longer than three "
+                       "DSERVER_NOTIFY_HEARTBEAT_SECONDS, or the database away) or the claim "
+                       "timeout passed; its result is not recorded here",
                        claim.dataset_uri, outcome)
         return None
 

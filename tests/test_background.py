@@ -82,3 +82,23 @@ def test_stop_cuts_a_wait_short_and_start_is_idempotent():
     thread.stop(timeout=PATIENCE)
     assert not thread.running and thread.iterations == 1
     assert [t for t in threading.enumerate() if t.name == thread.thread_name] == []
+
+
+def test_a_database_error_is_logged_without_its_statement_or_parameters(caplog):
+    """SQLAlchemy's text appends the statement and its parameters (what
+    senders wrote); the log line keeps the error's kind and the driver's
+    first line only."""
+    import sqlalchemy as sa
+
+    from dserver_notification_plugin.background import log_iteration_error
+
+    failure = sa.exc.OperationalError(
+        "INSERT INTO notification_inbox (dataset_uri) VALUES (?)",
+        ("s3://bucket/secret-key-from-a-sender",), Exception("database is locked"))
+    with caplog.at_level("ERROR"):
+        log_iteration_error("notification worker loop", failure, 2.0)
+    line = caplog.records[-1]
+    assert "database is locked" in line.getMessage()
+    assert "secret-key-from-a-sender" not in caplog.text
+    assert "INSERT" not in caplog.text
+    assert line.exc_info is None

@@ -15,6 +15,7 @@ def settings(**values):
 
 @pytest.mark.parametrize("name, value", [
     ("auth_token", " , "), ("auth_token", ","), ("basic_auth", " ,, "),
+    ("sns_topics", " , "), ("sns_topics", ","),  # unset, every topic would pass
 ])
 def test_a_secret_that_is_set_but_empty_stops_start_up(name, value):
     with pytest.raises(ConfigError) as error:
@@ -25,6 +26,22 @@ def test_a_secret_that_is_set_but_empty_stops_start_up(name, value):
 @pytest.mark.parametrize("value", ["", "   "])
 def test_an_empty_secret_setting_means_none(value):
     assert settings(auth_token=value).auth_tokens == ()
+    assert settings(sns_topics=value).sns_topics == ()
+
+
+TOPIC = "arn:aws:sns:eu-central-1:123456789012:dserver-events"
+
+
+@pytest.mark.parametrize("values", [
+    {"sns_topics": TOPIC, "sns_verify": "off"},  # unchecked signatures prove nothing
+    {},  # AWS signs the messages of every account's topics
+])
+def test_require_sns_needs_verification_and_listed_topics(values):
+    assert settings().require_sns is False
+    assert settings(require_sns="on", sns_topics=TOPIC).require_sns is True
+    with pytest.raises(ConfigError) as error:
+        settings(require_sns="on", **values)
+    assert "DSERVER_NOTIFY_REQUIRE_SNS" in str(error.value)
 
 
 def test_error_messages_never_repeat_secrets():
@@ -76,6 +93,8 @@ def test_forwarded_header_choice():
     ({}, []),
     ({"allow_access_from": "10.0.0.0/8"}, ["no secret is set"]),
     ({"allow_access_from": "10.0.0.0/8", "auth_token": "t"}, []),
+    ({"allow_access_from": "10.0.0.0/8", "require_sns": "on", "sns_topics": "arn:a:sns:r:1:t"},
+     []),
     ({"allow_access_from": "127.0.0.0/8,::1"}, []),
     ({"trusted_proxies": "0.0.0.0/0", "auth_token": "t"}, ["every client can choose"]),
     ({"trusted_proxies": "::/0,unix", "auth_token": "t"}, ["every client can choose"]),

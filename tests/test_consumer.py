@@ -7,6 +7,7 @@ and an EventBridge event of the corpus (what EventBridge -> SQS delivers);
 provenance in tests/data/README.md and tests/data/corpus/index.toml.
 """
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,57 @@ def test_no_commit_exceeds_the_record_limit_of_one_notification():
     assert "exceed the limit of 4" in batch.left[0][1]
     groups = [len(group.events) for group in batch.commit_groups(4)]
     assert groups == [3, 4, 4] and sum(groups) == sum(sizes)
+
+
+# --- issue 23: every failure of one message stays with that message ----------------------
+
+def signed_messages(sns):
+    """A message signed with a certificate the SNS host does not have, a
+    genuine one, and one with a SignatureVersion no parser expects."""
+    from devstack.sns import sign
+    missing = sign(sns.signed({"Records": []}), sns.key,
+                   sns.origin + "/SimpleNotificationService-gone.pem")
+    odd = sns.signed({"Records": []})
+    odd["SignatureVersion"] = ["1"]
+    return [message(1, json.dumps(missing)), message(2, json.dumps(sns.signed({"Records": []}))),
+            message(3, json.dumps(odd)), message(4, body("moto-sqs/moto-sqs-002.json"))]
+
+
+def test_a_certificate_sns_does_not_have_leaves_only_its_message(sns, caplog):
+    checker = trusting(sns_hosts=sns.origin, sns_timeout_seconds="2")
+    for _ in range(2):  # the queue shows the batch again: same outcome, no traceback
+        batch = read_batch(signed_messages(sns), LIMIT, 1000, checker.check)
+        assert [m["MessageId"] for m in batch.done] == ["m2", "m4"]
+        reasons = dict((m["MessageId"], why) for m, why in batch.left)
+        assert "no such signing certificate" in reasons["m1"]
+        assert "SignatureVersion" in reasons["m3"]
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_an_unreachable_sns_leaves_only_the_messages_it_signed(sns):
+    checker = trusting(sns_hosts="http://127.0.0.1:9", sns_timeout_seconds="1")
+    envelope = sign_at(sns, "http://127.0.0.1:9/SimpleNotificationService-x.pem")
+    batch = read_batch([message(1, json.dumps(envelope)),
+                        message(2, body("moto-sqs/moto-sqs-002.json"))],
+                       LIMIT, 1000, checker.check)
+    assert [m["MessageId"] for m in batch.done] == ["m2"]
+    assert "could not fetch" in batch.left[0][1]
+
+
+def sign_at(sns, cert_url):
+    from devstack.sns import sign
+    return sign(sns.signed({"Records": []}), sns.key, cert_url)
+
+
+def test_a_failing_check_logs_one_traceback_per_kind_and_minute(caplog):
+    def broken_check(envelope):
+        raise RuntimeError("a bug in a check")
+    messages = [message(n, body("moto-sns/moto-sns-002.json")) for n in range(5)]
+    with caplog.at_level(logging.ERROR, logger="dserver_notification_plugin.consumer"):
+        for _ in range(3):
+            batch = read_batch(messages, LIMIT, 1000, broken_check)
+            assert not batch.done
+            assert [why for _, why in batch.left] == ["parser failed: RuntimeError"] * 5
+    # at most one: an earlier test of this process may have spent the minute's line
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) <= 1

@@ -6,6 +6,7 @@ thread, and look at what a user would: the queue's depth, its dead-letter
 queue, the inbox, the index and ``flask notification status``.
 """
 import json
+import logging
 import sqlite3
 import subprocess
 import sys
@@ -107,6 +108,50 @@ def test_a_malformed_message_is_left_for_the_dead_letter_queue(sqs_app, bucket, 
     figures = queue_figures(sqs_app)
     assert figures["total"]["left_for_redrive"] == 2
     assert figures["total"]["deleted"] == figures["total"]["received"] - 2
+
+
+def test_a_message_whose_certificate_sns_lacks_holds_back_nothing(make_app, bucket, queue,
+                                                                  aws_env, moto, sns):
+    """Issue 23: its certificate fetch fails (404); the rest of every batch
+    is committed and deleted, and the message itself is redriven."""
+    from devstack.sns import sign
+    notify_queue(moto, bucket.name, queue)
+    app = make_app([bucket], notify={"DSERVER_NOTIFY_SQS_QUEUE_URLS": queue.url,
+                                     "DSERVER_NOTIFY_SNS_HOSTS": sns.origin,
+                                     "DSERVER_NOTIFY_SNS_TIMEOUT_SECONDS": "2"})
+    cert_path = "/SimpleNotificationService-not-there.pem"
+    envelope = sign(sns.signed({"Records": []}), sns.key, sns.origin + cert_path)
+    queue.send(json.dumps(envelope))
+    asked_before = sns.hits.count(cert_path)  # the fake SNS serves the whole session
+    uri = bucket.put_dataset("beside-a-missing-certificate", items=1)
+    consumer = consumer_of(app)
+
+    def redriven():
+        consumer.poll_once(wait_seconds=1)
+        return len(queue.dead_letters()) == 1
+    eventually(redriven, "the message with the missing certificate dead-lettered")
+    consume_until_empty(consumer, queue)
+    assert inbox_uris(app) == [uri]
+    figures = queue_figures(app)
+    assert figures["total"]["left_for_redrive"] == 2
+    assert figures["total"]["deleted"] == figures["total"]["received"] - 2
+    assert sns.hits.count(cert_path) == asked_before + 1  # asked once, then remembered
+
+
+def test_messages_left_again_and_again_write_one_warning(sqs_app, queue, caplog):
+    """Issue 23: a line per left message and receive let a sender fill the log."""
+    caplog.set_level(logging.WARNING, logger="dserver_notification_plugin.consumer")
+    for n in range(3):
+        queue.send(f"no notification {n}")
+    consumer = consumer_of(sqs_app)
+
+    def redriven():
+        consumer.poll_once(wait_seconds=1)
+        return len(queue.dead_letters()) == 3
+    eventually(redriven, "the three messages in the dead-letter queue")
+    assert queue_figures(sqs_app)["total"]["left_for_redrive"] == 6  # each received twice
+    lines = [r.getMessage() for r in caplog.records if "left SQS message" in r.getMessage()]
+    assert len(lines) == 1, lines
 
 
 # The commit is blocked by locking the SQLite file from outside; PostgreSQL

@@ -383,3 +383,18 @@ def test_near_valid_documents_give_intake_or_payload_error(doc, content_type):
             assert_valid(attempt())
         except PayloadError as error:
             assert error.status == 400 and error.message
+
+
+def test_objects_no_s3_store_holds_are_named():
+    """Issue 23: NUL, lone surrogates, keys over S3's 1,024 bytes."""
+    from dserver_notification_plugin.events import (
+        Action, ObjectEvent, impossible_object)
+
+    def problem(bucket, key):
+        return impossible_object(ObjectEvent(bucket=bucket, key=key, action=Action.CREATED))
+
+    assert problem("b", "k" * 1024) is None and problem("b", "é" * 512) is None
+    assert "longer than 1024 bytes" in problem("b", "é" * 513)
+    assert "NUL" in problem("b", "a\x00") and "NUL" in problem("b\x00", "a")
+    assert "Unicode" in problem("b", "\ud800") and "Unicode" in problem("\udfff", "k")
+    assert "bucket name longer" in problem("b" * 256, "k")

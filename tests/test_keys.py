@@ -38,8 +38,8 @@ BASES = {"test-bucket": "s3://test-bucket"}
     (f"archive-{U}/manifest.json", DatasetObject(U, "archive-", "manifest")),
     # spaces, "+", unicode in the prefix (keys arrive here already decoded)
     (f"my data/a+b/ä €/{U}/dtool", DatasetObject(U, "my data/a+b/ä €/", "admin")),
-    (f"{U.upper()}/dtool", DatasetObject(U.upper(), "", "admin")),
-    (f"dtool-{U.upper()}", DatasetObject(U.upper(), "", "registration")),
+    # an upper-case UUID in the prefix is only text
+    (f"{U.upper()}/{OTHER}/dtool", DatasetObject(OTHER, f"{U.upper()}/", "admin")),
 ])
 def test_classify_dtool_keys(key, expected):
     assert classify_key(key) == expected
@@ -51,9 +51,26 @@ def test_classify_dtool_keys(key, expected):
     f"{U}/annotations/color.txt", f"{U}/annotations/.json", f"{U}/tags/", f"{U[:-1]}/dtool",
     f"{U}x/dtool", f"{U}/README.yml/extra", "",
     "49f0bf41-471b-4781-855e-161fe81ffb0g/dtool",
+    # dtool's UUIDs are lower-case; S3 keys are case-sensitive (issue 23)
+    f"{U.upper()}/dtool", f"dtool-{U.upper()}", f"{U[:8].upper()}{U[8:]}/README.yml",
+    f"u/me/{U[:-1]}D/manifest.json",
 ])
 def test_non_dtool_keys(key):
     assert classify_key(key) is None
+
+
+def test_spellings_of_one_uuid_make_no_inbox_rows_of_their_own():
+    spellings = [U, U.upper(), U[:8].upper() + U[8:], U[:-1] + U[-1].upper()]
+    targets = [translate(ObjectEvent("test-bucket", f"{u}/dtool", Action.CREATED), BASES)
+               for u in spellings]
+    assert {t.uri for t in targets if isinstance(t, DatasetTarget)} == {
+        dataset_uri(BASES["test-bucket"], U)}
+    assert all(t == Skip(SkipReason.NOT_DTOOL_KEY) for t in targets[1:])
+
+
+def test_a_listing_still_sees_registrations_in_any_case():
+    # the reconciler compares the bucket with an index that dtool-s3 built
+    assert registration_uuid(f"dtool-{U.upper()}") == U.upper()
 
 
 @pytest.mark.parametrize("part,indexed", [
@@ -106,7 +123,7 @@ def test_translate_reasons(event, skip, warn):
 
 # ---- properties ------------------------------------------------------------------------
 
-uuids = st.uuids().map(str) | st.uuids().map(lambda u: str(u).upper())
+uuids = st.uuids().map(str)
 prefixes = st.text(max_size=40)  # anything: slashes, UUIDs, "data/", unicode
 name = st.text("abcdefghijklmnopqrstuvwxyzABC0123456789_.-", min_size=1, max_size=20)
 suffixes = st.one_of(

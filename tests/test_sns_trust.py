@@ -304,3 +304,58 @@ def test_certificate_cache_is_bounded_and_expires():
     assert cache.get("u2") is None
     cache.put("short", 1, not_after=5)
     assert cache.get("short") is None  # certificate expired already
+
+
+# --- issue 23: malformed envelopes and certificate fetches an attacker causes -------
+
+@pytest.mark.parametrize("field, value", [
+    ("SignatureVersion", []), ("SignatureVersion", {}), ("SignatureVersion", ["1"]),
+    ("SignatureVersion", 1), ("SignatureVersion", True), ("Signature", ["abc"]),
+    ("Signature", {"a": 1}), ("SigningCertURL", ["http://x/y.pem"]), ("TopicArn", [TOPIC]),
+    ("TopicArn", {"arn": TOPIC}),
+])
+def test_envelope_fields_of_another_type_are_refused_not_raised(sns, field, value):
+    envelope = sns.signed({"Records": []})
+    envelope[field] = value
+    for checker in (trust(sns), trust(sns, sns_topics=TOPIC)):
+        assert refusal(checker, envelope).status in (400, 403)
+
+
+def test_a_missing_certificate_is_asked_for_once(sns):
+    checker = trust(sns)
+    missing = sign(sns.signed({"Records": []}), sns.key,
+                   sns.origin + "/SimpleNotificationService-missing.pem")
+    before = len(sns.hits)
+    for _ in range(3):
+        answer = refusal(checker, missing)
+        assert answer.status == 403 and "no such signing certificate" in answer.message
+    assert len(sns.hits) == before + 1
+    checker.check(sns.signed({"Records": []}))  # the real certificate still works
+
+
+def test_certificate_fetches_per_minute_are_bounded(sns):
+    checker = trust(sns)
+    before = len(sns.hits)
+    answers = [refusal(checker, sign(sns.signed({"Records": []}), sns.key,
+                                     sns.origin + f"/SimpleNotificationService-{n}.pem"))
+               for n in range(25)]
+    assert len(sns.hits) - before == checker.fetch_limit.per_minute < 25
+    assert {a.status for a in answers[checker.fetch_limit.per_minute:]} == {503}
+    assert answers[-1].headers == {"Retry-After": "60"}
+    # a certificate already fetched costs no fetch, so the limit does not stop it
+    fresh = trust(sns)
+    fresh.check(sns.signed({"Records": []}))
+    fresh.fetch_limit.per_minute = 1
+    for _ in range(3):
+        fresh.check(sns.signed({"Records": []}))
+
+
+def test_fetch_limit_is_a_sliding_minute():
+    from dserver_notification_plugin.sns_certificates import FetchLimit
+    clock = SimpleNamespace(now=0.0)
+    limit = FetchLimit(per_minute=2, clock=lambda: clock.now)
+    assert limit.take() and limit.take() and not limit.take()
+    clock.now = 59.9
+    assert not limit.take()
+    clock.now = 60.0  # both earlier fetches are a minute old
+    assert limit.take() and limit.take() and not limit.take()

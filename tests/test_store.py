@@ -202,8 +202,8 @@ def test_counters_add_up_and_documents_are_remembered(inbox):
     counters.add({"received": 2, "ignored": 1})
     assert counters.totals() == {"received": 5, "ignored": 1}
     documents.remember("doc1", "b", "k1")
-    documents.remember("doc1", "b", "k2")
-    assert documents.recall("doc1") == ("b", "k2")
+    documents.remember("doc1", "b", "k2")  # not re-pointed (issue 23)
+    assert documents.recall("doc1") == ("b", "k1")
     documents.forget("doc1")
     assert documents.recall("doc1") is None
 
@@ -233,6 +233,30 @@ def test_the_cap_admits_new_datasets_only_while_there_is_room(inbox):
     assert inbox.enqueue([target(7)], 0, 0, at=5) == 1  # no cap: resync, for instance
 
 
+def test_the_cap_holds_when_many_requests_arrive_at_once(inbox):
+    """Issue 23: each request used to count, see room, and insert."""
+    threads, per_thread, cap = 8, 12, 20
+    start = threading.Barrier(threads)
+    outcomes = []
+
+    def sender(number):
+        start.wait()
+        for n in range(per_thread):
+            try:
+                inbox.enqueue([target(number * 100 + n)], 0, 0, at=n, max_waiting=cap)
+                outcomes.append("taken")
+            except WaitingCapReached:
+                outcomes.append("refused")
+
+    workers = [threading.Thread(target=sender, args=(t,)) for t in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(outcomes) == threads * per_thread  # no thread died of a database error
+    assert inbox.state_counts()[State.PENDING] == cap == outcomes.count("taken")
+
+
 def test_purges_delete_only_old_done_rows_or_dead_ones(inbox):
     enqueue(inbox, [target(n) for n in range(4)], at=0, debounce=0)
     claims = {c.uuid: c for c in claim(inbox, at=1)}
@@ -245,3 +269,26 @@ def test_purges_delete_only_old_done_rows_or_dead_ones(inbox):
     assert inbox.purge_dead([9999]) == 0
     assert inbox.purge_dead(dead) == 1
     assert inbox.purge_dead() == 0
+
+
+def test_a_document_id_keeps_the_object_it_first_named(inbox):
+    documents = Documents(inbox.db)
+    assert documents.remember("d1", "b", "k1", at=0) == ("b", "k1")
+    assert documents.remember("d1", "b", "decoy", at=1) == ("b", "k1")
+    assert documents.recall("d1", at=2) == ("b", "k1")
+
+
+def test_remembered_document_ids_are_bounded_in_age_and_number(inbox):
+    documents = Documents(inbox.db)
+    documents.max_age, documents.most = 100, 3
+    documents.remember("old", "b", "k0", at=0)
+    assert documents.recall("old", at=100) == ("b", "k0")
+    assert documents.recall("old", at=101) is None  # too old, even before a purge
+    documents.remember("old", "b", "k0", at=150)  # named again: young again
+    for n in range(1, 4):
+        documents.remember(f"d{n}", "b", f"k{n}", at=150 + n)
+    assert [documents.recall(d, at=160) for d in ("old", "d1", "d2", "d3")] == [
+        None, ("b", "k1"), ("b", "k2"), ("b", "k3")]  # the oldest made room
+    documents.remember("d4", "b", "k4", at=300)  # the others have aged out
+    assert [documents.recall(d, at=300) for d in ("d1", "d2", "d3", "d4")] == [
+        None, None, None, ("b", "k4")]

@@ -31,7 +31,7 @@ def test_a_worker_whose_claim_was_taken_over_reports_nothing(app, client, bucket
 
     with app.app_context():
         assert ext.worker.process(lost) is None
-    assert "another process took it" in caplog.text
+    assert "was taken by another process" in caplog.text
     assert ext.tally.since_start().get("registered", 0) == 0
     [entry] = ext.inbox.entries()
     assert (entry.state, entry.claimed_by) == (State.PROCESSING, "other:2")

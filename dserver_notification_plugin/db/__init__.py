@@ -10,11 +10,14 @@ thing kept::
     lease = Lease(db, name, ttl)  # one holder at a time, across hosts
     documents = Documents(db)     # Elasticsearch document ids
     counters = Counters(db)       # totals across processes and restarts
+    attention = Attention(db)     # base URIs an operator must look at
+    processes = Processes(db, 2)  # processes known alive, their heartbeats
 
 Modules: :mod:`.tables` (the current tables), :mod:`.migrations` (the
 versioned steps that reach them), :mod:`.database`, :mod:`.inbox` and
 :mod:`.claims` (its claim statements), :mod:`.ledger`, :mod:`.leases`,
-:mod:`.documents`, :mod:`.counters`. Nothing else in the plugin writes SQL.
+:mod:`.documents`, :mod:`.counters`, :mod:`.attention`, :mod:`.processes`.
+Nothing else in the plugin writes SQL.
 """
 from .claims import Claim
 from .counters import Counters

@@ -20,6 +20,8 @@ import sqlalchemy as sa
 
 from ..coverage import UNKNOWN
 from ..states import State
+from .database import now
+from .processes import live_owners
 from .tables import inbox
 
 c = inbox.c
@@ -54,18 +56,27 @@ def due_order(row):
     return row["due_at"], row["id"]
 
 
-def claimable(at, claim_timeout, ignore_due=False):
+def claimable(at, claim_timeout, ignore_due=False, alive_within=None):
     """WHERE clause of the rows a claim at ``at`` may take.
 
     ``ignore_due`` skips the debounce of pending rows, never the backoff of
     failed ones: a drain must not spin on an entry that keeps failing.
+    ``alive_within``: a claim older than the timeout stays with an owner
+    that beat within these seconds (:mod:`.processes`): its sync still runs.
     """
     pending = c.state == State.PENDING.value
     if not ignore_due:
         pending = sa.and_(pending, c.due_at <= at)
     retry_due = sa.and_(c.state == State.FAILED.value, c.due_at <= at)
-    stale = sa.and_(c.state == State.PROCESSING.value, c.claimed_at < at - claim_timeout)
+    stale = sa.and_(c.state == State.PROCESSING.value, c.claimed_at < at - claim_timeout,
+                    *_owner_not_alive(at, alive_within))
     return sa.or_(pending, retry_due, stale)
+
+
+def _owner_not_alive(at, alive_within):
+    if alive_within is None:
+        return ()
+    return (c.claimed_by.not_in(live_owners(at, alive_within)),)
 
 
 def _taken_values(owner, at):
@@ -117,16 +128,18 @@ def claim_rows(conn, where, limit, owner, at) -> List[dict]:
     return way(conn, where, limit, owner, at)
 
 
-def next_due_at(conn, claim_timeout):
+def next_due_at(conn, claim_timeout, alive_within=None, at=None):
     """When the next row becomes claimable (maybe in the past), or None.
 
     One statement: the earliest due time of a waiting row, and the
-    earliest moment a current claim expires.
+    earliest moment a current claim of an owner not known alive expires.
     """
+    at = now() if at is None else at
     waiting = sa.select(sa.func.min(c.due_at)).where(
         c.state.in_([State.PENDING.value, State.FAILED.value])).scalar_subquery()
     claimed = sa.select(sa.func.min(c.claimed_at)).where(
-        c.state == State.PROCESSING.value).scalar_subquery()
+        c.state == State.PROCESSING.value,
+        *_owner_not_alive(at, alive_within)).scalar_subquery()
     due, oldest_claim = conn.execute(sa.select(waiting, claimed)).one()
     expiry = None if oldest_claim is None else oldest_claim + claim_timeout
     candidates = [t for t in (due, expiry) if t is not None]

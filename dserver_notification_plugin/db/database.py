@@ -94,6 +94,16 @@ class Database:
         self._engine = engine
         self._schema_lock = threading.Lock()
         self._schema_ready = False
+        # Set by the extension (db/processes.py, heartbeat.py): a process joins
+        # the live ones with its first claim or lease request, and a claim
+        # whose owner beat within ``alive_within`` seconds is never taken.
+        self.heartbeat = None
+        self.alive_within = None
+
+    def register_process(self):
+        """Join the live processes before claiming or leasing (idempotent)."""
+        if self.heartbeat is not None:
+            self.heartbeat.ensure_running()
 
     @contextmanager
     def _engine_in_context(self):

@@ -27,7 +27,8 @@ from ..states import FINISHED_STATES, WAITING_STATES, State
 from ..wakeup import Alarm
 from . import claims
 from .claims import Claim
-from .database import announce_due, chunks, now, process_id, upsert
+from .database import announce_due, chunks, now, upsert
+from .processes import process_identity
 from .tables import inbox
 
 ERROR_TEXT_LIMIT = 4000
@@ -106,6 +107,7 @@ class Inbox:
         due_times, refused = [], []
         with self.db.transaction() as conn:
             if max_waiting is not None:
+                hold_the_cap(conn)
                 refused = _over_the_cap(conn, sorted(per_dataset), max_waiting)
                 for uri in refused:
                     del per_dataset[uri]
@@ -140,17 +142,32 @@ class Inbox:
         skips the debounce of pending rows, never the backoff of failed
         ones: a drain must not spin on an entry that keeps failing.
         """
-        owner = owner or process_id()
+        if owner is None:
+            self.db.register_process()  # claims belong to processes known alive
+            owner = process_identity()
         at = now() if at is None else at
+        where = claims.claimable(at, claim_timeout, ignore_due, self.db.alive_within)
         with self.db.transaction() as conn:
-            rows = claims.claim_rows(conn, claims.claimable(at, claim_timeout, ignore_due),
-                                     limit, owner, at)
+            rows = claims.claim_rows(conn, where, limit, owner, at)
         return [Claim.from_row(row) for row in sorted(rows, key=claims.due_order)]
+
+    def release(self, taken: Iterable[Claim], at=None) -> int:
+        """Give claims back unprocessed (a stopping worker): due now, for anyone."""
+        at = now() if at is None else at
+        released = 0
+        with self.db.transaction() as conn:
+            for claim in taken:
+                released += conn.execute(inbox.update().where(_owned(claim)).values(
+                    state=State.PENDING.value, due_at=at, claimed_by=None,
+                    heard=UNKNOWN)).rowcount
+            if released:
+                announce_due(conn, at)
+        return released
 
     def next_due_at(self, claim_timeout):
         """When the next entry becomes claimable (maybe already), or None."""
         with self.db.transaction() as conn:
-            return claims.next_due_at(conn, claim_timeout)
+            return claims.next_due_at(conn, claim_timeout, self.db.alive_within)
 
     def finish(self, claim: Claim, outcome, fingerprint=None, seen=KEEP, at=None) -> bool:
         """Mark a claimed row done, or pending again if events arrived meanwhile.
@@ -292,6 +309,27 @@ class Inbox:
 
 
 # --- statements -------------------------------------------------------------------
+
+#: PostgreSQL advisory lock key of the cap on waiting datasets ("cap" in ASCII).
+CAP_LOCK_KEY = 0x636170
+
+
+def hold_the_cap(conn):
+    """Make counting the waiting rows and adding new ones one step: until
+    this transaction ends, no other capped enqueue counts.
+
+    Without it, concurrent requests each saw room and all inserted.
+    PostgreSQL: a transaction-scoped advisory lock; every statement after
+    it sees what earlier holders committed (READ COMMITTED). SQLite: a
+    write that changes nothing takes the database's write lock first, so
+    the count is read under it (pysqlite opens the transaction only at the
+    first write, and a count read before it may be stale).
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(CAP_LOCK_KEY)))
+    else:
+        conn.execute(inbox.update().where(inbox.c.id == -1).values(id=inbox.c.id))
+
 
 def _over_the_cap(conn, uris, max_waiting) -> List[str]:
     """The datasets among ``uris`` (sorted) that would push the number of

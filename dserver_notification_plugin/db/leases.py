@@ -12,7 +12,6 @@ takes it over.
 Expiry times come from each host's clock: hosts must agree on the time to
 well within the lease duration (as NTP does).
 """
-import os
 import secrets
 from dataclasses import dataclass
 from typing import Optional
@@ -20,7 +19,8 @@ from typing import Optional
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from .database import now, process_id
+from .database import now
+from .processes import process_identity
 from .tables import leases
 
 @dataclass(frozen=True)
@@ -43,23 +43,26 @@ class Lease:
         self.name = name
         self.duration = duration
         self._fixed_holder = holder
-        self._pid = None
+        self._for_identity = None
         self._holder = None
 
     @property
     def holder(self):
-        """``host:pid:random``: unique per process, recomputed after a fork
-        (a gunicorn worker is not its master), and never reused when a
-        restarted container gets the same pid again."""
+        """``host:pid:token/token``: this process's identity (:mod:`.processes`;
+        recomputed after a fork, never reused by a restarted container that
+        gets the same pid), then one of this lease object's own. A process
+        that stops beating loses its leases (:func:`.processes.holder_of`)."""
         if self._fixed_holder is not None:
             return self._fixed_holder
-        if self._pid != os.getpid():
-            self._pid = os.getpid()
-            self._holder = f"{process_id()}:{secrets.token_hex(3)}"
+        if self._for_identity != process_identity():
+            self._for_identity = process_identity()
+            self._holder = f"{self._for_identity}/{secrets.token_hex(3)}"
         return self._holder
 
     def acquire(self, at=None) -> bool:
         """Take the lease if it is free or expired, or renew it if ours."""
+        if self._fixed_holder is None:
+            self.db.register_process()
         at = now() if at is None else at
         c = leases.c
         mine_or_expired = sa.and_(c.name == self.name,

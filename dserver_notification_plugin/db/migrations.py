@@ -169,6 +169,30 @@ def _step_3_tables():
     return datasets, cursor, leases
 
 
+def _step_5_tables():
+    """Base URIs that need an operator: unreadable buckets, held removals."""
+    return (sa.Table(
+        "notification_attention", sa.MetaData(),
+        sa.Column("base_uri", sa.String(1024), primary_key=True),
+        sa.Column("kind", sa.String(32), primary_key=True),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("count", sa.Integer),
+        sa.Column("total", sa.Integer),
+        sa.Column("since", sa.Float, nullable=False),
+        sa.Column("updated_at", sa.Float, nullable=False),
+        sa.Column("reporter", sa.String(160))),)
+
+
+def _step_6_tables():
+    """Processes known to be alive, with their heartbeats."""
+    return (sa.Table(
+        "notification_processes", sa.MetaData(),
+        sa.Column("id", sa.String(160), primary_key=True),
+        sa.Column("role", sa.String(64), nullable=False),
+        sa.Column("started_at", sa.Float, nullable=False),
+        sa.Column("heartbeat_at", sa.Float, nullable=False, index=True)),)
+
+
 MIGRATIONS: List[Step] = [
     Step(1, "inbox, Elasticsearch document ids and counters",
          create_tables(*_step_1_tables())),
@@ -182,6 +206,10 @@ MIGRATIONS: List[Step] = [
                 add_column("notification_inbox", sa.Column("seen", sa.Text)),
                 add_column("notification_inbox", sa.Column(
                     "urgent", sa.Boolean, nullable=False, server_default=sa.false())))),
+    Step(5, "base URIs that need an operator: unreadable buckets, held removals",
+         create_tables(*_step_5_tables())),
+    Step(6, "processes and their heartbeats",
+         create_tables(*_step_6_tables())),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -93,6 +93,30 @@ leases = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False),
 )
 
+# What an operator must look at, per base URI (attention.py): a bucket that
+# cannot be read, removals a reconcile pass held back.
+attention = sa.Table(
+    "notification_attention", metadata,
+    sa.Column("base_uri", sa.String(1024), primary_key=True),
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("count", sa.Integer),
+    sa.Column("total", sa.Integer),
+    sa.Column("since", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("reporter", sa.String(160)),
+)
+
+# Processes known to be alive (processes.py): every claim owner and lease
+# holder, with its last heartbeat.
+processes = sa.Table(
+    "notification_processes", metadata,
+    sa.Column("id", sa.String(160), primary_key=True),
+    sa.Column("role", sa.String(64), nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("heartbeat_at", sa.Float, nullable=False, index=True),
+)
+
 
 # One row per applied step; the highest version is the schema's.
 schema_version = sa.Table(
