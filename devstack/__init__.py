@@ -17,6 +17,8 @@ One module per server, plus what they share:
 * ``sns``: a fake SNS host that signs messages with its own key and
   serves the certificate, confirms subscriptions, or misbehaves;
 * ``seaweed``: SeaweedFS, S3 gateway and filer webhook;
+* ``proxy``: an S3 proxy in front of moto that forwards every request and
+  holds one chosen request until the test releases it (races on demand);
 * ``s3``: boto3 clients, listing and bulk removal, for any of those;
 * ``datasets``: dtool-s3 settings, dataset copies, buckets, write order;
 * ``dserver``: dserver's environment, database preparation, JWTs, and

@@ -16,10 +16,20 @@ proto-dataset or none). When every heard event is one the last sync saw,
 the entry is done without a request to S3 (:attr:`.Outcome.COVERED`):
 
 - a creation is seen when the sync read that key with the same ETag (the
-  same content, whatever the order in which events and reads happened);
+  same content, whatever the order in which events and reads happened),
+  and saw it in no other state while it read (:attr:`Seen.changed`: then
+  which content the index got is not known);
 - a removal is seen when the sync found that key missing, or listed the
-  folder it was in without finding it, or found the dataset gone (a
-  removal cannot bring it back).
+  folder it was in without finding it, or found the dataset gone; that
+  holds only for a removal that restores nothing. A removal that may have
+  brought an older version back (:attr:`.events.ObjectEvent.may_restore`:
+  a versioned bucket's delete of one version) is kept as a creation
+  without an ETag, which nothing covers.
+
+An ETag pins an object's content, not its user metadata, and dtool-s3
+reads the admin metadata from the ``dtool`` object's user metadata: the
+formats leave the ETag out of a copy's event (``CopyObject`` may replace
+the metadata only), so a copy is never covered.
 
 The rule is the same whatever the sync found: a README written to a
 proto-dataset after its sync looked is not seen, though it cannot make the
@@ -59,11 +69,19 @@ class Heard:
 
 
 def heard_line(target) -> str:
-    """The text one event adds to its entry (a line of JSON), or UNKNOWN."""
+    """The text one event adds to its entry (a line of JSON), or UNKNOWN.
+
+    A removal that may have brought an older version back is, for all a
+    sync could have seen, the creation of content nobody named: it is kept
+    as a creation without an ETag, which nothing covers.
+    """
     if not target.key:
         return UNKNOWN
-    return json.dumps(["R" if target.removed else "C", target.etag or "", target.key],
-                      separators=(",", ":")) + "\n"
+    if target.removed and target.may_restore:
+        action, etag = "C", ""
+    else:
+        action, etag = "R" if target.removed else "C", target.etag or ""
+    return json.dumps([action, etag, target.key], separators=(",", ":")) + "\n"
 
 
 def heard_text(targets: Iterable) -> str:
@@ -98,11 +116,15 @@ class Seen:
     objects: Dict[str, str] = field(default_factory=dict)  # key -> ETag
     missing: FrozenSet[str] = frozenset()  # keys S3 answered 404 for
     listed: FrozenSet[str] = frozenset()   # prefixes listed to the end
+    # keys S3 showed in two states during the sync (two ETags, present and
+    # missing): which one the index got is not known
+    changed: FrozenSet[str] = frozenset()
 
     def to_text(self) -> Optional[str]:
         """JSON for the inbox row; None when over SEEN_LIMIT (nothing kept)."""
         text = json.dumps({"kind": self.kind.value, "objects": self.objects,
-                           "missing": sorted(self.missing), "listed": sorted(self.listed)},
+                           "missing": sorted(self.missing), "listed": sorted(self.listed),
+                           "changed": sorted(self.changed)},
                           sort_keys=True, separators=(",", ":"))
         return text if len(text) <= SEEN_LIMIT else None
 
@@ -113,12 +135,15 @@ class Seen:
         try:
             doc = json.loads(text)
             return cls(DatasetKind(doc["kind"]), dict(doc["objects"]),
-                       frozenset(doc["missing"]), frozenset(doc["listed"]))
+                       frozenset(doc["missing"]), frozenset(doc["listed"]),
+                       frozenset(doc.get("changed", ())))
         except (ValueError, TypeError, KeyError):
             return None
 
     def covers(self, event: Heard) -> bool:
         """Whether this sync already saw what ``event`` tells."""
+        if event.key in self.changed:
+            return False
         if event.removed:
             if self.kind is DatasetKind.ABSENT:
                 return True  # nothing is left to remove from the index

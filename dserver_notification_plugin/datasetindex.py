@@ -67,19 +67,24 @@ def plugins_holding(uri):
 
 # --- the sync's side -----------------------------------------------------------------
 
-def remove_dataset(uri):
+def remove_dataset(uri, before_write=lambda: None):
     """Delete ``uri`` from the index, documents left behind included.
 
-    Returns False when nothing held it (nothing was done). Needs an app context.
+    Returns False when nothing held it (nothing was done). ``before_write``
+    is called right before the first write (the sync's claim fence, which
+    may raise); the documents go first and dservercore's ``delete_dataset``
+    commits last, so all of it happens in the transaction the fence opened.
+    Needs an app context.
     """
     from dservercore.utils import dataset_uri_exists, delete_dataset
-    if not dataset_uri_exists(uri) and not plugins_holding(uri):
+    holding = plugins_holding(uri)
+    if not dataset_uri_exists(uri) and not holding:
         return False
-    delete_dataset(uri)
-    # Asked after dservercore's delete: remove what a plugin demonstrably kept.
-    for plugin in plugins_holding(uri):
+    before_write()
+    for plugin in holding:  # the Mongo plugins would keep them (module docstring)
         plugin.collection.delete_many({"uri": uri})
-        logger.info("removed %s left behind by %s", uri, type(plugin).__name__)
+        logger.info("removed the documents of %s from %s", uri, type(plugin).__name__)
+    delete_dataset(uri)
     return True
 
 

@@ -31,13 +31,22 @@ Every request such a client sends during :func:`observed_reads` is
 recorded (:class:`Reads`): the ETag of each object read or listed, the keys
 S3 answered 404 for, the prefixes listed to the end and the number of
 requests. The worker opens that recording around each sync; :mod:`.coverage`
-uses the record to tell which later events the sync already saw.
+uses the record to tell which later events the sync already saw, and the
+reconciler's ledger the listing signature of what the sync read
+(:meth:`Reads.signature`).
+
+A sync reads some objects more than once (dtoolcore lists ``annotations/``
+again for every annotation it reads), and the bucket may change between two
+of those reads. Then which state the index got is not known: such a key
+(two ETags, present and missing, or present in one complete listing of its
+folder and not in another) is recorded as *changed*, and no event about it
+is covered.
 """
 import logging
 import threading
 import time
 from contextlib import contextmanager
-from typing import Dict, Iterator, Optional, Set
+from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 from .coverage import Seen
 from .events import clean_etag
@@ -146,13 +155,15 @@ class Reads:
     """What the requests of one sync found."""
 
     def __init__(self):
-        self.objects: Dict[str, str] = {}
+        self.objects: Dict[str, str] = {}       # key -> the ETag first seen
+        self.details: Dict[str, Tuple] = {}     # key -> (size, last modified)
         self.missing: Set[str] = set()
-        self.listed: Set[str] = set()
+        self.changed: Set[str] = set()          # seen in two states
+        self.listings: Dict[str, List[frozenset]] = {}  # prefix -> keys of each listing
         self.requests = 0
         self.overflowed = False
 
-    def record_object(self, key, etag):
+    def record_object(self, key, etag, size=None, modified=None):
         """S3 answered ``key`` with ``etag`` (read or listed)."""
         etag = clean_etag(etag)
         if not isinstance(key, str) or etag is None:
@@ -160,14 +171,61 @@ class Reads:
         if len(self.objects) >= RECORD_LIMIT and key not in self.objects:
             self.overflowed = True
             return
-        self.objects[key] = etag
-        self.missing.discard(key)
+        if key in self.missing or self.objects.setdefault(key, etag) != etag:
+            self.changed.add(key)
+        self.details.setdefault(key, (size, modified))
+
+    def record_missing(self, key):
+        """S3 answered "no such key" for ``key``."""
+        if key in self.objects:
+            self.changed.add(key)
+        self.missing.add(key)
+
+    def record_listing(self, prefix, keys):
+        """A complete listing of ``prefix`` held exactly ``keys``."""
+        self.listings.setdefault(prefix, []).append(frozenset(keys))
+
+    def _changed(self) -> Set[str]:
+        """Keys seen in two states, a complete listing that lacked a key seen
+        there included."""
+        changed = set(self.changed)
+        for prefix, listings in self.listings.items():
+            under = {key for key in self.objects if key.startswith(prefix)}
+            for keys in listings:
+                changed |= under - keys
+        return changed
 
     def seen(self, kind) -> Optional[Seen]:
         """The record for :mod:`.coverage`, or None when it is incomplete."""
         if self.overflowed:
             return None
-        return Seen(kind, dict(self.objects), frozenset(self.missing), frozenset(self.listed))
+        changed = self._changed()
+        objects = {key: etag for key, etag in self.objects.items() if key not in changed}
+        return Seen(kind, objects, frozenset(self.missing - changed),
+                    frozenset(self.listings), frozenset(changed))
+
+    def signature(self, uuid) -> Optional[str]:
+        """The listing signature (:func:`.listing.signature`) of what this
+        sync read of dataset ``uuid``; None when it did not read all of it
+        in one state (then the reconciler checks it again)."""
+        # imported here: listing builds its clients with this module
+        from .listing import SIGNED_FILES, SIGNED_FOLDERS, signature, signed_entry
+        roots = {key[:-len("dtool")] for key in self.objects
+                 if key.endswith(f"{uuid}/dtool")}
+        if len(roots) != 1:
+            return None
+        root = roots.pop()
+        if self.overflowed or any(root + folder not in self.listings
+                                  for folder in SIGNED_FOLDERS):
+            return None
+        signed = [root + name for name in SIGNED_FILES]
+        keys = [key for key in self.objects if key in signed or any(
+            key.startswith(root + folder) for folder in SIGNED_FOLDERS)]
+        if self._changed() & (set(keys) | set(signed)) or any(
+                key not in self.objects and key not in self.missing for key in signed):
+            return None
+        return signature(signed_entry(key[len(root):], self.objects[key], *self.details[key])
+                         for key in keys)
 
 
 @contextmanager
@@ -251,8 +309,11 @@ def _reads():
 
 def _remember_params(params, context, **_):
     context["dsnp_key"] = params.get("Key")
-    # A delimited listing does not show everything under its prefix.
-    context["dsnp_prefix"] = None if params.get("Delimiter") else params.get("Prefix")
+    # A delimited listing does not show everything under its prefix, nor
+    # does one page of a longer listing.
+    partial = any(params.get(name) for name in
+                  ("Delimiter", "ContinuationToken", "Marker", "StartAfter"))
+    context["dsnp_prefix"] = None if partial else params.get("Prefix")
 
 
 def _count_request(**_):
@@ -265,17 +326,21 @@ def _after_object_read(http_response, parsed, context, **_):
     reads, key = _reads(), context.get("dsnp_key")
     if reads is None or not isinstance(key, str):
         return
-    if http_response.status_code in (200, 206):
+    if http_response.status_code == 200:
+        reads.record_object(key, parsed.get("ETag"), parsed.get("ContentLength"),
+                  parsed.get("LastModified"))
+    elif http_response.status_code == 206:  # a part: its ETag, not its size
         reads.record_object(key, parsed.get("ETag"))
     elif http_response.status_code == 404:
-        reads.missing.add(key)
+        reads.record_missing(key)
 
 
 def _after_listing(http_response, parsed, context, **_):
     reads, prefix = _reads(), context.get("dsnp_prefix")
     if reads is None or http_response.status_code != 200:
         return
-    for obj in parsed.get("Contents", []):
-        reads.record_object(obj.get("Key"), obj.get("ETag"))
+    contents = parsed.get("Contents", [])
+    for obj in contents:
+        reads.record_object(obj.get("Key"), obj.get("ETag"), obj.get("Size"), obj.get("LastModified"))
     if isinstance(prefix, str) and prefix and not parsed.get("IsTruncated"):
-        reads.listed.add(prefix)
+        reads.record_listing(prefix, [obj.get("Key") for obj in contents])

@@ -25,6 +25,14 @@ class ObjectEvent:
     one; ``sequencer`` is the sender's ordering token, if any. ``etag`` is
     the written object's ETag as the sender gave it (see :func:`clean_etag`),
     if any: it lets the worker tell an event its last sync has already seen.
+    A sender leaves it out when the same ETag may come with new user
+    metadata (a copy: ``CopyObject`` can replace the metadata only).
+
+    ``may_restore`` (removals only): the removal may have brought an older
+    version of the object back, as removing a delete marker or the newest
+    version of a versioned bucket's object does. Only a sender that says the
+    bucket keeps no versions there, or that a delete marker was created,
+    makes it False.
     """
     bucket: str
     key: str
@@ -32,6 +40,7 @@ class ObjectEvent:
     time: Optional[datetime] = None
     sequencer: Optional[str] = None
     etag: Optional[str] = None
+    may_restore: bool = True
 
 
 #: S3's limit on the length of a key, in bytes of UTF-8.

@@ -13,14 +13,15 @@ holds and lists again only when that page ends:
 
 So small datasets next to each other share a request. What a root yields is
 exactly what a delimited listing of it yields (:class:`~.listing.Listed`:
-the signed files directly under the root, everything under the signed
-folders, with keys relative to the root or to the signed folder), so the
-signatures recorded before this walk existed still match.
+the signed files directly under the root and everything under the signed
+folders, each named by its key below the root and in
+:func:`~.listing.signed_entry`'s form, as a sync's own reads record it), so
+a pass compares like with like.
 """
 import bisect
 from typing import List, Optional, Tuple
 
-from .listing import SIGNED_FILES, SIGNED_FOLDERS, Listed
+from .listing import SIGNED_FILES, SIGNED_FOLDERS, Listed, signed_entry
 
 #: Folders of a dataset whose keys are one per item; a walk never pages through them.
 SKIPPED_FOLDERS = ("data/", "fragments/")
@@ -34,14 +35,11 @@ def key_range_end(prefix):
 
 
 def relative_entry(root, key):
-    """The name a delimited listing of ``root`` gives ``key``, or None if it
-    signs nothing (see the module docstring)."""
+    """The name a signature gives ``key`` (its key below the dataset, as a
+    sync's reads have it), or None if it signs nothing."""
     relative = key[len(root):]
-    if relative in SIGNED_FILES:
+    if relative in SIGNED_FILES or relative.startswith(SIGNED_FOLDERS):
         return relative
-    for folder in SIGNED_FOLDERS:
-        if relative.startswith(folder):
-            return relative[len(folder):]
     return None
 
 
@@ -54,7 +52,7 @@ class FlatWalk:
         self.page_size = page_size
         self._after: Optional[str] = None  # the page holds every key in (after, last]
         self._keys: List[str] = []
-        self._objects: List[Tuple[str, str, int, str]] = []
+        self._objects: List[Tuple] = []  # (key, ETag, size, LastModified) as listed
         self._truncated = True
         self._fetched = False
 
@@ -71,7 +69,7 @@ class FlatWalk:
                     return Listed(tuple(found))
                 name = relative_entry(root, key)
                 if name is not None:
-                    found.append((name, etag, size, modified))
+                    found.append(signed_entry(name, etag, size, modified))
             if not self._truncated:
                 return Listed(tuple(found))
             self._fetch(start_after=self._resume_after(root))
@@ -97,6 +95,6 @@ class FlatWalk:
         contents = page.get("Contents", [])
         self._after, self._fetched = start_after, True
         self._keys = [obj["Key"] for obj in contents]
-        self._objects = [(obj["Key"], obj.get("ETag", ""), int(obj.get("Size", 0)),
-                          str(obj.get("LastModified", ""))) for obj in contents]
+        self._objects = [(obj["Key"], obj.get("ETag"), obj.get("Size"),
+                          obj.get("LastModified")) for obj in contents]
         self._truncated = bool(page.get("IsTruncated")) and bool(contents)

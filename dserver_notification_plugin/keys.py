@@ -88,9 +88,10 @@ class DatasetObject:
 class DatasetTarget:
     """The dataset an event is about, named without asking S3.
 
-    ``key``, ``etag`` and ``removed`` say what the event told of the object
-    (see :mod:`.coverage`); a target that comes from no event (a reconcile
-    finding, a resync) has no ``key`` and always asks for a sync.
+    ``key``, ``etag``, ``removed`` and ``may_restore`` say what the event
+    told of the object (see :mod:`.coverage`); a target that comes from no
+    event (a reconcile finding, a resync) has no ``key`` and always asks
+    for a sync.
     """
     base_uri: str
     uri: str
@@ -99,6 +100,7 @@ class DatasetTarget:
     key: Optional[str] = None
     etag: Optional[str] = None
     removed: bool = False
+    may_restore: bool = False  # a removal that may bring an older version back
 
 
 def classify_key(key: str) -> Optional[DatasetObject]:
@@ -214,5 +216,6 @@ def translate(event: ObjectEvent, bucket_to_base_uri: Dict[str, str]
         return Skip(SkipReason.NOT_INDEXED, _PART_NAMES.get(obj.part, obj.part))
     return DatasetTarget(base_uri=base_uri, uri=dataset_uri(base_uri, obj.uuid),
                          uuid=obj.uuid, part=obj.part, key=event.key, etag=event.etag,
-                         removed=event.action is Action.REMOVED)
+                         removed=event.action is Action.REMOVED,
+                         may_restore=event.action is Action.REMOVED and event.may_restore)
 

@@ -21,12 +21,14 @@ import hashlib
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import List, Optional, Tuple
 
 import botocore.exceptions
 from limits import RateLimitItemPerSecond, storage, strategies
 
 from .dtool_private import s3_client
+from .events import clean_etag
 from .evidence import unreadable_from
 from .keys import registration_uuid
 
@@ -99,6 +101,16 @@ class Listed:
     @property
     def signature(self):
         return signature(self.objects)
+
+
+def signed_entry(relative_key, etag, size, last_modified):
+    """One object of a signature, in the same form whether a listing or a
+    read showed it: the ETag as :func:`.events.clean_etag` has it and the
+    modification time to the second (an HTTP date has no more)."""
+    if isinstance(last_modified, datetime):
+        last_modified = last_modified.astimezone(timezone.utc).replace(microsecond=0) \
+            .isoformat()
+    return (relative_key, clean_etag(etag) or "", int(size or 0), str(last_modified or ""))
 
 
 def signature(objects):

@@ -8,7 +8,8 @@ at the dataset's last sync:
 
 - **missing**: a frozen dataset in S3 that the index does not hold;
 - **extra**: an index entry whose dataset is gone from S3 (no registration
-  key, or a registration key without a ``dtool`` object);
+  key, a registration key without a ``dtool`` object, or only a
+  proto-dataset where the indexed frozen dataset was);
 - **changed**: an indexed dataset whose metadata objects differ from the
   recorded signature, that was never verified, or whose SQL row and Mongo
   documents disagree.
@@ -19,7 +20,8 @@ else happens here: the worker's sync looks at S3 and decides. Removals
 ``DSERVER_NOTIFY_RECONCILE_MAX_REMOVALS`` allows (a bucket emptied by
 mistake, an endpoint pointing at an empty replica), none is enqueued and
 the pass reports them held (:mod:`.attention`) until an operator confirms. Proto-datasets
-(a ``dtool`` object but no ``manifest.json`` yet) are left alone. After each
+(a ``dtool`` object but no ``manifest.json`` yet) nobody indexed are left
+alone. After each
 chunk ``on_chunk`` may save the cursor and renew the lease, and stop the
 pass by returning False.
 """
@@ -98,7 +100,9 @@ def judge(listed, indexed, disagrees, recorded):
         # A copy that has only just begun, or what a removal left behind.
         return (Drift.EXTRA, "no dtool object") if indexed else None
     if not listed.is_frozen:
-        return None  # a proto-dataset: the write that freezes it tells
+        # A proto-dataset: the write that freezes it tells. The frozen
+        # dataset an index entry described is not there any more.
+        return (Drift.EXTRA, "only a proto-dataset") if indexed else None
     if not indexed:
         return Drift.MISSING, "not in the index"
     if disagrees:

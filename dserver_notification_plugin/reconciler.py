@@ -97,9 +97,8 @@ class Reconciler(BackgroundThread):
         state = self.ext.ledger.pass_state(SCOPE)
         at = now() if at is None else at
         if state is not None and state.finished_at is not None:
-            due = state.started_at + self.settings.reconcile_interval_seconds
-            if at < due:
-                return min(self._renew_every, due - at)
+            if at < self._next_start(state):
+                return self._pause(state, at)
             state = None
         if state is None:
             state = self.ext.ledger.start_pass(SCOPE, self.lease.holder, at)
@@ -112,8 +111,18 @@ class Reconciler(BackgroundThread):
             self.ext.tally.add("reconcile_passes")
             logger.info("reconcile pass finished by %s: %s", self.lease.holder,
                         self.ext.ledger.pass_state(SCOPE).figures())
+            self.ext.worker.flush_stats()
+            return self._pause(state, now())
         self.ext.worker.flush_stats()
         return self._renew_every
+
+    def _next_start(self, state):
+        """Passes start the interval apart, start to start."""
+        return state.started_at + self.settings.reconcile_interval_seconds
+
+    def _pause(self, state, at):
+        """Until the next pass is due, waking in time to renew the lease."""
+        return max(0.0, min(self._renew_every, self._next_start(state) - at))
 
     def _walk(self, state):
         """Every mapped base URI from the cursor on; False if interrupted."""

@@ -3,11 +3,21 @@
 Sync never trusts what an event said: it looks at the bucket. A frozen
 dataset is registered (or updated when it changed), a dataset whose
 ``dtool`` object is gone (and its bucket answers) is deleted from the SQL
-table *and* from the documents of every extension that keeps some, and a proto-dataset is left for the event that
-freezes it (:mod:`.datasetindex` does the deleting). Errors that a retry
-may cure propagate; errors no retry can cure are raised as
+table *and* from the documents of every extension that keeps some
+(:mod:`.datasetindex` does the deleting), and so is an indexed dataset
+where S3 now holds only a proto-dataset (the dataset the entry described
+is not there any more); a proto-dataset nobody indexed is left for the
+event that freezes it. Errors that a retry may cure propagate; errors no
+retry can cure are raised as
 :class:`PermanentSyncError`. The worker records the S3 requests of a sync
 around it (:func:`.dtool_private.observed_reads`).
+
+Every index write is fenced by the claim: ``fence()`` locks the claimed
+inbox row in dservercore's SQL session and says whether the claim still
+holds, and the write (Mongo documents first, then the SQL row, then the
+commit that ends the lock) happens in that same transaction. A sync whose
+claim expired and was taken over writes nothing (:class:`ClaimLost`);
+one whose claim holds writes before the new owner can take the row.
 """
 import hashlib
 import json
@@ -35,6 +45,14 @@ logger = logging.getLogger(__name__)
 
 class PermanentSyncError(Exception):
     """No retry can fix this (e.g. the base URI is not registered)."""
+
+
+class ClaimLost(Exception):
+    """The claim expired and another process took the entry: write nothing."""
+
+
+def _unfenced():
+    return True
 
 
 def read_dataset(uri):
@@ -74,19 +92,35 @@ class SyncResult:
     kind: DatasetKind
 
 
-def sync_dataset(base_uri, uri, known_fingerprint=None) -> SyncResult:
-    """Bring one dataset's index entry in line with S3. Needs an app context."""
+def sync_dataset(base_uri, uri, known_fingerprint=None, fence=_unfenced) -> SyncResult:
+    """Bring one dataset's index entry in line with S3. Needs an app context.
+
+    ``fence()`` is called right before any index write (see the module
+    docstring); :class:`ClaimLost` when it says the claim is gone.
+    """
     kind, dataset = read_dataset(uri)
     if kind is DatasetKind.FROZEN:
-        outcome, digest = _register(base_uri, dataset, known_fingerprint)
+        outcome, digest = _register(base_uri, dataset, known_fingerprint, fence)
     elif kind is DatasetKind.ABSENT:
-        outcome, digest = _delete(uri), None
+        outcome, digest = _delete(uri, fence), None
     else:
-        outcome, digest = Outcome.PROTO, known_fingerprint
+        outcome, digest = _leave_proto(uri, fence), known_fingerprint
     return SyncResult(outcome, digest, kind)
 
 
-def _register(base_uri, dataset, known_fingerprint):
+def _leave_proto(uri, fence):
+    """A proto-dataset: nothing to index. An entry the index holds for this
+    URI described a frozen dataset that is not in S3 any more: it goes."""
+    outcome = _delete(uri, fence)
+    return Outcome.PROTO if outcome is Outcome.ABSENT else outcome
+
+
+def _hold_claim(fence):
+    if not fence():
+        raise ClaimLost("the claim expired and another process took the entry")
+
+
+def _register(base_uri, dataset, known_fingerprint, fence):
     if not base_uri_exists(base_uri):
         raise PermanentSyncError(
             f"base URI {base_uri} is not registered in dserver; register it with "
@@ -95,16 +129,17 @@ def _register(base_uri, dataset, known_fingerprint):
     digest = fingerprint(info)
     if digest == known_fingerprint and dataset_uri_exists(dataset.uri):
         return Outcome.UNCHANGED, digest
+    _hold_claim(fence)
     try:
-        register_dataset(info)
+        register_dataset(info)  # Mongo documents, then the SQL row and the commit
     except ValidationError as exc:
         raise PermanentSyncError(f"dserver refused {dataset.uri}: {exc}")
     logger.info("registered %s", dataset.uri)
     return Outcome.REGISTERED, digest
 
 
-def _delete(uri):
-    if not remove_dataset(uri):
+def _delete(uri, fence):
+    if not remove_dataset(uri, before_write=lambda: _hold_claim(fence)):
         return Outcome.ABSENT
     logger.info("deleted %s", uri)
     return Outcome.DELETED

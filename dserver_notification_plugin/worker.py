@@ -17,6 +17,7 @@ database connections discarded, never shared.
 import logging
 import threading
 import time
+from functools import partial
 
 from .background import BackgroundThread, log_iteration_error, retry_delay
 from .coverage import covered
@@ -24,8 +25,8 @@ from .db import KEEP, now
 from .db.attention import UNREADABLE, Attention
 from .dtool_private import observed_reads, prepare_clients
 from .evidence import BucketUnreadable
-from .states import Outcome, State
-from .sync import PermanentSyncError, sync_dataset
+from .states import DatasetKind, Outcome, State
+from .sync import ClaimLost, PermanentSyncError, sync_dataset
 from .wakeup import Listener
 
 logger = logging.getLogger(__name__)
@@ -187,6 +188,8 @@ class Worker(BackgroundThread):
         result, failure, reads = self._sync(claim)
         # counted whatever the sync's fate: a failed sync spent requests too
         self.tally.add("s3_requests", reads.requests)
+        if isinstance(failure, ClaimLost):  # taken over before it wrote: the new owner writes
+            return self._claim_lost(claim, "not written")
         if isinstance(failure, PermanentSyncError):
             logger.error("giving up on %s: %s", claim.dataset_uri, failure)
             return self._record_failure(claim, failure, give_up=True)
@@ -196,9 +199,11 @@ class Worker(BackgroundThread):
         if failure is not None:  # S3, Mongo or SQL unreachable: retry later
             return self._record_failure(claim, failure)
         self._readable_again(claim.base_uri)
+        # the listing signature of what it read describes the index now
+        signature = reads.signature(claim.uuid) if result.kind is DatasetKind.FROZEN else None
         return self._record(claim, result.outcome, result.fingerprint, reads.seen(result.kind),
                             f" ({reads.requests} S3 requests, "
-                            f"{time.monotonic() - started:.2f} s)")
+                            f"{time.monotonic() - started:.2f} s)", signature)
 
     def _sync(self, claim):
         """``(SyncResult or None, exception or None, Reads)``: the sync, with
@@ -206,28 +211,30 @@ class Worker(BackgroundThread):
         from dservercore import sql_db
         with observed_reads() as reads:
             try:
-                return sync_dataset(claim.base_uri, claim.dataset_uri,
-                                    claim.fingerprint), None, reads
+                # index writes happen only while this claim holds (sync.py)
+                fence = partial(self.inbox.hold_claim, claim, sql_db.session)
+                return sync_dataset(claim.base_uri, claim.dataset_uri, claim.fingerprint,
+                                    fence), None, reads
             except Exception as exc:
                 sql_db.session.rollback()
                 return None, exc, reads
 
-    def _record(self, claim, outcome, fingerprint, seen, detail=""):
+    def _record(self, claim, outcome, fingerprint, seen, detail="", signature=None):
         if not self.inbox.finish(claim, outcome, fingerprint=fingerprint, seen=seen):
             return self._claim_lost(claim, outcome)
-        self._settle(claim, outcome)
+        self._settle(claim, outcome, signature)
         self.tally.add(outcome.value)
         self.tally.observe_latency(max(0.0, time.time() - claim.first_event_at))
         logger.info("synced %s: %s%s", claim.dataset_uri, outcome, detail)
         return outcome
 
-    def _settle(self, claim, outcome):
+    def _settle(self, claim, outcome, signature):
         """Tell the reconciler's ledger what the index reflects now; no S3 cost.
         Failing here only costs the next pass one verifying sync."""
         if self.ledger is None:
             return
         try:
-            self.ledger.settle(claim.dataset_uri, outcome, claim.claimed_at)
+            self.ledger.settle(claim.dataset_uri, outcome, signature)
         except Exception:
             logger.warning("could not record the sync of %s for the reconciler",
                            claim.dataset_uri, exc_info=True)

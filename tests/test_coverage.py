@@ -25,9 +25,10 @@ FROZEN = Seen(DatasetKind.FROZEN,
               missing=frozenset(), listed=frozenset({ROOT + "tags/", ROOT + "annotations/"}))
 
 
-def event(key, etag=None, removed=False):
+def event(key, etag=None, removed=False, may_restore=False):
+    """``may_restore``: a removal on a versioned bucket that may show an older version."""
     action = Action.REMOVED if removed else Action.CREATED
-    return translate(ObjectEvent("b", key, action, etag=etag), BASES)
+    return translate(ObjectEvent("b", key, action, etag=etag, may_restore=may_restore), BASES)
 
 
 def heard(*targets):
@@ -55,8 +56,10 @@ def test_events_a_frozen_sync_saw_are_covered(targets):
     [event(ROOT + "dtool", removed=True)],
     [event(f"other/{U}/dtool", "e1")],                   # same UUID, other prefix
     [event(ROOT + "dtool", "e1"), event(ROOT + "README.yml", "x")],  # one is enough
+    [event(ROOT + "tags/gone", removed=True, may_restore=True)],  # an older one back?
+    [event(ROOT + "annotations/x.json", removed=True, may_restore=True)],
 ], ids=["changed", "no-etag", "new-tag", "removed-tag", "removed-dtool", "other-prefix",
-        "one-of-many"])
+        "one-of-many", "restoring-removal-of-a-tag", "restoring-removal-of-an-annotation"])
 def test_anything_else_needs_a_sync(targets):
     assert not covered(FROZEN.to_text(), heard(*targets))
 
@@ -78,6 +81,19 @@ def test_once_a_dataset_is_gone_every_removal_is_covered_and_no_creation():
                                            event(f"dtool-{U}", removed=True)))
     assert not covered(absent.to_text(), heard(event(ROOT + "dtool", "new copy")))
     assert not covered(absent.to_text(), heard(event(ROOT + "README.yml", "r")))
+    # ... unless it may have shown an older version of the dataset again
+    assert not covered(absent.to_text(), heard(event(ROOT + "dtool", removed=True,
+                                                     may_restore=True)))
+
+
+def test_a_key_the_sync_saw_change_while_it_read_is_covered_by_nothing():
+    changing = Seen(DatasetKind.FROZEN, dict(FROZEN.objects),
+                    listed=FROZEN.listed, changed=frozenset({ROOT + "annotations/a.json"}))
+    for etag in ("before", "after", None):
+        assert not covered(changing.to_text(), heard(event(ROOT + "annotations/a.json", etag)))
+    assert not covered(changing.to_text(),
+                       heard(event(ROOT + "annotations/a.json", removed=True)))
+    assert Seen.from_text(changing.to_text()) == changing
 
 
 @pytest.mark.parametrize("seen,heard_", [
@@ -224,6 +240,24 @@ def test_reads_record_etags_missing_keys_and_only_complete_listings():
     assert seen.listed == {ROOT + "tags/"}   # truncated and delimited listings prove nothing
 
 
+def test_keys_a_sync_saw_in_two_states_are_recorded_as_changed():
+    a, c, readme = ROOT + "annotations/a.json", ROOT + "annotations/c.json", ROOT + "README.yml"
+    seen = recorded(
+        ("list", {"Prefix": ROOT + "annotations/"}, 200,
+         {"Contents": [{"Key": a, "ETag": '"1"'}], "IsTruncated": False}),
+        ("get", {"Key": a}, 200, {"ETag": '"1"'}),       # the content the index got
+        ("list", {"Prefix": ROOT + "annotations/"}, 200,  # rewritten, and c added, since
+         {"Contents": [{"Key": a, "ETag": '"2"'}, {"Key": c, "ETag": '"3"'}],
+          "IsTruncated": False}),
+        ("get", {"Key": readme}, 404, {}),
+        ("get", {"Key": readme}, 200, {"ETag": '"r"'}),
+        ("list", {"Prefix": ROOT + "tags/", "ContinuationToken": "t"}, 200,
+         {"Contents": [], "IsTruncated": False}),         # one page of many: proves nothing
+    )
+    assert seen.changed == {a, c, readme}
+    assert (seen.objects, seen.missing, seen.listed) == ({}, frozenset(), {ROOT + "annotations/"})
+
+
 @pytest.mark.parametrize("file,etag", [
     ("minio/webhook-objectcreated-put.json", "5a1ecb9d0bcda01457c2c4782c444c5f"),
     ("ceph/doc-put.json", "37b51d194a7513e45b56f6524f2d51f2"),
@@ -247,3 +281,47 @@ def test_a_seaweedfs_file_without_gateway_etag_has_its_md5_as_etag():
     for entry in ({}, {"attributes": {"md5": "not base64!"}}, {"extended": {"Seaweed-X-Amz-ETag": 5}},
                   {"attributes": {"md5": "AAAA"}}):
         assert entry_etag(entry) is None
+
+
+@pytest.mark.parametrize("file,restores", [
+    ("aws/s3-objectremoved-delete.json", True),        # a version deleted: an older one shows
+    ("aws/s3-lifecycleexpiration-delete.json", True),
+    ("aws/s3-objectremoved-deletemarkercreated.json", False),  # hidden, nothing restored
+    ("aws/eventbridge-object-deleted.json", False),    # deletion-type: Delete Marker Created
+    ("seaweedfs/versioned-delete.json", True),         # a version file removed
+])
+def test_removals_that_may_restore_an_older_version_are_told_from_the_payload(file, restores):
+    import json
+
+    from dserver_notification_plugin.formats import parse_document
+    from tests.corpus import CORPUS
+    events = parse_document(json.loads((CORPUS / file).read_text())).events
+    assert events and {event.may_restore for event in events} == {restores}
+
+
+def test_removals_from_buckets_without_versions_restore_nothing():
+    from devstack.payloads import minio_webhook_body
+    from dserver_notification_plugin.formats import parse_document
+    [removal] = parse_document(minio_webhook_body(
+        "b", ROOT + "README.yml", "s3:ObjectRemoved:Delete")).events  # no versionId
+    assert not removal.may_restore
+
+
+def test_a_copy_pins_no_etag_since_it_may_carry_new_user_metadata():
+    import json
+
+    from dserver_notification_plugin.formats import parse_document
+    from dserver_notification_plugin.formats.seaweed import parse_seaweed_event
+    from tests.corpus import CORPUS
+    [copy] = parse_document(json.loads((CORPUS / "aws/s3-objectcreated-copy.json")
+                                       .read_text())).events
+    assert copy.etag is None
+    entry = {"name": "dtool", "attributes": {"md5": "XUFAKrxLKna5cZ2REBfFkg=="}}
+    rewrite = {"event_type": "update", "key": f"/buckets/b/{ROOT}dtool",
+               "message": {"old_entry": entry, "new_entry": dict(entry, extended={}),
+                           "new_parent_path": f"/buckets/b/{ROOT[:-1]}"}}
+    [same] = parse_seaweed_event(rewrite).events      # same content, maybe new metadata
+    assert same.etag is None
+    rewrite["message"]["new_entry"] = {"name": "dtool", "attributes": {"md5": "A" * 22 + "=="}}
+    [changed] = parse_seaweed_event(rewrite).events   # new content: its ETag pins it
+    assert changed.etag is not None

@@ -213,3 +213,35 @@ def test_seaweed_dataset_copy_and_filer_webhook(seaweed, receiver):
 
     _wait_for(lambda: f"/buckets/smoke-weed/{dataset.uuid}/manifest.json" in deleted_keys(),
               what="filer delete event")
+
+
+def test_the_s3_proxy_forwards_and_holds_one_request_until_released(moto):
+    from devstack.proxy import S3Proxy
+    from devstack.s3 import boto3_client
+    proxy = S3Proxy(moto.endpoint).start()
+    try:
+        direct = moto.boto3_client("s3")
+        bucket = f"proxy-{int(time.time() * 1000)}"
+        direct.create_bucket(Bucket=bucket)
+        direct.put_object(Bucket=bucket, Key="k", Body=b"one")
+        through = boto3_client("s3", proxy.endpoint, MOTO_KEY, MOTO_SECRET)
+        assert through.get_object(Bucket=bucket, Key="k")["Body"].read() == b"one"
+        assert through.head_object(Bucket=bucket, Key="k")["ContentLength"] == 3
+        assert list_keys(through, bucket) == ["k"]
+
+        def read_while_held(after, new_body):
+            hold = proxy.hold("GET", rf"/{bucket}/k$", after=after)
+            got = {}
+            reader = threading.Thread(target=lambda: got.update(
+                body=through.get_object(Bucket=bucket, Key="k")["Body"].read()))
+            reader.start()
+            hold.wait()
+            direct.put_object(Bucket=bucket, Key="k", Body=new_body)
+            hold.release()
+            reader.join(30)
+            return got["body"]
+
+        assert read_while_held(after=False, new_body=b"two") == b"two"    # asked after
+        assert read_while_held(after=True, new_body=b"three") == b"two"   # answered before
+    finally:
+        proxy.stop()

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dserver_notification_plugin.flatwalk import FlatWalk
-from dserver_notification_plugin.listing import SIGNED_FILES, SIGNED_FOLDERS, Listed
+from dserver_notification_plugin.listing import SIGNED_FILES, SIGNED_FOLDERS, Listed, signed_entry
 from devstack.datasets import put_empty_objects
 
 pytestmark = pytest.mark.integration
@@ -36,8 +36,8 @@ def delimited_metadata(client, bucket, root):
                                                         if delimiter else {}))
         objects, folders = [], set()
         for page in client.get_paginator("list_objects_v2").paginate(**kwargs):
-            objects += [(obj["Key"][len(prefix):], obj["ETag"], obj["Size"],
-                         str(obj["LastModified"])) for obj in page.get("Contents", [])]
+            objects += [signed_entry(obj["Key"][len(root):], obj["ETag"], obj["Size"],
+                                     obj["LastModified"]) for obj in page.get("Contents", [])]
             folders |= {p["Prefix"][len(prefix):] for p in page.get("CommonPrefixes", [])}
         return objects, folders
     files, folders = listing(root, "/")

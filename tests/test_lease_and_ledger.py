@@ -90,20 +90,22 @@ def ledger(db):
     return ledger
 
 
-def test_a_listed_signature_counts_once_a_sync_claimed_after_it_finished(ledger):
-    ledger.expect({URI: "sig-1"}, at=100)
-    ledger.settle(URI, Outcome.REGISTERED, claimed_at=99)  # that sync began before the listing
-    assert ledger.known([URI])[URI].signature is None
-    ledger.settle(URI, Outcome.UNCHANGED, claimed_at=101)
+def test_the_signature_is_what_the_last_sync_read_never_what_a_pass_listed(ledger):
+    ledger.expect({URI: "listed"}, at=100)
+    ledger.settle(URI, Outcome.REGISTERED, "read-1")
     known = ledger.known([URI])[URI]
-    assert (known.signature, known.prefix, known.registration_etag) == ("sig-1", "u/me/", '"e1"')
+    assert (known.signature, known.prefix, known.registration_etag) == ("read-1", "u/me/", '"e1"')
+    ledger.settle(URI, Outcome.UNCHANGED, "read-2")
+    assert ledger.known([URI])[URI].signature == "read-2"
+    ledger.settle(URI, Outcome.REGISTERED, None)  # it could not tell: the next pass checks
+    assert ledger.known([URI])[URI].signature is None
 
 
 def test_a_proto_or_failed_sync_records_nothing_and_a_deletion_forgets(ledger):
-    ledger.expect({URI: "sig-1"}, at=100)
-    ledger.settle(URI, Outcome.PROTO, claimed_at=101)
-    assert ledger.known([URI])[URI].signature is None
-    ledger.settle(URI, Outcome.DELETED, claimed_at=102)
+    ledger.settle(URI, Outcome.REGISTERED, "read-1")
+    ledger.settle(URI, Outcome.PROTO, None)
+    assert ledger.known([URI])[URI].signature == "read-1"
+    ledger.settle(URI, Outcome.DELETED)
     assert ledger.known([URI]) == {}
 
 

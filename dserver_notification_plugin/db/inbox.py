@@ -190,6 +190,20 @@ class Inbox:
                 claimed_by=None))
         return result.rowcount == 1
 
+    def hold_claim(self, claim: Claim, session) -> bool:
+        """Lock the claimed row in ``session``'s open transaction and say
+        whether the claim still holds.
+
+        Until that transaction ends no other process can take the row (a
+        row lock on PostgreSQL, the database's write lock on SQLite), so
+        index writes committed in it are the claim owner's: a sync whose
+        claim was taken over writes nothing, one whose claim holds writes
+        before the next owner reads S3.
+        """
+        c = inbox.c
+        return session.execute(inbox.update().where(_owned(claim))
+                               .values(claimed_by=c.claimed_by)).rowcount == 1
+
     def fail(self, claim: Claim, error, retry_at, max_attempts, give_up=False,
              at=None) -> Optional[State]:
         """Record a failed attempt: retry at ``retry_at`` (FAILED) or give up

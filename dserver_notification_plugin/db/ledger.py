@@ -3,12 +3,16 @@
 ``notification_datasets`` holds one row per dataset the reconciler has seen:
 its dataset prefix (the body of ``dtool-<uuid>``, so a pass need not read it
 again while the registration key's ETag stays the same) and two listing
-signatures. ``expected_signature`` is what a pass listed when it put the
-dataset into the inbox; once a sync that was claimed *after* that listing
-finishes, the worker promotes it to ``signature`` (:meth:`Ledger.settle`):
-that sync saw S3 at least as new as the listing, so the index reflects at
-least that signature. A pass that lists the same signature again has
-nothing to do. No S3 request is ever spent on the bookkeeping.
+signatures. ``signature`` always describes what the index holds: every sync that
+registers or verifies the dataset records the signature of what it read
+itself (:meth:`.dtool_private.Reads.signature`, the same digest a listing
+gives), and one that could not tell (an object that changed while it read,
+too many keys) records none, so that the next pass checks the dataset
+again. A pass that lists the recorded signature has nothing to do; any
+other listing, a revert to an older state included, is a finding.
+``expected_signature`` is what a pass listed when it put the dataset into
+the inbox (shown for operators; no sync trusts it). No S3 request is ever
+spent on the bookkeeping.
 
 ``notification_reconcile_cursor`` holds one row per scope (the background
 reconciler): when its pass started and ended, where it is (base URI and the
@@ -93,22 +97,16 @@ class Ledger:
                 conn.execute(datasets.update().where(c.dataset_uri == uri).values(
                     expected_signature=signature, expected_at=at))
 
-    def settle(self, uri, outcome, claimed_at):
-        """After a finished sync of ``uri`` claimed at ``claimed_at``.
-
-        A signature listed before the claim is now reflected by the index;
-        one listed later is not (that sync may have run before the change),
-        so it stays expected and the next pass checks again.
-        """
+    def settle(self, uri, outcome, signature=None):
+        """After a finished sync of ``uri`` that left the index holding what
+        ``signature`` describes (None: not known, the next pass verifies)."""
         c = datasets.c
         with self.db.transaction() as conn:
             if outcome in _GONE:
                 conn.execute(datasets.delete().where(c.dataset_uri == uri))
             elif outcome in _REFLECTED:
-                conn.execute(datasets.update().where(sa.and_(
-                    c.dataset_uri == uri, c.expected_signature.isnot(None),
-                    c.expected_at <= claimed_at)).values(
-                    signature=c.expected_signature, expected_signature=None))
+                conn.execute(datasets.update().where(c.dataset_uri == uri).values(
+                    signature=signature, expected_signature=None))
 
     def forget(self, uris: Iterable[str]):
         """Drop the rows of datasets gone from their bucket."""

@@ -61,4 +61,9 @@ def _parse(doc):
     return {"events": [ObjectEvent(
         bucket=bucket, key=key, action=DETAIL_TYPES[detail_type], time=parse_time(doc.get("time")),
         sequencer=sequencer if isinstance(sequencer, str) else None,
-        etag=clean_etag(obj.get("etag")))]}
+        # A copy keeps the ETag but may carry new user metadata (records.is_copy).
+        etag=None if detail.get("reason") == "CopyObject" else clean_etag(obj.get("etag")),
+        # "Object Deleted" says which: a delete marker created restores nothing;
+        # a version named on a versioned bucket may show an older one again.
+        may_restore=detail.get("deletion-type") != "Delete Marker Created"
+        and obj.get("version-id") not in (None, ""))]}

@@ -87,7 +87,28 @@ def parse_record(record, where, default_encoding=KeyEncoding.UNKNOWN):
     return Intake(events=[ObjectEvent(
         bucket=bucket, key=key, action=action, time=parse_time(record.get("eventTime")),
         sequencer=sequencer if isinstance(sequencer, str) else None,
-        etag=clean_etag(obj.get("eTag")))])
+        etag=None if is_copy(name) else clean_etag(obj.get("eTag")),
+        may_restore=may_restore(name, obj.get("versionId")))])
+
+
+def is_copy(name):
+    """``ObjectCreated:Copy`` (AWS, MinIO, Ceph): the copy keeps the source's
+    ETag but may carry new user metadata, which dtool-s3 reads the admin
+    metadata from; its ETag says nothing about what changed."""
+    return name.lower().endswith("objectcreated:copy")
+
+
+def may_restore(name, version_id):
+    """Whether a removal may bring an older version back.
+
+    AWS, MinIO and Ceph name the version a removal acted on (``versionId``)
+    on versioned buckets only; there a permanent delete of a version (a
+    delete marker's or the newest one's) shows the version before it. A
+    delete marker created hides the object and restores nothing.
+    """
+    if name.lower().endswith(("deletemarkercreated", "deletionmarkercreated")):
+        return False
+    return version_id not in (None, "")
 
 
 def key_encoding(record, default_encoding):

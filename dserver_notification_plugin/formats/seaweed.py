@@ -56,7 +56,10 @@ def _parse_change(doc):
     if old_path is not None and old_path != new_path:
         add_change(intake, old_path, old, Action.REMOVED)
     if new_path is not None:
-        add_change(intake, new_path, new, Action.CREATED)
+        # The same content written again in place may carry new user
+        # metadata (a metadata-only CopyObject): its ETag pins nothing then.
+        same_content = old_path == new_path and entry_etag(old) == entry_etag(new)
+        add_change(intake, new_path, new, Action.CREATED, etag_pins=not same_content)
     return intake
 
 
@@ -79,8 +82,12 @@ def new_entry_path(message, new, key):
     return parent.rstrip("/") + "/" + name
 
 
-def add_change(intake, path, entry, action):
-    """Append the event for ``path``, or the reason it means nothing to S3."""
+def add_change(intake, path, entry, action, etag_pins=True):
+    """Append the event for ``path``, or the reason it means nothing to S3.
+
+    Removing a version file of a versioned bucket may show an older
+    version again (``may_restore``); removing a plain object restores nothing.
+    """
     if entry.get("is_directory") is True:
         # Only real objects are S3 keys; the filer also reports the implied
         # directories. Empty files have no chunks, so chunks prove nothing.
@@ -92,10 +99,17 @@ def add_change(intake, path, entry, action):
         return
     bucket, key = location
     if action is Action.REMOVED:
-        intake.events.append(ObjectEvent(bucket=bucket, key=key, action=action))
+        intake.events.append(ObjectEvent(bucket=bucket, key=key, action=action,
+                                         may_restore=is_version_file(path)))
     else:
         intake.events.append(ObjectEvent(bucket=bucket, key=key, action=action,
-                                         time=modification_time(entry), etag=entry_etag(entry)))
+                                         time=modification_time(entry),
+                                         etag=entry_etag(entry) if etag_pins else None))
+
+
+def is_version_file(path):
+    """Whether ``path`` (under /buckets/) is one version of a versioned object."""
+    return VERSION_FILE.fullmatch(path[len(BUCKETS_ROOT):].partition("/")[2]) is not None
 
 
 def split_bucket_path(path):
