@@ -25,7 +25,7 @@ DATASETS = 24
 
 def record_calls(monkeypatch):
     """``(syncs, registered)``: (uri, thread, start, end) of every sync, and
-    the URI of every registration, as they happen."""
+    the URI of every registration that took effect, as they happen."""
     syncs, registered, lock = [], [], threading.Lock()
     real_sync, real_register = worker.sync_dataset, sync.register_dataset
 
@@ -38,9 +38,12 @@ def record_calls(monkeypatch):
                 syncs.append((uri, threading.current_thread().name, start, time.monotonic()))
 
     def counted_register(info, *args, **kwargs):
+        # counted once it took effect: an attempt the database refused (SQLite
+        # busy under six writers) is retried, and is no second registration
+        result = real_register(info, *args, **kwargs)
         with lock:
             registered.append(info["uri"])
-        return real_register(info, *args, **kwargs)
+        return result
 
     monkeypatch.setattr(worker, "sync_dataset", timed_sync)
     monkeypatch.setattr(sync, "register_dataset", counted_register)
