@@ -213,9 +213,12 @@ def check_dataset_lifecycle(index, bucket):
 
     first_word, second_word, tag = unique_word("alpha"), unique_word("beta"), unique_word("t")
     uri = bucket.put_dataset("lifecycle", readme=f"project: {first_word}\n", real_copy=True)
-    index.wait_until(lambda: index.search(free_text=first_word) == [uri],
-                     f"copied {uri} found by its README word")
-    assert index.listing() == [uri]
+    # dservercore's register_dataset writes the search and retrieve documents
+    # (and every extension's) before it commits the SQL row: search may show
+    # the dataset a moment before the listing does
+    index.wait_until(lambda: index.search(free_text=first_word) == [uri]
+                     and index.listing() == [uri],
+                     f"copied {uri} found by its README word and listed")
     assert first_word in index.readme_text(uri)
 
     dataset = dtoolcore.DataSet.from_uri(uri)
