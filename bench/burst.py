@@ -1,20 +1,28 @@
-"""``python -m bench burst``: a burst of small dataset copies, synced by one process.
+"""``python -m bench burst``: a burst of small dataset copies, synced by N hosts.
 
-For each database (SQLite file, PostgreSQL from pgserver) and each number
-of sync threads (``DSERVER_NOTIFY_SYNC_THREADS``; 1 is how the worker ran
-before the setting existed): a fresh bucket of ``--datasets`` small
-datasets (one copied with dtool, the rest cloned), the notifications of all
-their objects posted to the webhook (records batched 100 to a request, the
-worker off meanwhile, debounce 0, reconciler off), then the worker started
-in this process and timed until every dataset is listed by dservercore and
-the inbox is settled. Figures: seconds, datasets/s, S3 requests (counted at
-moto), registrations (must equal the datasets). The load average is
-recorded with each run: the machine is shared, so seconds are noisy.
+One bucket of ``--datasets`` small datasets (one copied with dtool, the
+rest cloned) serves every run. Each run gets a fresh SQL database (a SQLite
+file, or a PostgreSQL database from pgserver) and a fresh Mongo database:
+the notifications of all objects are posted to the webhook of an app in
+this process (records batched 100 to a request, workers off, debounce 0,
+reconciler off), then ``--hosts`` processes (``python -m bench.burst_host``,
+each a dserver that only syncs, with ``DSERVER_NOTIFY_SYNC_THREADS``
+threads) start syncing at the same moment, and the run is timed until every
+dataset is listed by dservercore AND found by the search plugin, and the
+inbox is settled. Figures: seconds, datasets/s, S3 requests per dataset
+(counted at moto), registrations (counted by every host, must equal the
+datasets), the load average before and during the run. The machine is
+shared, so seconds are noisy when the load is high.
+
+Hosts above 1 run on PostgreSQL only by default (the issue's "3 hosts");
+SQLite runs with ``--sqlite-hosts`` (default 1). ``--profile DIR`` writes
+each host's yappi profile (all threads, wall time) to DIR.
 """
 import argparse
 import datetime
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,14 +32,16 @@ from pathlib import Path
 from bench import envs
 from bench.report import write_json
 from devstack.datasets import Bucket, clone_dataset
-from devstack.dserver import app_config, dserver_env, prepare_index
+from devstack.dserver import ADMIN, app_config, dserver_env, prepare_index, token_for
 from devstack.mongo import MongoServer
 from devstack.moto import MotoServer
 from devstack.payloads import minio_bodies_for_keys
+from devstack.ports import ROOT, python_env
 from devstack.postgres import PostgresServer
 from devstack.s3 import list_keys
 
 RECORDS_PER_REQUEST = 100
+POLL_SECONDS = 0.5
 
 
 def parse_args(argv):
@@ -40,12 +50,22 @@ def parse_args(argv):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", type=int, default=1000)
     parser.add_argument("--items", type=int, default=5, help="items per dataset (default 5)")
-    parser.add_argument("--threads", default="1,4,8", help="sync threads per run (default 1,4,8)")
+    parser.add_argument("--threads", default="1,4,8",
+                        help="sync threads per host, one run each (default 1,4,8)")
     parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--hosts", default="1,3",
+                        help="processes syncing one PostgreSQL database (default 1,3)")
+    parser.add_argument("--sqlite-hosts", default="1",
+                        help="processes syncing one SQLite file (default 1)")
+    parser.add_argument("--profile", type=Path, help="write each host's yappi profile here")
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--output", type=Path,
                         default=envs.BENCH_DIR / "results" / f"burst-{stamp}.json")
     return parser.parse_args(argv)
+
+
+def numbers(text):
+    return [int(n) for n in text.split(",") if n]
 
 
 def notification_bodies(bucket):
@@ -56,88 +76,177 @@ def notification_bodies(bucket):
             for i in range(0, len(records), RECORDS_PER_REQUEST)]
 
 
-def make_app(workdir, mongo, bucket, database_uri, threads):
-    import dservercore
-    env = dserver_env(workdir, mongo.uri, {bucket.name: bucket.base_uri},
-                      {"DSERVER_NOTIFY_WORKER": "off", "DSERVER_NOTIFY_SYNC_THREADS": str(threads),
-                       "DSERVER_NOTIFY_DEBOUNCE_SECONDS": "0",
-                       "DSERVER_NOTIFY_RECONCILE_INTERVAL_SECONDS": "0", **bucket.env},
-                      mongo_db=f"burst-{uuidlib.uuid4().hex[:8]}", database_uri=database_uri)
-    app = dservercore.create_app(app_config(env))
-    prepare_index(app, [bucket.base_uri])
-    return app
+class Run:
+    """One database and index, filled with notifications, synced by hosts."""
+
+    def __init__(self, workdir, mongo, bucket, database_uri, threads):
+        import dservercore
+        self.workdir = workdir
+        self.bucket = bucket
+        self.env = dserver_env(
+            workdir, mongo.uri, {bucket.name: bucket.base_uri},
+            {"DSERVER_NOTIFY_WORKER": "off", "DSERVER_NOTIFY_SYNC_THREADS": str(threads),
+             "DSERVER_NOTIFY_DEBOUNCE_SECONDS": "0",
+             "DSERVER_NOTIFY_RECONCILE_INTERVAL_SECONDS": "0", **bucket.env},
+            mongo_db=f"burst-{uuidlib.uuid4().hex[:8]}", database_uri=database_uri)
+        self.app = dservercore.create_app(app_config(self.env))
+        prepare_index(self.app, [bucket.base_uri])
+        self.ext = self.app.extensions["dserver_notification"]
+        self.client = self.app.test_client()
+        self.headers = {"Authorization":
+                        f"Bearer {token_for(ADMIN, self.env['JWT_PRIVATE_KEY_FILE'])}"}
+
+    def notify(self, bodies):
+        for body in bodies:
+            answer = self.client.post("/webhook/notify", json=body)
+            assert answer.status_code == 202, answer.get_data(as_text=True)
+
+    def start_hosts(self, count, profile_dir):
+        """Start ``count`` host processes; return them once all are ready."""
+        hosts = []
+        for number in range(count):
+            args = [sys.executable, "-m", "bench.burst_host"]
+            if profile_dir is not None:
+                args += ["--profile", str(profile_dir / f"host{number}.txt")]
+            log = open(self.workdir / f"host{number}.log", "ab")
+            hosts.append(subprocess.Popen(args, cwd=ROOT, env=python_env(self.env),
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=log, text=True))
+            log.close()
+        for host in hosts:
+            if host.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"a host did not start: see {self.workdir}")
+        return hosts
+
+    def listed(self):
+        from dservercore import sql_db
+        from dservercore.sql_models import Dataset
+        with self.app.app_context():
+            count = sql_db.session.query(Dataset).count()
+            sql_db.session.remove()
+        return count
+
+    def searchable(self):
+        answer = self.client.post(f"/uris?page_size={self.expected + 1}", headers=self.headers,
+                                  json={"base_uris": [self.bucket.base_uri]})
+        return len(answer.get_json()) if answer.status_code == 200 else 0
+
+    def settled(self):
+        """Every dataset listed and searchable, and nothing left in the inbox."""
+        from dserver_notification_plugin.states import State
+        if self.listed() < self.expected:
+            return False
+        counts = self.ext.inbox.state_counts()
+        if sum(counts.values()) != counts[State.DONE]:
+            return False
+        return self.searchable() >= self.expected
+
+    def time_hosts(self, hosts, moto, timeout):
+        """Say go to every host; seconds until settled, S3 requests, loads seen."""
+        moto.reset_request_count()
+        loads = []
+        started = time.monotonic()
+        for host in hosts:
+            host.stdin.write("go\n")
+            host.stdin.flush()
+        while not self.settled() and time.monotonic() - started < timeout:
+            if any(host.poll() is not None for host in hosts):
+                raise RuntimeError(f"a host ended during the burst: see {self.workdir}")
+            loads.append(os.getloadavg()[0])
+            time.sleep(POLL_SECONDS)
+        return time.monotonic() - started, moto.request_count(), loads
+
+    def stop_hosts(self, hosts):
+        """SIGTERM: each host stops its worker and flushes its counts."""
+        for host in hosts:
+            host.terminate()
+        for host in hosts:
+            try:
+                host.wait(60)
+            except subprocess.TimeoutExpired:
+                host.kill()
+                host.wait(10)
+
+    def measure(self, bodies, moto, hosts_count, options):
+        self.expected = options.datasets
+        self.notify(bodies)
+        load_before = os.getloadavg()
+        profile = options.profile / self.workdir.name if options.profile else None
+        if profile is not None:
+            profile.mkdir(parents=True, exist_ok=True)
+        hosts = self.start_hosts(hosts_count, profile)
+        try:
+            seconds, requests, loads = self.time_hosts(hosts, moto, options.timeout)
+        finally:
+            self.stop_hosts(hosts)
+        self.ext.stop_background()  # flushes this process's intake counts while the db is up
+        totals = self.ext.counters.totals()
+        return {"seconds": round(seconds, 2),
+                "datasets_per_second": round(options.datasets / seconds, 1),
+                "all_searchable": self.settled(),
+                "s3_requests": requests,
+                "s3_requests_per_dataset": round(requests / options.datasets, 2),
+                "registrations": totals.get("index_registrations", 0),
+                "loadavg_before": [round(x, 2) for x in load_before],
+                "loadavg_during_mean": round(sum(loads) / max(1, len(loads)), 2),
+                "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
 
 
-def settled(app, ext, datasets):
-    from dservercore import sql_db
-    from dservercore.sql_models import Dataset
-    from dserver_notification_plugin.states import State
-    with app.app_context():
-        listed = sql_db.session.query(Dataset).count()
-        sql_db.session.remove()
-    return listed >= datasets and all(e.state is State.DONE for e in ext.inbox.entries())
-
-
-def one_run(servers, options, database, threads, workdir):
-    mongo, moto, postgres = servers
+def make_bucket(moto, options):
     bucket = Bucket(moto, f"bench-burst-{uuidlib.uuid4().hex[:8]}")
     source = bucket.put_dataset("burst", items=options.items)
     clone_dataset(bucket.s3, bucket.name, source, options.datasets - 1, workers=4)
-    database_uri = postgres.create_database() if database == "postgresql" else None
-    app = make_app(workdir, mongo, bucket, database_uri, threads)
-    ext = app.extensions["dserver_notification"]
-    client = app.test_client()
-    for body in notification_bodies(bucket):
-        assert client.post("/webhook/notify", json=body).status_code == 202
-    load_before = os.getloadavg()
-    moto.reset_request_count()
-    started = time.monotonic()
-    ext.worker.start()
-    while not settled(app, ext, options.datasets):
-        if time.monotonic() - started > options.timeout:
-            break
-        time.sleep(0.2)
-    seconds = time.monotonic() - started
-    ext.stop_background()
-    requests = moto.request_count()
-    registrations = ext.tally.since_start().get("index_registrations", 0)
-    return {"database": database, "threads": threads, "datasets": options.datasets,
-            "seconds": round(seconds, 2),
-            "datasets_per_second": round(options.datasets / seconds, 1),
-            "s3_requests": requests, "s3_requests_per_dataset":
-                round(requests / options.datasets, 2),
-            "registrations": registrations,
-            "loadavg_before": [round(x, 2) for x in load_before],
-            "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
+    return bucket
+
+
+def plan(options):
+    """``(database, hosts, threads)`` of every run, in order."""
+    runs = []
+    for database in options.databases.split(","):
+        hosts = numbers(options.sqlite_hosts if database == "sqlite" else options.hosts)
+        runs += [(database, h, t) for h in hosts for t in numbers(options.threads)]
+    return runs
 
 
 def table(runs):
-    lines = ["database    threads  seconds  datasets/s  S3 req/dataset  registrations  load (1 min)"]
+    lines = ["database    hosts  threads  seconds  datasets/s  S3 req/dataset  "
+             "registrations  load (before, during)"]
     for r in runs:
-        lines.append(f"{r['database']:<10}  {r['threads']:>7}  {r['seconds']:>7}  "
-                     f"{r['datasets_per_second']:>10}  {r['s3_requests_per_dataset']:>14}  "
-                     f"{r['registrations']:>13}  {r['loadavg_before'][0]}")
+        lines.append(f"{r['database']:<10}  {r['hosts']:>5}  {r['threads']:>7}  "
+                     f"{r['seconds']:>7}  {r['datasets_per_second']:>10}  "
+                     f"{r['s3_requests_per_dataset']:>14}  {r['registrations']:>13}  "
+                     f"{r['loadavg_before'][0]}, {r['loadavg_during_mean']}")
     return "\n".join(lines)
 
 
 def main(argv):
     options = parse_args(argv)
+    if options.profile:
+        options.profile.mkdir(parents=True, exist_ok=True)
     workroot = tempfile.mkdtemp(prefix="dserver-bench-")
     runs = []
     try:
         with MongoServer() as mongo, MotoServer() as moto, \
                 PostgresServer(durable=True) as postgres:
-            for database in options.databases.split(","):
-                for threads in [int(t) for t in options.threads.split(",")]:
-                    print(f"burst: {database}, {threads} sync threads ...", file=sys.stderr,
-                          flush=True)
-                    runs.append(one_run((mongo, moto, postgres), options, database, threads,
-                                        Path(workroot, f"{database}-{threads}")))
+            print(f"burst: cloning {options.datasets} datasets ...", file=sys.stderr, flush=True)
+            bucket = make_bucket(moto, options)
+            bodies = notification_bodies(bucket)
+            for database, hosts, threads in plan(options):
+                print(f"burst: {database}, {hosts} hosts x {threads} sync threads ...",
+                      file=sys.stderr, flush=True)
+                workdir = Path(workroot, f"{database}-{hosts}-{threads}")
+                database_uri = postgres.create_database() if database == "postgresql" \
+                    else None
+                run = Run(workdir, mongo, bucket, database_uri, threads)
+                figures = run.measure(bodies, moto, hosts, options)
+                runs.append({"database": database, "hosts": hosts, "threads": threads,
+                             "datasets": options.datasets, **figures})
+                print(table(runs[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(workroot, ignore_errors=True)
     print(table(runs))
     write_json(options.output, {
         "command": " ".join(["python -m bench burst", *argv]),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "runs": runs})
+        "cpus": os.cpu_count(), "runs": runs})
     print(f"\nwritten to {options.output}")
