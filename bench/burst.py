@@ -20,6 +20,7 @@ each host's yappi profile (all threads, wall time) to DIR.
 """
 import argparse
 import datetime
+import itertools
 import os
 import shutil
 import subprocess
@@ -42,6 +43,7 @@ from devstack.s3 import list_keys
 
 RECORDS_PER_REQUEST = 100
 POLL_SECONDS = 0.5
+PAGE_SIZE = 100  # flask-smorest's largest page
 
 
 def parse_args(argv):
@@ -127,9 +129,18 @@ class Run:
         return count
 
     def searchable(self):
-        answer = self.client.post(f"/uris?page_size={self.expected + 1}", headers=self.headers,
-                                  json={"base_uris": [self.bucket.base_uri]})
-        return len(answer.get_json()) if answer.status_code == 200 else 0
+        """How many datasets of the bucket the search plugin finds (flask-smorest
+        answers at most PAGE_SIZE a page)."""
+        found = 0
+        for page in itertools.count(1):
+            answer = self.client.post(f"/uris?page={page}&page_size={PAGE_SIZE}",
+                                      headers=self.headers,
+                                      json={"base_uris": [self.bucket.base_uri]})
+            if answer.status_code != 200:
+                return found
+            found += len(answer.get_json())
+            if len(answer.get_json()) < PAGE_SIZE:
+                return found
 
     def settled(self):
         """Every dataset listed and searchable, and nothing left in the inbox."""

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import botocore.exceptions
-import dtoolcore
 from dservercore import ValidationError
 from dservercore.utils import (
     base_uri_exists,
@@ -36,7 +35,7 @@ from dservercore.utils import (
 )
 
 from .datasetindex import remove_dataset
-from .dtool_private import storage_broker
+from .dtool_private import dataset_on, storage_broker
 from .evidence import confirm_bucket_answers, is_object_absent, unreadable_from
 from .states import DatasetKind, Outcome
 
@@ -75,7 +74,7 @@ def read_dataset(uri):
         return DatasetKind.ABSENT, None
     if admin_metadata.get("type") != "dataset":
         return DatasetKind.PROTO, None
-    return DatasetKind.FROZEN, dtoolcore.DataSet(uri, admin_metadata=admin_metadata)
+    return DatasetKind.FROZEN, dataset_on(broker, uri, admin_metadata)
 
 
 def fingerprint(dataset_info):

@@ -43,3 +43,33 @@ def test_a_worker_whose_claim_was_taken_over_reports_nothing(app, client, bucket
         assert ext.worker.process(taken).value == "registered"
     assert ext.inbox.entries()[0].state is State.DONE
     assert ext.tally.since_start()["registered"] == 1
+
+
+def test_a_sync_reads_the_dataset_dtoolcore_would_give_with_one_broker(bucket, moto):
+    """sync.read_dataset makes one dtool-s3 broker and a DataSet on it
+    (dtool_private.dataset_on): the same attributes and the same answers as
+    dtoolcore's own DataSet.from_uri, for one GET of the dtool-<uuid>
+    object (a broker of its own would read it again)."""
+    import dtoolcore
+    from dservercore.utils import generate_dataset_info
+
+    from dserver_notification_plugin.dtool_private import observed_reads
+    from dserver_notification_plugin.states import DatasetKind
+    from dserver_notification_plugin.sync import read_dataset
+    uri = bucket.put_dataset("alike", items=3, readme="project: twin\n", tags=["a", "b"])
+    expected = dtoolcore.DataSet.from_uri(uri)
+    expected_info = generate_dataset_info(expected, bucket.base_uri)
+
+    moto.reset_request_count()
+    with observed_reads():  # the worker's per-thread clients, as in a sync
+        kind, dataset = read_dataset(uri)
+        info = generate_dataset_info(dataset, bucket.base_uri)
+    registration_reads = [path for method, path in moto.requests()
+                          if method == "GET" and path.split("?")[0].endswith(
+                              f"/{bucket.name}/dtool-{expected.uuid}")]
+
+    assert kind is DatasetKind.FROZEN
+    assert isinstance(dataset, dtoolcore.DataSet)
+    assert sorted(vars(dataset)) == sorted(vars(expected))
+    assert info == expected_info
+    assert len(registration_reads) == 1
