@@ -16,7 +16,8 @@ shared, so seconds are noisy when the load is high.
 
 Hosts above 1 run on PostgreSQL only by default (the issue's "3 hosts");
 SQLite runs with ``--sqlite-hosts`` (default 1). ``--profile DIR`` writes
-each host's yappi profile (all threads, wall time) to DIR.
+each host's yappi profile (all threads; ``--profile-clock wall`` or
+``cpu``) to DIR.
 """
 import argparse
 import datetime
@@ -60,6 +61,7 @@ def parse_args(argv):
     parser.add_argument("--sqlite-hosts", default="1",
                         help="processes syncing one SQLite file (default 1)")
     parser.add_argument("--profile", type=Path, help="write each host's yappi profile here")
+    parser.add_argument("--profile-clock", choices=("wall", "cpu"), default="wall")
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--output", type=Path,
                         default=envs.BENCH_DIR / "results" / f"burst-{stamp}.json")
@@ -103,13 +105,13 @@ class Run:
             answer = self.client.post("/webhook/notify", json=body)
             assert answer.status_code == 202, answer.get_data(as_text=True)
 
-    def start_hosts(self, count, profile_dir):
+    def start_hosts(self, count, profile_dir, clock):
         """Start ``count`` host processes; return them once all are ready."""
         hosts = []
         for number in range(count):
             args = [sys.executable, "-m", "bench.burst_host"]
             if profile_dir is not None:
-                args += ["--profile", str(profile_dir / f"host{number}.txt")]
+                args += ["--profile", str(profile_dir / f"host{number}.txt"), "--clock", clock]
             log = open(self.workdir / f"host{number}.log", "ab")
             hosts.append(subprocess.Popen(args, cwd=ROOT, env=python_env(self.env),
                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -185,7 +187,7 @@ class Run:
         profile = options.profile / self.workdir.name if options.profile else None
         if profile is not None:
             profile.mkdir(parents=True, exist_ok=True)
-        hosts = self.start_hosts(hosts_count, profile)
+        hosts = self.start_hosts(hosts_count, profile, options.profile_clock)
         try:
             seconds, requests, loads = self.time_hosts(hosts, moto, options.timeout)
         finally:

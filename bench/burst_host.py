@@ -12,7 +12,7 @@ the issue; the benchmark process itself only posts notifications and looks.
 
 ``--profile FILE``: profile every thread with yappi (the ``bench`` extra)
 from the start of the worker to SIGTERM, and write the functions that took
-the most wall time, summed over threads, to FILE.
+the most time (``--clock wall`` or ``cpu``), summed over threads, to FILE.
 """
 import argparse
 import signal
@@ -22,18 +22,20 @@ import threading
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m bench.burst_host")
-    parser.add_argument("--profile", help="write a yappi wall-time profile here")
+    parser.add_argument("--profile", help="write a yappi profile here")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="what the profile measures (default wall)")
     return parser.parse_args(argv)
 
 
-def write_profile(path, top=60):
-    """The functions with the most wall time, inclusive and exclusive, all threads."""
+def write_profile(path, clock, top=60):
+    """The functions with the most time, inclusive and exclusive, all threads."""
     import yappi
     stats = yappi.get_func_stats()
     with open(path, "w") as out:
         for key, title in (("ttot", "inclusive"), ("tsub", "exclusive")):
             stats.sort(key, "desc")
-            out.write(f"== by {title} wall time (seconds, summed over threads) ==\n")
+            out.write(f"== by {title} {clock} time (seconds, summed over threads) ==\n")
             for stat in list(stats)[:top]:
                 out.write(f"{stat.ttot:9.2f} {stat.tsub:9.2f} {stat.ncall:8d}  "
                           f"{stat.module}:{stat.lineno} {stat.name}\n")
@@ -50,14 +52,14 @@ def main(argv=None):
     sys.stdin.readline()  # the benchmark's go
     if options.profile:
         import yappi
-        yappi.set_clock_type("wall")
+        yappi.set_clock_type(options.clock)
         yappi.start(profile_threads=True)
     ext.worker.start()
     stop.wait()
     ext.stop_background()
     if options.profile:
         yappi.stop()
-        write_profile(options.profile)
+        write_profile(options.profile, options.clock)
 
 
 if __name__ == "__main__":

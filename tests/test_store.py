@@ -294,3 +294,27 @@ def test_remembered_document_ids_are_bounded_in_age_and_number(inbox):
     documents.remember("d4", "b", "k4", at=300)  # the others have aged out
     assert [documents.recall(d, at=300) for d in ("d1", "d2", "d3", "d4")] == [
         None, None, None, ("b", "k4")]
+
+
+def test_a_compare_and_swap_claim_that_loses_a_candidate_takes_the_next(inbox, monkeypatch):
+    """Claimers read the same candidates; one that loses the first to a
+    rival between its read and its compare-and-swap still takes a due entry
+    (SQLite's way; PostgreSQL's SKIP LOCKED claim never meets the race)."""
+    from dserver_notification_plugin.db import claims
+    enqueue(inbox, [target(n) for n in range(3)], at=0, debounce=0)
+    real_take, lost = claims._take, []
+
+    def a_rival_takes_it_first(conn, row, owner, at):
+        if not lost:
+            lost.append(row["id"])
+            with inbox.db.transaction() as rival:
+                assert real_take(rival, row, "rival:1", at)
+        return real_take(conn, row, owner, at)
+
+    monkeypatch.setattr(claims, "_take", a_rival_takes_it_first)
+    with inbox.db.transaction() as conn:
+        rows = claims.claim_compare_and_swap(conn, claims.claimable(1, 60), 1, "me:2", 1)
+    assert len(rows) == 1 and rows[0]["id"] != lost[0]
+    owners = {entry.id: entry.claimed_by for entry in inbox.entries()}
+    assert owners[lost[0]] == "rival:1" and owners[rows[0]["id"]] == "me:2"
+    assert list(owners.values()).count(None) == 1  # the third is left for others

@@ -25,6 +25,11 @@ from .processes import live_owners
 from .tables import inbox
 
 c = inbox.c
+#: Candidates a compare-and-swap claim reads beyond its limit. Every claimer
+#: reads the same rows in due order: one that loses the first ones to
+#: another takes the next instead of coming back empty, which would send
+#: its sync thread to sleep for a poll interval while entries are due.
+SPARE_CANDIDATES = 8
 #: The events an entry heard up to its claim, which the claim empties.
 #: A stale claim's sync never finished: what it heard is not known any more.
 HEARD_BEFORE = "heard_before"
@@ -97,12 +102,17 @@ def claim_skip_locked(conn, where, limit, owner, at) -> List[dict]:
 
 
 def claim_compare_and_swap(conn, where, limit, owner, at) -> List[dict]:
-    """Any database: read candidates, take each with a compare-and-swap."""
+    """Any database: read candidates, take each with a compare-and-swap
+    until ``limit`` are taken."""
     candidates = conn.execute(
         sa.select(c.id, c.state, c.claimed_at, c.generation, _heard_before.label(HEARD_BEFORE))
-        .where(where).order_by(c.due_at).limit(limit)).mappings().all()
-    heard = {row["id"]: row[HEARD_BEFORE] for row in candidates
-             if _take(conn, row, owner, at)}
+        .where(where).order_by(c.due_at).limit(limit + SPARE_CANDIDATES)).mappings().all()
+    heard = {}
+    for row in candidates:
+        if len(heard) == limit:
+            break
+        if _take(conn, row, owner, at):
+            heard[row["id"]] = row[HEARD_BEFORE]
     if not heard:
         return []
     rows = conn.execute(sa.select(inbox).where(c.id.in_(heard))).mappings()
