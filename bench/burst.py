@@ -11,8 +11,10 @@ threads) start syncing at the same moment, and the run is timed until every
 dataset is listed by dservercore AND found by the search plugin, and the
 inbox is settled. Figures: seconds, datasets/s, S3 requests per dataset
 (counted at moto), registrations (counted by every host, must equal the
-datasets), the load average before and during the run. The machine is
-shared, so seconds are noisy when the load is high.
+datasets), the load average before and during the run, how busy the
+machine's CPUs were, and the CPU milliseconds per dataset of the hosts,
+moto, the Mongo-wire server, PostgreSQL and this process (bench/cpu.py).
+The machine is shared, so seconds are noisy when the load is high.
 
 Hosts above 1 run on PostgreSQL only by default (the issue's "3 hosts");
 SQLite runs with ``--sqlite-hosts`` (default 1). ``--profile DIR`` writes
@@ -31,7 +33,7 @@ import time
 import uuid as uuidlib
 from pathlib import Path
 
-from bench import envs
+from bench import cpu, envs
 from bench.report import write_json
 from devstack.datasets import Bucket, clone_dataset
 from devstack.dserver import ADMIN, app_config, dserver_env, prepare_index, token_for
@@ -154,10 +156,16 @@ class Run:
             return False
         return self.searchable() >= self.expected
 
-    def time_hosts(self, hosts, moto, timeout):
-        """Say go to every host; seconds until settled, S3 requests, loads seen."""
+    def time_hosts(self, hosts, servers, timeout):
+        """Say go to every host; seconds until settled, S3 requests, loads
+        seen, and the CPU snapshots at go and at the end."""
+        mongo, moto, postgres = servers
+        roles = {"hosts": [host.pid for host in hosts], "moto": [moto.proc.pid],
+                 "mongo": [mongo.proc.pid], "postgresql": [postgres.server_pid()],
+                 "benchmark": [os.getpid()]}
         moto.reset_request_count()
         loads = []
+        cpu_at_go = cpu.snapshot(roles, alone=ALONE)
         started = time.monotonic()
         for host in hosts:
             host.stdin.write("go\n")
@@ -167,7 +175,8 @@ class Run:
                 raise RuntimeError(f"a host ended during the burst: see {self.workdir}")
             loads.append(os.getloadavg()[0])
             time.sleep(POLL_SECONDS)
-        return time.monotonic() - started, moto.request_count(), loads
+        seconds = time.monotonic() - started
+        return seconds, moto.request_count(), loads, (cpu_at_go, cpu.snapshot(roles, alone=ALONE))
 
     def stop_hosts(self, hosts):
         """SIGTERM: each host stops its worker and flushes its counts."""
@@ -180,7 +189,7 @@ class Run:
                 host.kill()
                 host.wait(10)
 
-    def measure(self, bodies, moto, hosts_count, options):
+    def measure(self, bodies, servers, hosts_count, options):
         self.expected = options.datasets
         self.notify(bodies)
         load_before = os.getloadavg()
@@ -189,9 +198,11 @@ class Run:
             profile.mkdir(parents=True, exist_ok=True)
         hosts = self.start_hosts(hosts_count, profile, options.profile_clock)
         try:
-            seconds, requests, loads = self.time_hosts(hosts, moto, options.timeout)
+            seconds, requests, loads, snapshots = self.time_hosts(hosts, servers,
+                                                                  options.timeout)
         finally:
             self.stop_hosts(hosts)
+        cpu_per_dataset, machine_busy = cpu.spent(*snapshots, per=options.datasets)
         self.ext.stop_background()  # flushes this process's intake counts while the db is up
         totals = self.ext.counters.totals()
         return {"seconds": round(seconds, 2),
@@ -200,6 +211,8 @@ class Run:
                 "s3_requests": requests,
                 "s3_requests_per_dataset": round(requests / options.datasets, 2),
                 "registrations": totals.get("index_registrations", 0),
+                "cpu_seconds_per_dataset": cpu_per_dataset,
+                "machine_cpu_busy": machine_busy,
                 "loadavg_before": [round(x, 2) for x in load_before],
                 "loadavg_during_mean": round(sum(loads) / max(1, len(loads)), 2),
                 "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
@@ -221,14 +234,21 @@ def plan(options):
     return runs
 
 
+ROLES = ("hosts", "moto", "mongo", "postgresql", "benchmark")
+ALONE = ("benchmark",)  # the parent of every server: itself only
+
+
 def table(runs):
     lines = ["database    hosts  threads  seconds  datasets/s  S3 req/dataset  "
-             "registrations  load (before, during)"]
+             "registrations  load (before, during)  CPU busy  "
+             "CPU ms/dataset (hosts, moto, mongo, postgresql, benchmark)"]
     for r in runs:
+        cpu_ms = ", ".join(f"{1000 * r['cpu_seconds_per_dataset'][role]:.0f}" for role in ROLES)
         lines.append(f"{r['database']:<10}  {r['hosts']:>5}  {r['threads']:>7}  "
                      f"{r['seconds']:>7}  {r['datasets_per_second']:>10}  "
                      f"{r['s3_requests_per_dataset']:>14}  {r['registrations']:>13}  "
-                     f"{r['loadavg_before'][0]}, {r['loadavg_during_mean']}")
+                     f"{r['loadavg_before'][0]:>9}, {r['loadavg_during_mean']:<10}  "
+                     f"{r['machine_cpu_busy']:>8}  {cpu_ms}")
     return "\n".join(lines)
 
 
@@ -251,7 +271,7 @@ def main(argv):
                 database_uri = postgres.create_database() if database == "postgresql" \
                     else None
                 run = Run(workdir, mongo, bucket, database_uri, threads)
-                figures = run.measure(bodies, moto, hosts, options)
+                figures = run.measure(bodies, (mongo, moto, postgres), hosts, options)
                 runs.append({"database": database, "hosts": hosts, "threads": threads,
                              "datasets": options.datasets, **figures})
                 print(table(runs[-1:]).splitlines()[-1], file=sys.stderr, flush=True)

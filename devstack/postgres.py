@@ -54,6 +54,10 @@ class PostgresServer(Server):
     def socket_dir(self):
         return self._server.get_postmaster_info().socket_dir
 
+    def server_pid(self):
+        """The postmaster's PID; every backend is its child."""
+        return self._server.get_pid()
+
     def uri(self, database="postgres"):
         """SQLAlchemy URI of ``database`` (psycopg 3 over the Unix socket)."""
         return f"{DRIVER}://postgres:@/{database}?host={self.socket_dir}"
