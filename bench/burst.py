@@ -275,11 +275,15 @@ def main(argv):
                 runs.append({"database": database, "hosts": hosts, "threads": threads,
                              "datasets": options.datasets, **figures})
                 print(table(runs[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+                record(options.output, argv, runs)  # so far: a long series may be cut short
     finally:
         shutil.rmtree(workroot, ignore_errors=True)
     print(table(runs))
-    write_json(options.output, {
+    print(f"\nwritten to {options.output}")
+
+
+def record(path, argv, runs):
+    write_json(path, {
         "command": " ".join(["python -m bench burst", *argv]),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "cpus": os.cpu_count(), "runs": runs})
-    print(f"\nwritten to {options.output}")
