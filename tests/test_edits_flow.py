@@ -116,3 +116,22 @@ def test_an_edit_during_a_copy_over_the_dataset_keeps_the_debounce(
     [entry] = ext(app).inbox.entries([uri])
     assert entry.due_at == pytest.approx(entry.last_event_at + 2)
     assert process_what_is_due(app) == 0
+
+
+def test_a_notification_with_an_edit_and_any_other_object_of_the_dataset_keeps_the_debounce(
+        app, client, bucket, drain, notify_all):
+    uri = bucket.put_dataset("batched", items=2)
+    uuid = uri.rsplit("/", 1)[1]
+    keys, etags = copy_write_order_with_etags(bucket.s3, bucket.name, uuid)
+    notify_all(client, [minio_webhook_body(bucket.name, k, CREATED, n, e)
+                        for n, (k, e) in enumerate(zip(keys, etags))])
+    drain(app)
+    readme = next(k for k in keys if k.endswith("/README.yml"))
+    body = minio_webhook_body(bucket.name, readme, CREATED, 0, "new")
+    manifest = minio_webhook_body(bucket.name, next(k for k in keys if k.endswith(
+        "/manifest.json")), CREATED, 1, "new")
+    body["Records"] += manifest["Records"]  # one request, two records: a copy's
+    notify_all(client, [body])
+    [entry] = ext(app).inbox.entries([uri])
+    assert entry.events == 2
+    assert entry.due_at == pytest.approx(entry.last_event_at + 2)
