@@ -113,8 +113,8 @@ def kind_mark(kind: DatasetKind) -> str:
     """The text by which :meth:`Seen.to_text` says what its sync found.
 
     No object key can spell it inside the JSON: there every ``"`` of a key
-    is escaped. The inbox looks for it in SQL (an edit of a dataset whose
-    last sync found it frozen is due at once).
+    is escaped. The inbox looks for it in SQL: an edit of a dataset whose
+    last sync found it frozen skips the debounce (:mod:`.db.due`).
     """
     return json.dumps({"kind": kind.value}, separators=(",", ":"))[1:-1]
 

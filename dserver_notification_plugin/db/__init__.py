@@ -15,8 +15,9 @@ thing kept::
 
 Modules: :mod:`.tables` (the current tables), :mod:`.migrations` (the
 versioned steps that reach them), :mod:`.database`, :mod:`.inbox`,
-:mod:`.claims` (its claim statements) and :mod:`.due` (its due times), :mod:`.ledger`, :mod:`.leases`,
-:mod:`.documents`, :mod:`.counters`, :mod:`.attention`, :mod:`.processes`.
+:mod:`.claims` (its claim statements) and :mod:`.due` (its due times),
+:mod:`.ledger`, :mod:`.leases`, :mod:`.documents`, :mod:`.counters`,
+:mod:`.attention`, :mod:`.processes`.
 Nothing else in the plugin writes SQL.
 """
 from .claims import Claim

@@ -15,12 +15,14 @@ the same dataset at once agree, whatever order their statements take.
   readme write``, ``tag set``, ``tag delete`` and ``annotation set`` do.
   Only the event that opens a window is; any event within that short wait
   (an indexed dataset copied over, its objects in any order) folds in and
-  pushes the window to the end of the debounce, as a copy's events do: a
-  burst whose events come closer together than that wait costs the syncs it
-  cost before, and one that pauses longer (while its first sync runs, or
-  after) at most one more, as a second edit would. A copy by dtool makes no edit
-  early: its first event is the registration key, and its proto-dataset's
-  ``dtool`` object makes the last sync find no frozen dataset.
+  pushes the window to the end of the debounce, as a copy's events do. A
+  burst whose events come closer together than that wait costs the syncs
+  it cost before; one that pauses longer while its first sync runs costs
+  one more (the rest waits for the debounce), and each pause after a sync
+  has finished one more again, as a further edit would. A copy by dtool
+  makes no edit early: its first event is the registration key, and its
+  proto-dataset's ``dtool`` object makes the last sync find no frozen
+  dataset.
 """
 import sqlalchemy as sa
 

@@ -92,10 +92,10 @@ class Inbox:
         event pushes the due time back by ``debounce`` but never beyond
         ``max_delay`` after the first event of the pending window, so a
         never-ending stream of writes still gets indexed; an entry already
-        due stays due. Datasets whose URI is in ``due_now`` are due at once,
-        and so are those in ``edits`` (their events here are all README, tag
-        or annotation events) when their entry is done and its last sync
-        found them frozen and indexed (:mod:`.due`).
+        due stays due. Datasets whose URI is in ``due_now`` are due at once;
+        those in ``edits`` (their events here are all README, tag or
+        annotation events) after ``edit_delay`` when their entry is done and
+        its last sync found them frozen and indexed (:mod:`.due`).
         Workers are woken for the earliest due time: this process's through
         :attr:`alarm`, the others' through ``NOTIFY`` on PostgreSQL. Returns
         the number of events written.
