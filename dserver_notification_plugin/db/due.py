@@ -61,9 +61,9 @@ def ledger_holds_indexed(uri):
 
     A sync that registered or found unchanged a frozen dataset records it;
     one that deleted the dataset or found it gone deletes the ledger row.
-    Only datasets the reconciler has listed have a row: with the background
-    reconciler off, a dataset indexed and never notified for a week waits
-    the debounce. A last sync that found a proto-dataset keeps the frozen
+    Only datasets a reconcile pass has listed have a row: with the
+    background reconciler off, an edit of a dataset whose entry was purged
+    (or that never had one) waits the debounce. A last sync that found a proto-dataset keeps the frozen
     one's signature; its edit is synced at once and finds the proto-dataset,
     one sync as after the debounce.
     """
