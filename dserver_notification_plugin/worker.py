@@ -175,10 +175,15 @@ class Worker(BackgroundThread):
         self.flush_stats()
         return total
 
-    def _drain_here(self, include_waiting, on_progress, limit):
+    def _drain_here(self, include_waiting, on_progress, limit, among_others=False):
+        """``among_others``: other threads of this drain claim too, so a claim
+        that took nothing may have lost a race: go on while anything is left."""
         total = 0
         while True:
             done = self.run_once(ignore_due=include_waiting, limit=limit)
+            if not done and among_others and self._anything_left(include_waiting):
+                time.sleep(RECHECK_SECONDS)
+                continue
             if not done:
                 return total
             total += done
@@ -198,12 +203,17 @@ class Worker(BackgroundThread):
 
         def drain_in_this_thread():
             prepare_clients(self.settings.bucket_to_base_uri)
-            return self._drain_here(include_waiting, report, CLAIM_BATCH)
+            return self._drain_here(include_waiting, report, CLAIM_BATCH, among_others=True)
 
         with ThreadPoolExecutor(threads, thread_name_prefix=f"{self.thread_name}-drain") \
                 as pool:
             futures = [pool.submit(drain_in_this_thread) for _ in range(threads)]
             return sum(future.result() for future in futures)
+
+    def _anything_left(self, include_waiting):
+        with self.app.app_context():
+            return self.inbox.any_claimable(self.settings.claim_timeout_seconds,
+                                            ignore_due=include_waiting)
 
     def process(self, claim):
         """Sync one claimed entry and record the outcome. Needs an app context.
