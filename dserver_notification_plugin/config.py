@@ -291,8 +291,9 @@ class Settings:
         "EDIT_DELAY_SECONDS", "0.05", number(float, 0),
         "Wait instead of the debounce for a README, tag or annotation event (`dtool readme "
         "write`, `tag set`, `tag delete`, `annotation set`) on a dataset whose last sync "
-        "indexed it and that nothing else is pending for; another event of the dataset "
-        "within this wait (a copy over it) gets the debounce.")
+        "indexed it (or, with no inbox entry, that the reconciler's ledger holds indexed) "
+        "and that nothing else is pending for; further such events while it waits or is "
+        "synced wait this long again; any other event (a copy over it) gets the debounce.")
     max_delay_seconds: float = setting(
         "MAX_DELAY_SECONDS", "30", number(float, 0),
         "Longest a dataset waits while events keep arriving.")
