@@ -29,7 +29,10 @@ defaults), one Mongo-wire server and one moto bucket. Per run:
 Figures: p50 and p99 (nearest rank) per kind and overall, over all runs;
 the goal is p99 <= 0.3 s. At the end every operation is checked once more
 through the readmes, tags and annotations routes. The load average is
-recorded: the machine is shared, and load moves every figure here.
+recorded: the machine is shared, and load moves every figure here. Each
+operation's record also has its inbox row's story (``inbox``): seconds from
+the last event heard to due, to the last claim and to the end of the last
+sync, so a slow operation shows whether it waited, queued or synced slowly.
 """
 import argparse
 import datetime
@@ -116,7 +119,7 @@ class Operation:
 
     def __init__(self, kind, uri, bodies, write=lambda: None):
         self.kind, self.uri, self.bodies, self.write = kind, uri, bodies, write
-        self.last_ack = self.seen = None
+        self.last_ack = self.seen = self.inbox = None
         self.failed = 0
 
     def send(self, hosts, session, first_host):
@@ -268,6 +271,26 @@ def measure(run, operations, timeout):
         thread.join()
 
 
+def explain(database_uri, operations):
+    """Where each operation's time went, from its inbox row once it shows:
+    the wait before it was due (debounce or edit delay), the wait for a
+    claim, and the sync itself (seconds after the last event heard)."""
+    import sqlalchemy as sa
+    from dserver_notification_plugin.db.tables import inbox
+    engine = sa.create_engine(database_uri)
+    with engine.connect() as conn:
+        rows = {row.dataset_uri: row for row in conn.execute(sa.select(inbox).where(
+            inbox.c.dataset_uri.in_([op.uri for op in operations])))}
+    engine.dispose()
+    for op in operations:
+        row = rows.get(op.uri)
+        op.inbox = None if row is None else {
+            "last_outcome": row.last_outcome, "events": row.events,
+            "due_after_last_event_s": _rounded(row.due_at - row.last_event_at),
+            "claimed_after_last_event_s": _rounded((row.claimed_at or 0) - row.last_event_at),
+            "finished_after_last_event_s": _rounded((row.finished_at or 0) - row.last_event_at)}
+
+
 def wait_for(condition, what, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -334,8 +357,8 @@ def main(argv):
         with MongoServer() as mongo, MotoServer() as moto, \
                 PostgresServer(durable=True) as postgres:
             bucket = Bucket(moto, f"bench-load-{uuidlib.uuid4().hex[:8]}")
-            servers = start_hosts(workroot, mongo, bucket, postgres.create_database(),
-                                  options.hosts)
+            database_uri = postgres.create_database()
+            servers = start_hosts(workroot, mongo, bucket, database_uri, options.hosts)
             hosts = Hosts(servers)
             # the reconciler's first pass, over the empty bucket, ends before any write
             wait_for(lambda: (hosts.status()["reconcile"]["pass"] or {}).get("finished_at"),
@@ -350,6 +373,7 @@ def main(argv):
                 loads.append({"before": before, "after": load()})
                 session = requests.Session()
                 checks += [run.shown_by_routes(session, op) for op in run_operations]
+                explain(database_uri, run_operations)
                 operations += run_operations
     finally:
         for server in servers:
@@ -369,5 +393,6 @@ def main(argv):
         "summary": rows, "goal_p99_s": GOAL_SECONDS, "unacknowledged": failed,
         "shown_by_routes": [sum(checks), len(checks)], "load": loads,
         "operations": [{"kind": op.kind, "uri": op.uri, "seconds": _rounded(op.seconds),
-                        "notifications": len(op.bodies)} for op in operations]})
+                        "notifications": len(op.bodies), "inbox": op.inbox}
+                       for op in operations]})
     print(f"\nwritten to {options.output}")
