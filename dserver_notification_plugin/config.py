@@ -324,8 +324,9 @@ class Settings:
     sync_threads: int = setting(
         "SYNC_THREADS", "4", number(int, 1),
         "Syncs one worker runs at once, each in its own thread with its own S3 clients "
-        "(a sync mostly waits on S3 and the databases). One dataset is never synced by "
-        "two at once: its inbox entry is claimed by one.")
+        "(a sync mostly waits on S3 and the databases); `flask notification resync` and "
+        "`drain` run theirs the same way. One dataset is never synced by two at once: its "
+        "inbox entry is claimed by one.")
     worker: bool = setting(
         "WORKER", "on", parse_switch,
         "on: run the sync worker inside each dserver process; off: run "

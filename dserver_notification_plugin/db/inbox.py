@@ -173,6 +173,14 @@ class Inbox:
                 announce_due(conn, at)
         return released
 
+    def any_claimable(self, claim_timeout, ignore_due=False, at=None) -> bool:
+        """Whether a claim now could take a row: a claim that took none may
+        only have lost a race to another claimer (SQLite's compare-and-swap)."""
+        at = now() if at is None else at
+        where = claims.claimable(at, claim_timeout, ignore_due, self.db.alive_within)
+        with self.db.transaction() as conn:
+            return conn.execute(sa.select(inbox.c.id).where(where).limit(1)).first() is not None
+
     def next_due_at(self, claim_timeout):
         """When the next entry becomes claimable (maybe already), or None."""
         with self.db.transaction() as conn:
