@@ -44,6 +44,11 @@ DRAIN_BATCH = 16
 # Done entries older than DSERVER_NOTIFY_DONE_RETENTION_SECONDS are deleted
 # this often (by every worker: the delete is one cheap statement).
 PURGE_INTERVAL_SECONDS = 60.0
+# Pauses between the tries to record a sync's outcome. SQLite refuses a
+# write while another holds the lock longer than its busy timeout, and a
+# PostgreSQL connection may drop; the sync is done and its result is worth
+# a short wait, or the entry would be synced (and registered) again.
+RECORD_RETRY_PAUSES = (0.1, 0.5, 2.0)
 
 
 class Worker(BackgroundThread):
@@ -58,6 +63,8 @@ class Worker(BackgroundThread):
         self.listener = Listener(db.listening_connection, inbox.alarm)
         self._last_purge = 0.0
         self._helpers = []  # the further sync threads (DSERVER_NOTIFY_SYNC_THREADS - 1)
+        # Claims a failure left in this process's hands, given back next round.
+        self._orphans, self._orphans_lock = [], threading.Lock()
         self.attention = Attention(db)
         # Base URIs this process reported unreadable: a sync that reads one
         # again settles the concern.
@@ -148,6 +155,7 @@ class Worker(BackgroundThread):
         """Claim due entries (up to ``limit``) and process them; return how many."""
         from dservercore import sql_db
         with self.app.app_context():
+            self._give_back_orphans()
             claims = self.inbox.claim(self.settings.claim_timeout_seconds, limit=limit,
                                       ignore_due=ignore_due)
             for number, claim in enumerate(claims):
@@ -155,9 +163,35 @@ class Worker(BackgroundThread):
                     # stopping: give the rest back, due now, for any process
                     self.inbox.release(claims[number:])
                     break
-                self.process(claim)
+                try:
+                    self.process(claim)
+                except Exception:
+                    self._adopt_orphans(claims[number:])
+                    raise
             sql_db.session.remove()
         return len(claims)
+
+    def _adopt_orphans(self, claims):
+        """A failure nothing recorded (the database unreachable when the
+        outcome or the failure was to be written): the claims are still
+        ours, and a live process's claims are never taken over, so they
+        would wait until this process ends. Give them back once the
+        database answers again."""
+        with self._orphans_lock:
+            self._orphans.extend(claims)
+
+    def _give_back_orphans(self):
+        with self._orphans_lock:
+            orphans, self._orphans = self._orphans, []
+        if not orphans:
+            return
+        try:
+            released = self.inbox.release(orphans)
+        except Exception:
+            self._adopt_orphans(orphans)
+            raise
+        logger.warning("gave back %d inbox entr%s whose outcome could not be recorded",
+                       released, "y" if released == 1 else "ies")
 
     def drain(self, include_waiting=False, on_progress=None, threads=1):
         """Process everything due now (or everything, if asked); return count.
@@ -261,13 +295,24 @@ class Worker(BackgroundThread):
                 return None, exc, reads
 
     def _record(self, claim, outcome, fingerprint, seen, detail="", signature=None):
-        if not self.inbox.finish(claim, outcome, fingerprint=fingerprint, seen=seen):
+        if not self._finish(claim, outcome, fingerprint, seen):
             return self._claim_lost(claim, outcome)
         self._settle(claim, outcome, signature)
         self.tally.add(outcome.value)
         self.tally.observe_latency(max(0.0, time.time() - claim.first_event_at))
         logger.info("synced %s: %s%s", claim.dataset_uri, outcome, detail)
         return outcome
+
+    def _finish(self, claim, outcome, fingerprint, seen):
+        """:meth:`.Inbox.finish`, tried again after RECORD_RETRY_PAUSES."""
+        for pause in RECORD_RETRY_PAUSES:
+            try:
+                return self.inbox.finish(claim, outcome, fingerprint=fingerprint, seen=seen)
+            except Exception as exc:
+                logger.warning("could not record that %s was %s, trying again in %.1f s: %s",
+                               claim.dataset_uri, outcome, pause, type(exc).__name__)
+                time.sleep(pause)
+        return self.inbox.finish(claim, outcome, fingerprint=fingerprint, seen=seen)
 
     def _settle(self, claim, outcome, signature):
         """Tell the reconciler's ledger what the index reflects now; no S3 cost.
