@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from devstack.dserver import dserver_env, prepare_index_in_subprocess
+from devstack.dserver import dserver_env, prepare_index_for_server
 from devstack.ports import free_port, python_env, wait_until
 from devstack.sqs import consumer_env, create_queue, notify_queue
 
@@ -259,7 +259,7 @@ def test_flask_notification_consume_fills_the_inbox_and_stops_on_sigterm(
     notify_queue(moto, bucket.name, queue)
     env = dserver_env(tmp_path, mongo.uri, {bucket.name: bucket.base_uri},
                       {**aws_env, **bucket.env})
-    prepare_index_in_subprocess(env, [bucket.base_uri])
+    prepare_index_for_server(env, [bucket.base_uri])
     env["DSERVER_NOTIFY_WORKER"] = "off"
     bucket.put_dataset("from-the-command", items=1)
     flask = [sys.executable, "-m", "flask", "--app", "dservercore:create_app()",
