@@ -3,9 +3,12 @@
 Our plugin only (the ``ours`` venv, as installed), gunicorn with 2 workers
 and the production defaults (debounce 2 s), on a fresh SQLite file and on
 a fresh database of one PostgreSQL server (pgserver, durable defaults).
-Each run is the copy/delete story of :mod:`bench.scenario`: copy a dataset,
-replay MinIO's notifications for it, time the last acknowledgement to
-searchable; remove every object, replay the removals, time the last
+Each run is the copy/edit/delete story of :mod:`bench.scenario`: copy a
+dataset, replay MinIO's notifications for it, time the last acknowledgement
+to searchable; then the four dtool edits of :mod:`bench.edits` (readme
+write, tag set, annotation set, tag delete), one at a time, each notified
+as MinIO sends it and timed from its last acknowledgement to shown by
+dserver's API; remove every object, replay the removals, time the last
 acknowledgement to gone. Several runs per database: median and worst.
 """
 import argparse
@@ -17,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from bench import envs
+from bench.edits import EDITS
 from bench.report import write_json
 from bench.scenario import PluginRun
 from devstack.postgres import PostgresServer
@@ -25,6 +29,7 @@ from devstack.moto import MotoServer
 
 DATABASES = ("sqlite", "postgresql")
 GOAL_SECONDS = 1.0
+EDIT_GOAL_SECONDS = 0.3  # issue 25
 # (label, phase, key): the figures summarised over the runs
 FIGURES = (
     ("searchable after last ack (s)", "copy", "searchable_after_s"),
@@ -33,7 +38,13 @@ FIGURES = (
     ("events acked/s (copy)", "copy", "events_per_second"),
     ("S3 requests per copy", "copy", "s3_requests_total"),
     ("registrations per copy", "copy", "registrations"),
+    *((f"{edit.name}: shown after last ack (s)", "edits", f"{edit.key}_visible_after_s")
+      for edit in EDITS),
+    *((f"{edit.name}: S3 requests", "edits", f"{edit.key}_s3_requests") for edit in EDITS),
+    *((f"{edit.name}: registrations", "edits", f"{edit.key}_registrations")
+      for edit in EDITS),
 )
+EDIT_LABELS = tuple(f"{edit.name}: shown after last ack (s)" for edit in EDITS)
 
 
 def parse_args(argv):
@@ -77,7 +88,7 @@ def run_database(kind, python, servers, options, workroot):
         database_uri = postgres.create_database() if kind == "postgresql" else None
         workdir = Path(workroot, kind, str(n))
         runs.append(PluginRun("ours", python, mongo, moto, options, workdir,
-                              database_uri=database_uri).run())
+                              database_uri=database_uri, edits=True).run())
     return runs
 
 
@@ -100,6 +111,11 @@ def text(summaries, options):
             met = worst is not None and worst <= GOAL_SECONDS
             lines.append(f"  [{'met' if met else 'MISSED'}] {kind}: {label} <= "
                          f"{GOAL_SECONDS:g} s in every run (worst {_number(worst)})")
+        worst = [summary[label]["worst"] for label in EDIT_LABELS]
+        met = all(w is not None and w <= EDIT_GOAL_SECONDS for w in worst)
+        lines.append(f"  [{'met' if met else 'MISSED'}] {kind}: each dtool edit shown <= "
+                     f"{EDIT_GOAL_SECONDS:g} s after its last ack in every run (worst "
+                     f"{_number(max(worst) if None not in worst else None)})")
     return "\n".join(lines)
 
 

@@ -1,18 +1,22 @@
-"""One plugin through the benchmark story: copy, replay, search, delete.
+"""One plugin through the benchmark story: copy, replay, search, (edit,) delete.
 
 Each plugin gets a fresh bucket on the shared moto_server, a fresh SQLite
 file and a fresh database on the shared Mongo-wire server, and its own
 gunicorn-served dserver (2 workers). The dataset is copied with dtool
 first; the notifications for that copy are then replayed in MinIO's
-format. Every figure is taken from outside the dserver: latencies at the
-sender, S3 requests at the S3 server, visibility through dserver's API.
+format. With ``edits``, the four dtool edits of :mod:`bench.edits` follow,
+one at a time on the quiet dataset, each notified as MinIO sends it. Every
+figure is taken from outside the dserver: latencies at the sender, S3
+requests at the S3 server, visibility through dserver's API.
 """
 import time
 import uuid as uuidlib
 from pathlib import Path
 
+import dtoolcore
 import requests
 
+from bench.edits import EDITS, notifications_of
 from bench.replay import CREATED, REMOVED, bodies, percentile, replay
 from bench.server import VenvDserver, prepare_index
 from devstack.datasets import Bucket, copy_write_order_with_etags
@@ -40,6 +44,12 @@ class Index:
     def in_listing(self, uri):
         answer = self.session.get(f"{self.url}/uris", headers=self.headers, timeout=30)
         return answer.ok and uri in [d["uri"] for d in answer.json()]
+
+    def retrieved(self, route, uri):
+        """What a retrieve route (readmes, tags, annotations ...) answers, or None."""
+        answer = self.session.get(f"{self.url}/{route}/{uri.replace('://', '/', 1)}",
+                                  headers=self.headers, timeout=30)
+        return answer.json() if answer.ok else None
 
 
 def wait_for(conditions, since, timeout):
@@ -95,8 +105,11 @@ def _rounded(seconds):
 class PluginRun:
     """Everything for one plugin; ``run()`` returns its figures as a dict."""
 
-    def __init__(self, plugin, python, mongo, moto, options, workdir, database_uri=None):
-        """``database_uri``: dserver's SQL database (default: a SQLite file)."""
+    def __init__(self, plugin, python, mongo, moto, options, workdir, database_uri=None,
+                 edits=False):
+        """``database_uri``: dserver's SQL database (default: a SQLite file);
+        ``edits``: time the four dtool edits between copy and delete."""
+        self.edits = edits
         self.plugin, self.python = plugin, python
         self.database_uri = database_uri
         self.mongo, self.moto, self.options = mongo, moto, options
@@ -123,6 +136,8 @@ class PluginRun:
         try:
             figures = {"plugin": self.plugin}
             figures["copy"] = self.copy_phase()
+            if self.edits:
+                figures["edits"] = self.edits_phase()
             figures["delete"] = self.delete_phase()
             figures.update(self.server_figures())
             return figures
@@ -155,6 +170,33 @@ class PluginRun:
             "registrations": self.server.index_calls()["register"],
         })
         return figures
+
+    def edits_phase(self):
+        """Each edit on its own (the copy phase waited until dserver went quiet,
+        and so does each edit): last ack to shown by dserver's API, and the
+        S3 requests and registrations it caused."""
+        dataset = dtoolcore.DataSet.from_uri(self.uri)
+        quiet = self.options.debounce + 2
+        figures = {}
+        for edit in EDITS:
+            registered = self.server.index_calls()["register"]
+            bodies_ = notifications_of(self.s3, self.bucket,
+                                       lambda: edit.apply(dataset, self.word))
+            self.moto.reset_request_count()
+            result = replay(self.webhook, bodies_, self.options.senders)
+            seen = wait_for({"api": lambda: self._shows(edit)}, result.last_ack,
+                            self.options.timeout)
+            figures[f"{edit.key}_visible_after_s"] = _rounded(seen["api"])
+            figures[f"{edit.key}_events"] = result.events
+            figures[f"{edit.key}_s3_requests"] = settled_s3_count(self.moto, quiet,
+                                                                  self.options.timeout)
+            figures[f"{edit.key}_registrations"] = \
+                self.server.index_calls()["register"] - registered
+        return figures
+
+    def _shows(self, edit):
+        found = self.index.retrieved(edit.route, self.uri)
+        return found is not None and edit.shows(found, self.word)
 
     def delete_phase(self):
         calls_before = self.server.index_calls()

@@ -287,6 +287,12 @@ class Settings:
     debounce_seconds: float = setting(
         "DEBOUNCE_SECONDS", "2", number(float, 0),
         "Quiet time after the last event of a dataset before it is synced.")
+    edit_delay_seconds: float = setting(
+        "EDIT_DELAY_SECONDS", "0.05", number(float, 0),
+        "Wait instead of the debounce for a README, tag or annotation event (`dtool readme "
+        "write`, `tag set`, `tag delete`, `annotation set`) on a dataset whose last sync "
+        "indexed it and that nothing else is pending for; another event of the dataset "
+        "within this wait (a copy over it) gets the debounce.")
     max_delay_seconds: float = setting(
         "MAX_DELAY_SECONDS", "30", number(float, 0),
         "Longest a dataset waits while events keep arriving.")

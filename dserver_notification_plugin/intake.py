@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from .events import impossible_object
-from .keys import Skip, completes_dataset, translate
+from .keys import Skip, completes_dataset, may_be_edit, translate
 from .logbudget import LogBudget, printable, with_suppressed
 from .db import WaitingCapReached
 
@@ -96,7 +96,9 @@ def accept(extension, intake) -> IntakeResult:
             extension.inbox.enqueue(targets, settings.debounce_seconds,
                                     settings.max_delay_seconds,
                                     max_waiting=settings.max_pending,
-                                    due_now=_complete_or_gone(targets))
+                                    due_now=_complete_or_gone(targets),
+                                    edits=_possible_edits(targets),
+                                    edit_delay=settings.edit_delay_seconds)
         except WaitingCapReached as full:
             tally.add("accepted", full.written)
             tally.add("refused")
@@ -196,3 +198,12 @@ def _summary(ordered, examples):
 def _complete_or_gone(targets):
     """URIs of datasets complete (or gone) now: no point waiting for more events."""
     return {target.uri for target in targets if completes_dataset(target)}
+
+
+def _possible_edits(targets):
+    """URIs of datasets whose every event here may be a dtool edit (README,
+    tag, annotation): due at once if the inbox knows the dataset indexed and
+    quiet. One batch with any other part of a dataset is a copy's."""
+    uris = {target.uri for target in targets}
+    uris.difference_update(target.uri for target in targets if not may_be_edit(target))
+    return uris

@@ -176,6 +176,23 @@ def completes_dataset(target: DatasetTarget) -> bool:
     return target.part == "admin"
 
 
+#: The parts ``dtool readme write``/``edit``, ``dtool tag set``/``delete`` and
+#: ``dtool annotation set`` write or remove on a frozen dataset (the README
+#: backup ``README.yml-<time>`` is skipped before this), and nothing else.
+EDIT_PARTS = frozenset({"readme", "tags", "annotations"})
+
+
+def may_be_edit(target: DatasetTarget) -> bool:
+    """Whether an event on ``target`` may be a dtool edit of a frozen dataset.
+
+    A copy writes these parts too, but between the registration key, a
+    ``dtool`` object and the manifest, which no edit writes: the inbox
+    decides from what the dataset's entry remembers whether an edit is
+    what this is (:meth:`.db.Inbox.enqueue`, ``edits``).
+    """
+    return target.key is not None and target.part in EDIT_PARTS
+
+
 def dataset_uri(base_uri: str, uuid: str) -> str:
     """``<base_uri>/<uuid>``: dtool-s3 names datasets by UUID, not by prefix."""
     return f"{base_uri.rstrip('/')}/{uuid}"

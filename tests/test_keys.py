@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 from dserver_notification_plugin.events import Action, ObjectEvent
 from dserver_notification_plugin.keys import (
     DatasetObject, DatasetTarget, Skip, SkipReason, can_change_index, classify_key, dataset_uri,
-    registration_uuid, translate)
+    may_be_edit, registration_uuid, translate)
 
 pytestmark = pytest.mark.unit
 
@@ -158,3 +158,19 @@ def test_readme_backups_are_dtool_objects_that_cannot_change_the_index():
     obj = classify_key(f"u/me/{uuid}/README.yml-2026-11-28T12:00:00.123456")
     assert (obj.uuid, obj.part) == (uuid, "readme_backup")
     assert not can_change_index(obj)
+
+
+@pytest.mark.parametrize("key,action,edit", [
+    (f"{U}/README.yml", Action.CREATED, True),              # dtool readme write / edit
+    (f"{U}/tags/fresh", Action.CREATED, True),              # dtool tag set
+    (f"{U}/tags/old", Action.REMOVED, True),                # dtool tag delete
+    (f"{U}/annotations/colour.json", Action.CREATED, True),  # dtool annotation set
+    (f"dtool-{U}", Action.CREATED, False),                  # a copy starts
+    (f"{U}/dtool", Action.CREATED, False),                  # due at once anyway
+    (f"{U}/manifest.json", Action.CREATED, False),          # items changed: a copy
+])
+def test_only_readme_tag_and_annotation_events_may_be_edits(key, action, edit):
+    target = translate(ObjectEvent("test-bucket", key, action), BASES)
+    assert may_be_edit(target) is edit
+    finding = DatasetTarget(target.base_uri, target.uri, target.uuid, target.part)
+    assert not may_be_edit(finding)  # no event (a reconcile finding): never an edit

@@ -14,9 +14,10 @@ thing kept::
     processes = Processes(db, 2)  # processes known alive, their heartbeats
 
 Modules: :mod:`.tables` (the current tables), :mod:`.migrations` (the
-versioned steps that reach them), :mod:`.database`, :mod:`.inbox` and
-:mod:`.claims` (its claim statements), :mod:`.ledger`, :mod:`.leases`,
-:mod:`.documents`, :mod:`.counters`, :mod:`.attention`, :mod:`.processes`.
+versioned steps that reach them), :mod:`.database`, :mod:`.inbox`,
+:mod:`.claims` (its claim statements) and :mod:`.due` (its due times),
+:mod:`.ledger`, :mod:`.leases`, :mod:`.documents`, :mod:`.counters`,
+:mod:`.attention`, :mod:`.processes`.
 Nothing else in the plugin writes SQL.
 """
 from .claims import Claim

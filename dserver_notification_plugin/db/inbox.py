@@ -14,20 +14,22 @@ A row in ``processing`` that receives new events bumps its ``generation``;
 when the claim finishes, a changed generation sends the row back to
 ``pending`` instead of ``done``, so no event is lost to a race.
 
-The claim statements themselves are in :mod:`.claims`; :class:`Inbox`
-is what the rest of the plugin talks to.
+The claim statements themselves are in :mod:`.claims`, the rules of
+when an entry is due in :mod:`.due`; :class:`Inbox` is what the rest of
+the plugin talks to.
 """
 from dataclasses import dataclass, fields
 from typing import Iterable, List, Optional
 
 import sqlalchemy as sa
 
-from ..coverage import HEARD_LIMIT, UNKNOWN, heard_text
-from ..states import FINISHED_STATES, WAITING_STATES, State
+from ..coverage import UNKNOWN, heard_text
+from ..states import WAITING_STATES, State
 from ..wakeup import Alarm
 from . import claims
 from .claims import Claim
 from .database import announce_due, chunks, now, upsert
+from .due import fold_assignments
 from .processes import process_identity
 from .tables import inbox
 
@@ -83,14 +85,17 @@ class Inbox:
 
     # the queue ----------------------------------------------------------------------
     def enqueue(self, targets, debounce, max_delay, at=None, max_waiting=None,
-                due_now=()) -> int:
+                due_now=(), edits=(), edit_delay=0.0) -> int:
         """Add one event per target, folding events of a dataset into its row.
 
         ``targets`` are objects with ``uri``, ``base_uri`` and ``uuid``. A new
         event pushes the due time back by ``debounce`` but never beyond
         ``max_delay`` after the first event of the pending window, so a
         never-ending stream of writes still gets indexed; an entry already
-        due stays due. Datasets whose URI is in ``due_now`` are due at once.
+        due stays due. Datasets whose URI is in ``due_now`` are due at once;
+        those in ``edits`` (their events here are all README, tag or
+        annotation events) after ``edit_delay`` when their entry is done and
+        its last sync found them frozen and indexed (:mod:`.due`).
         Workers are woken for the earliest due time: this process's through
         :attr:`alarm`, the others' through ``NOTIFY`` on PostgreSQL. Returns
         the number of events written.
@@ -119,10 +124,10 @@ class Inbox:
                     events=len(events), first_event_at=at, last_event_at=at,
                     due_at=at if urgent else at + debounce, attempts=0, heard=heard,
                     urgent=urgent)
-                due_times.append(upsert(
-                    conn, inbox, values, inbox.c.dataset_uri,
-                    _fold_assignments(len(events), at, debounce, max_delay, urgent, heard),
-                    returning=inbox.c.due_at))
+                fold = fold_assignments(len(events), at, debounce, max_delay, urgent, heard,
+                                        edit=uri in edits, edit_delay=edit_delay)
+                due_times.append(upsert(conn, inbox, values, inbox.c.dataset_uri, fold,
+                                        returning=inbox.c.due_at))
             if per_dataset:
                 earliest = min((t for t in due_times if t is not None), default=at)
                 announce_due(conn, earliest)
@@ -362,50 +367,3 @@ def _owned(claim: Claim):
     c = inbox.c
     return sa.and_(c.id == claim.id, c.state == State.PROCESSING.value,
                    c.claimed_by == claim.claimed_by, c.claimed_at == claim.claimed_at)
-
-
-def _fold_assignments(count, at, debounce, max_delay, urgent=False, heard=UNKNOWN):
-    """SET clause that folds ``count`` new events into an existing row.
-
-    ``heard`` (:func:`.coverage.heard_text` of the events) is added to what
-    the row heard since its last claim, up to HEARD_LIMIT characters in all.
-
-    ``urgent``: due now, and marked so (column ``urgent``, cleared by the
-    claim). Otherwise the due time moves to the end of the debounce, unless
-    the row is pending and due already (the worker is about to take it, and
-    delaying it would only add latency) or marked urgent: the mark, not a
-    comparison of times, keeps it due, because the ``at`` of concurrent
-    enqueues (other processes, other hosts' clocks) arrive in any order.
-    """
-    c = inbox.c
-    finished = c.state.in_([s.value for s in FINISHED_STATES])
-    open_ = c.state.in_([State.PENDING.value, State.PROCESSING.value])
-    window_start = sa.case((finished, at), else_=c.first_event_at)
-    if urgent:
-        debounced = sa.case((sa.and_(open_, c.due_at < at), c.due_at), else_=at)
-    else:
-        # min(at + debounce, window_start + max_delay), portable SQL
-        debounced = sa.case(
-            (window_start + max_delay > at + debounce, at + debounce),
-            else_=window_start + max_delay)
-        stays_due = sa.or_(sa.and_(c.state == State.PENDING.value, c.due_at <= at),
-                           sa.and_(open_, c.urgent.is_(True)))
-        debounced = sa.case((stays_due, c.due_at), else_=debounced)
-    return {
-        "state": sa.case((finished, State.PENDING.value), else_=c.state),
-        "generation": c.generation + 1,
-        "events": sa.case((finished, count), else_=c.events + count),
-        "first_event_at": window_start,
-        "last_event_at": at,
-        # A row waiting for a retry keeps its backoff.
-        "due_at": sa.case((c.state == State.FAILED.value, sa.case(
-            (c.due_at > debounced, c.due_at), else_=debounced)), else_=debounced),
-        "attempts": sa.case((finished, 0), else_=c.attempts),
-        "urgent": sa.true() if urgent else sa.case((finished, sa.false()), else_=c.urgent),
-        "heard": UNKNOWN if heard == UNKNOWN else sa.case(
-            (sa.or_(c.heard.is_(None), c.heard == UNKNOWN,
-                    sa.func.length(c.heard) + len(heard) > HEARD_LIMIT), UNKNOWN),
-            else_=c.heard + heard),
-    }
-
-

@@ -1,0 +1,137 @@
+"""Issue 25: dtool's edits of an indexed dataset skip the debounce; a copy does not.
+
+Real moto S3, Mongo and dserver; the edits are dtoolcore's own (what ``dtool
+readme write``, ``tag set``, ``annotation set`` and ``tag delete`` call),
+notified through the webhook as MinIO sends them, with the production
+debounce (2 s). The worker claims only what is due (``run_once``), so an
+entry still debounced would not be synced.
+"""
+import time
+
+import dtoolcore
+import pytest
+
+from devstack.datasets import copy_write_order_with_etags
+from devstack.payloads import minio_webhook_body
+from devstack.s3 import list_etags
+from dserver_notification_plugin.states import State
+
+pytestmark = pytest.mark.integration
+
+CREATED, REMOVED = "s3:ObjectCreated:Put", "s3:ObjectRemoved:Delete"
+
+
+def ext(app):
+    return app.extensions["dserver_notification"]
+
+
+def minio_events_of(bucket, change):
+    """Run ``change`` and return MinIO's bodies for what it wrote and removed
+    (with the ETags of what it wrote), in key order."""
+    before = list_etags(bucket.s3, bucket.name)
+    change()
+    after = list_etags(bucket.s3, bucket.name)
+    written = sorted(k for k, etag in after.items() if before.get(k) != etag)
+    removed = sorted(set(before) - set(after))
+    return [minio_webhook_body(bucket.name, k, CREATED, n, after[k])
+            for n, k in enumerate(written)] + \
+        [minio_webhook_body(bucket.name, k, REMOVED, n) for n, k in enumerate(removed)]
+
+
+def process_what_is_due(app):
+    """Sync what the worker would take now, debounce honoured; return how many."""
+    total = 0
+    while True:
+        done = ext(app).worker.run_once()
+        if not done:
+            return total
+        total += done
+
+
+def retrieved(client, headers, kind, uri):
+    answer = client.get(f"/{kind}/{uri.replace('://', '/', 1)}", headers=headers)
+    assert answer.status_code == 200, answer.get_json()
+    return answer.get_json()
+
+
+def test_a_copy_is_synced_once_with_at_most_nine_s3_requests(
+        app, client, bucket, moto, notify_all):
+    uri = bucket.put_dataset("copied", items=5, tags=["a"], annotations={"k": "v"})
+    keys, etags = copy_write_order_with_etags(bucket.s3, bucket.name, uri.rsplit("/", 1)[1])
+    notify_all(client, [minio_webhook_body(bucket.name, k, CREATED, n, e)
+                        for n, (k, e) in enumerate(zip(keys, etags))])
+    before = moto.request_count()
+    assert process_what_is_due(app) == 1  # the dtool events made it due at once
+    assert moto.request_count() - before <= 9
+    assert ext(app).tally.since_start()["index_registrations"] == 1
+
+
+EDITS = [
+    ("readme write", lambda ds: ds.put_readme("topic: after the edit\n"),
+     "readmes", lambda found: "after the edit" in str(found)),
+    ("tag set", lambda ds: ds.put_tag("fresh"),
+     "tags", lambda found: "fresh" in found["tags"]),
+    ("annotation set", lambda ds: ds.put_annotation("colour", "green"),
+     "annotations", lambda found: found["annotations"] == {"colour": "green"}),
+    ("tag delete", lambda ds: ds.delete_tag("old"),
+     "tags", lambda found: sorted(found["tags"]) == ["fresh"]),
+]
+
+
+def test_each_dtool_edit_of_an_indexed_dataset_is_synced_before_the_debounce_ends(
+        app, client, bucket, admin_headers, drain, notify_all):
+    uri = bucket.put_dataset("edited", items=2, readme="topic: before\n", tags=["old"])
+    keys, etags = copy_write_order_with_etags(bucket.s3, bucket.name, uri.rsplit("/", 1)[1])
+    notify_all(client, [minio_webhook_body(bucket.name, k, CREATED, n, e)
+                        for n, (k, e) in enumerate(zip(keys, etags))])
+    drain(app)
+    settings, inbox = ext(app).settings, ext(app).inbox
+    assert settings.debounce_seconds == 2  # the production default
+    dataset = dtoolcore.DataSet.from_uri(uri)
+    for name, edit, kind, shows in EDITS:
+        bodies = minio_events_of(bucket, lambda: edit(dataset))
+        notify_all(client, bodies)
+        [entry] = inbox.entries([uri])
+        assert entry.state is State.PENDING, name
+        assert entry.due_at == pytest.approx(entry.last_event_at + settings.edit_delay_seconds)
+        assert entry.due_at < entry.last_event_at + settings.debounce_seconds, name
+        time.sleep(max(0.0, entry.due_at - time.time()))  # the edit delay, no more
+        assert process_what_is_due(app) == 1, name
+        assert shows(retrieved(client, admin_headers, kind, uri)), name
+        assert inbox.entries([uri])[0].last_outcome == "registered", name
+
+
+def test_an_edit_during_a_copy_over_the_dataset_keeps_the_debounce(
+        app, client, bucket, drain, notify_all):
+    uri = bucket.put_dataset("recopied", items=2)
+    uuid = uri.rsplit("/", 1)[1]
+    keys, etags = copy_write_order_with_etags(bucket.s3, bucket.name, uuid)
+    notify_all(client, [minio_webhook_body(bucket.name, k, CREATED, n, e)
+                        for n, (k, e) in enumerate(zip(keys, etags))])
+    drain(app)
+    # dtool copies it over: the registration key comes first, then a README
+    readme = next(k for k in keys if k.endswith("/README.yml"))
+    notify_all(client, [minio_webhook_body(bucket.name, f"dtool-{uuid}", CREATED, 0),
+                        minio_webhook_body(bucket.name, readme, CREATED, 1, "new")])
+    [entry] = ext(app).inbox.entries([uri])
+    assert entry.due_at == pytest.approx(entry.last_event_at + 2)
+    assert process_what_is_due(app) == 0
+
+
+def test_a_notification_with_an_edit_and_any_other_object_of_the_dataset_keeps_the_debounce(
+        app, client, bucket, drain, notify_all):
+    uri = bucket.put_dataset("batched", items=2)
+    uuid = uri.rsplit("/", 1)[1]
+    keys, etags = copy_write_order_with_etags(bucket.s3, bucket.name, uuid)
+    notify_all(client, [minio_webhook_body(bucket.name, k, CREATED, n, e)
+                        for n, (k, e) in enumerate(zip(keys, etags))])
+    drain(app)
+    readme = next(k for k in keys if k.endswith("/README.yml"))
+    body = minio_webhook_body(bucket.name, readme, CREATED, 0, "new")
+    manifest = minio_webhook_body(bucket.name, next(k for k in keys if k.endswith(
+        "/manifest.json")), CREATED, 1, "new")
+    body["Records"] += manifest["Records"]  # one request, two records: a copy's
+    notify_all(client, [body])
+    [entry] = ext(app).inbox.entries([uri])
+    assert entry.events == 2
+    assert entry.due_at == pytest.approx(entry.last_event_at + 2)
