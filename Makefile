@@ -55,6 +55,8 @@ bench: install
 	$(PY) -m bench burst
 	$(PY) -m bench
 	$(PY) -m bench reconcile --large-items 1500
+	$(PY) -m bench first-index
+	$(PY) -m bench load
 
 ## A fresh venv with `pip install .` must resolve to a set that imports and runs;
 ## installed into a dserver on the next dservercore, it must keep that one.

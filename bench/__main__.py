@@ -103,7 +103,8 @@ def run_all(options, workroot):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     subcommands = {"latency": "latency", "claims": "claims", "recovery": "recovery",
-                   "reconcile": "reconcile_mix", "burst": "burst"}
+                   "reconcile": "reconcile_mix", "burst": "burst",
+                   "first-index": "first_index", "load": "load"}
     if argv and argv[0] in subcommands:
         import importlib
         return importlib.import_module(f"bench.{subcommands[argv[0]]}").main(argv[1:])

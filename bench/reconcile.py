@@ -57,7 +57,8 @@ def measure_bucket(mongo, moto, bucket, workdir):
     app = _app(Path(workdir), mongo.uri, bucket)
     ext = app.extensions["dserver_notification"]
     first = one_pass(ext, bucket.base_uri)
-    ext.worker.drain(include_waiting=True)
+    # the syncs the first pass causes, as `flask notification resync` runs them
+    ext.worker.drain(include_waiting=True, threads=ext.settings.sync_threads)
     registered = ext.tally.since_start().get("index_registrations", 0)
 
     moto.reset_request_count()

@@ -65,7 +65,9 @@ def _run_until_signal(runners, banner):
 @with_appcontext
 def drain_command(include_waiting):
     """Process every inbox entry that is due now, then exit."""
-    processed = current_notification.worker.drain(include_waiting=include_waiting)
+    ext = current_notification
+    processed = ext.worker.drain(include_waiting=include_waiting,
+                                 threads=ext.settings.sync_threads)
     click.echo(f"processed {processed} inbox entr{'y' if processed == 1 else 'ies'}")
 
 
@@ -184,7 +186,8 @@ def _resync(base_uri, dry_run=False, confirm_removals=False):
                    f"removed (DSERVER_NOTIFY_RECONCILE_MAX_REMOVALS); check the bucket, "
                    f"then run `flask notification confirm-removals {base_uri}`")
     with _progress_bar(len(walk.findings)) as bar:
-        ext.worker.drain(include_waiting=True, on_progress=bar.update)
+        ext.worker.drain(include_waiting=True, on_progress=bar.update,
+                         threads=ext.settings.sync_threads)
     held = {f.uri for f in walk.removals} if walk.held else set()
     outcomes = {e.dataset_uri: e for e in ext.inbox.entries([f.uri for f in walk.findings])}
     counts = Counter()

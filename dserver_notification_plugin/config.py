@@ -291,8 +291,9 @@ class Settings:
         "EDIT_DELAY_SECONDS", "0.05", number(float, 0),
         "Wait instead of the debounce for a README, tag or annotation event (`dtool readme "
         "write`, `tag set`, `tag delete`, `annotation set`) on a dataset whose last sync "
-        "indexed it and that nothing else is pending for; another event of the dataset "
-        "within this wait (a copy over it) gets the debounce.")
+        "indexed it (or, with no inbox entry, that the reconciler's ledger holds indexed) "
+        "and that nothing else is pending for; further such events while it waits or is "
+        "synced wait this long again; any other event (a copy over it) gets the debounce.")
     max_delay_seconds: float = setting(
         "MAX_DELAY_SECONDS", "30", number(float, 0),
         "Longest a dataset waits while events keep arriving.")
@@ -323,8 +324,9 @@ class Settings:
     sync_threads: int = setting(
         "SYNC_THREADS", "4", number(int, 1),
         "Syncs one worker runs at once, each in its own thread with its own S3 clients "
-        "(a sync mostly waits on S3 and the databases). One dataset is never synced by "
-        "two at once: its inbox entry is claimed by one.")
+        "(a sync mostly waits on S3 and the databases); `flask notification resync` and "
+        "`drain` run theirs the same way. One dataset is never synced by two at once: its "
+        "inbox entry is claimed by one.")
     worker: bool = setting(
         "WORKER", "on", parse_switch,
         "on: run the sync worker inside each dserver process; off: run "

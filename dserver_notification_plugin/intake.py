@@ -202,8 +202,10 @@ def _complete_or_gone(targets):
 
 def _possible_edits(targets):
     """URIs of datasets whose every event here may be a dtool edit (README,
-    tag, annotation): due at once if the inbox knows the dataset indexed and
-    quiet. One batch with any other part of a dataset is a copy's."""
+    tag, annotation): due after the edit delay if the inbox (or, without an
+    entry, the reconciler's ledger) knows the dataset indexed and quiet, or
+    its open window is an edit's (:mod:`.db.due`). One batch with any other
+    part of a dataset is a copy's."""
     uris = {target.uri for target in targets}
     uris.difference_update(target.uri for target in targets if not may_be_edit(target))
     return uris

@@ -17,6 +17,7 @@ database connections discarded, never shared.
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from .background import BackgroundThread, log_iteration_error, retry_delay
@@ -158,21 +159,61 @@ class Worker(BackgroundThread):
             sql_db.session.remove()
         return len(claims)
 
-    def drain(self, include_waiting=False, on_progress=None):
+    def drain(self, include_waiting=False, on_progress=None, threads=1):
         """Process everything due now (or everything, if asked); return count.
 
         ``on_progress(n)`` is called with the size of each processed batch.
+        ``threads``: syncs at once. The commands pass DSERVER_NOTIFY_SYNC_THREADS,
+        so that the syncs a resync causes (a whole bucket on a first indexing)
+        run as concurrently as the worker's; one thread keeps every sync in
+        the caller's thread.
         """
+        if threads <= 1:
+            total = self._drain_here(include_waiting, on_progress, DRAIN_BATCH)
+        else:
+            total = self._drain_in_threads(include_waiting, on_progress, threads)
+        self.flush_stats()
+        return total
+
+    def _drain_here(self, include_waiting, on_progress, limit, among_others=False):
+        """``among_others``: other threads of this drain claim too, so a claim
+        that took nothing may have lost a race: go on while anything is left."""
         total = 0
         while True:
-            done = self.run_once(ignore_due=include_waiting, limit=DRAIN_BATCH)
+            done = self.run_once(ignore_due=include_waiting, limit=limit)
+            if not done and among_others and self._anything_left(include_waiting):
+                time.sleep(RECHECK_SECONDS)
+                continue
             if not done:
-                break
+                return total
             total += done
             if on_progress is not None:
                 on_progress(done)
-        self.flush_stats()
-        return total
+
+    def _drain_in_threads(self, include_waiting, on_progress, threads):
+        """Each thread claims one entry at a time, as the worker's threads do:
+        a thread holding a batch would leave the others idle at the end. Each
+        has S3 clients of its own; a claim is atomic, so no entry is synced twice."""
+        lock = threading.Lock()
+
+        def report(done):
+            if on_progress is not None:
+                with lock:  # progress bars are not thread-safe
+                    on_progress(done)
+
+        def drain_in_this_thread():
+            prepare_clients(self.settings.bucket_to_base_uri)
+            return self._drain_here(include_waiting, report, CLAIM_BATCH, among_others=True)
+
+        with ThreadPoolExecutor(threads, thread_name_prefix=f"{self.thread_name}-drain") \
+                as pool:
+            futures = [pool.submit(drain_in_this_thread) for _ in range(threads)]
+            return sum(future.result() for future in futures)
+
+    def _anything_left(self, include_waiting):
+        with self.app.app_context():
+            return self.inbox.any_claimable(self.settings.claim_timeout_seconds,
+                                            ignore_due=include_waiting)
 
     def process(self, claim):
         """Sync one claimed entry and record the outcome. Needs an app context.

@@ -83,3 +83,50 @@ def test_concurrent_syncs_register_each_dataset_once_and_never_overlap(
         runs = sorted((start, end) for synced, _, start, end in syncs if synced == uri)
         assert all(later[0] >= earlier[1] for earlier, later in zip(runs, runs[1:])), uri
     assert len({thread for _, thread, _, _ in syncs}) > 1  # the syncs were shared out
+
+
+def test_resync_of_an_unindexed_bucket_shares_its_syncs_out_and_registers_each_once(
+        make_app, bucket, cli, monkeypatch):
+    """A first indexing with ``flask notification resync``: the syncs the pass
+    causes run on DSERVER_NOTIFY_SYNC_THREADS threads, each dataset once."""
+    syncs, registered = record_calls(monkeypatch)
+    source = bucket.put_dataset("first", items=2)
+    uris = [source] + clone_dataset(bucket.s3, bucket.name, source, DATASETS - 1, workers=4)
+    app = make_app([bucket], notify={"DSERVER_NOTIFY_SYNC_THREADS": "4"})
+
+    result = cli(app, "resync", bucket.base_uri)
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1].startswith(
+        f"resync of {bucket.base_uri}: {DATASETS} datasets checked, drift: {DATASETS} "
+        f"missing, 0 extra, 0 changed")
+    assert f"outcomes: {DATASETS} registered" in result.output
+    assert Counter(registered) == {uri: 1 for uri in uris}
+    assert Counter(uri for uri, _, _, _ in syncs) == {uri: 1 for uri in uris}
+    assert len({thread for _, thread, _, _ in syncs}) > 1
+    assert not ext_entries_left(app)
+
+
+def test_drain_with_one_thread_syncs_in_the_callers_thread(make_app, bucket,
+                                                           notify_all, monkeypatch):
+    """``flask notification drain`` with DSERVER_NOTIFY_SYNC_THREADS=1 keeps the
+    old way: every sync in the thread that drains."""
+    syncs, registered = record_calls(monkeypatch)
+    source = bucket.put_dataset("one", items=1)
+    uris = [source] + clone_dataset(bucket.s3, bucket.name, source, 3, workers=2)
+    app = make_app([bucket], notify={"DSERVER_NOTIFY_SYNC_THREADS": "1"})
+    notify_all(app.test_client(),
+               minio_bodies_for_keys(bucket.name, list_keys(bucket.s3, bucket.name)))
+
+    result = app.test_cli_runner().invoke(args=["notification", "drain", "--all"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "processed 4 inbox entries"
+    assert sorted(registered) == sorted(uris)
+    assert {thread for _, thread, _, _ in syncs} == {threading.current_thread().name}
+
+
+def ext_entries_left(app):
+    """Inbox entries not done."""
+    ext = app.extensions["dserver_notification"]
+    return [e for e in ext.inbox.entries() if e.state is not State.DONE]

@@ -7,7 +7,7 @@ README, tag and annotation events (test_intake_edits checks that part).
 import pytest
 
 from dserver_notification_plugin.coverage import Seen, kind_mark
-from dserver_notification_plugin.db import Database, Inbox
+from dserver_notification_plugin.db import Database, Inbox, Ledger
 from dserver_notification_plugin.keys import DatasetTarget
 from dserver_notification_plugin.states import DatasetKind, Outcome, State
 
@@ -98,6 +98,35 @@ def test_an_edit_of_a_never_seen_dataset_keeps_the_debounce(inbox):
     assert notify(inbox, [README], at=100).due_at == 100 + DEBOUNCE
 
 
+def test_an_edit_of_a_dataset_the_ledger_holds_indexed_and_the_inbox_forgot(inbox):
+    """The inbox row was purged a week after the last sync (or the dataset
+    was indexed by the reconciler or ``flask base_uri index``): the ledger's
+    signature says indexed. The same statement reads it."""
+    ledger = Ledger(inbox.db)
+    indexed(inbox)
+    ledger.remember_prefix(TAG, "", "etag")          # a reconcile pass listed it
+    ledger.settle(URI, Outcome.REGISTERED, "signature")  # a sync verified it
+    assert inbox.purge_done(older_than=0, at=300) == 1
+    row = notify(inbox, [TAG], at=400)
+    assert (row.state, row.due_at) == (State.PENDING, 400 + EDIT_DELAY)
+    assert notify(inbox, [README], at=400.05).due_at == 400.05 + EDIT_DELAY  # its window
+    assert notify(inbox, [MANIFEST], at=400.1).due_at == 400.1 + DEBOUNCE
+
+
+def test_a_ledger_row_without_a_signature_or_gone_is_not_indexed(inbox):
+    """Listed by a pass but never verified by a sync: debounce. A sync that
+    deleted the dataset drops its ledger row: debounce again."""
+    ledger = Ledger(inbox.db)
+    ledger.remember_prefix(TAG, "", "etag")
+    assert notify(inbox, [TAG], at=100).due_at == 100 + DEBOUNCE
+    [claimed] = inbox.claim(claim_timeout=60, at=100 + DEBOUNCE)
+    inbox.finish(claimed, Outcome.REGISTERED, seen=Seen(DatasetKind.FROZEN), at=103)
+    ledger.settle(URI, Outcome.REGISTERED, "signature")
+    ledger.settle(URI, Outcome.DELETED)
+    assert inbox.purge_done(older_than=0, at=200) == 1
+    assert notify(inbox, [TAG], at=300).due_at == 300 + DEBOUNCE
+
+
 @pytest.mark.parametrize("outcome,kind", [
     (Outcome.PROTO, DatasetKind.PROTO),       # a copy under way
     (Outcome.DELETED, DatasetKind.ABSENT),    # gone, or being copied over
@@ -123,16 +152,79 @@ def test_an_edit_within_a_pending_copy_window_keeps_the_debounce(inbox):
     assert notify(inbox, [README], at=200.5).due_at == 200.5 + DEBOUNCE
 
 
-def test_an_edit_while_the_entry_syncs_is_debounced_and_converges(inbox):
+def test_an_edit_while_the_edit_is_synced_is_synced_again_after_the_edit_delay(inbox):
+    """``tag set a``, then ``tag set b`` while the first one's sync reads S3."""
     indexed(inbox)
-    notify(inbox, [README], at=200)
+    notify(inbox, [TAG], at=200)
     [claimed] = inbox.claim(claim_timeout=60, at=200.1)
-    row = notify(inbox, [TAG], at=200.15)        # lands while that sync reads S3
-    assert (row.state, row.due_at) == (State.PROCESSING, 200.15 + DEBOUNCE)
+    row = notify(inbox, [TAG], at=200.15)
+    assert (row.state, row.due_at) == (State.PROCESSING, 200.15 + EDIT_DELAY)
     assert inbox.finish(claimed, Outcome.REGISTERED, seen=Seen(DatasetKind.FROZEN), at=200.2)
     [row] = inbox.entries()
-    assert (row.state, row.due_at) == (State.PENDING, 200.15 + DEBOUNCE)  # synced again
-    assert inbox.claim(claim_timeout=60, at=200.15 + DEBOUNCE)
+    assert (row.state, row.due_at) == (State.PENDING, 200.15 + EDIT_DELAY)  # synced again
+    assert len(inbox.claim(claim_timeout=60, at=200.15 + EDIT_DELAY)) == 1
+
+
+def test_an_edit_while_a_copy_is_synced_keeps_the_debounce(inbox):
+    """The window being synced was a copy's (debounced, or made due by its
+    ``dtool`` object): an edit event then is the copy's too."""
+    notify(inbox, [REGISTRATION], at=100)
+    [claimed] = inbox.claim(claim_timeout=60, at=100 + DEBOUNCE)
+    assert notify(inbox, [README], at=102.1).due_at == 102.1 + DEBOUNCE
+    inbox.finish(claimed, Outcome.PROTO, seen=Seen(DatasetKind.PROTO), at=102.2)
+    notify(inbox, [ADMIN], at=103)
+    [claimed] = inbox.claim(claim_timeout=60, at=103)
+    assert notify(inbox, [TAG], at=103.05).due_at == 103.05 + DEBOUNCE
+
+
+def test_a_duplicate_delivery_of_an_edit_stays_in_the_edit_window(inbox):
+    indexed(inbox)
+    notify(inbox, [TAG], at=200)
+    row = notify(inbox, [TAG], at=200.05)        # the sender delivers it again
+    assert (row.events, row.due_at) == (2, 200.05 + EDIT_DELAY)
+    assert notify(inbox, [README], at=200.1).due_at == 200.1 + EDIT_DELAY
+    [claimed] = inbox.claim(claim_timeout=60, at=200.1 + EDIT_DELAY)
+    assert claimed.dataset_uri == URI
+
+
+def test_an_edit_after_its_window_is_due_stays_due_and_keeps_the_window(inbox):
+    indexed(inbox)
+    notify(inbox, [TAG], at=200)
+    assert notify(inbox, [TAG], at=200.5).due_at == 200 + EDIT_DELAY  # the worker is late
+    [claimed] = inbox.claim(claim_timeout=60, at=200.6)
+    assert notify(inbox, [README], at=200.7).due_at == 200.7 + EDIT_DELAY
+
+
+def test_edits_keep_their_window_up_to_the_max_delay(inbox):
+    """A sync that takes long, and edits all the while: never later than
+    ``max_delay`` after the window's first edit."""
+    indexed(inbox)
+    notify(inbox, [TAG], at=200)
+    [claimed] = inbox.claim(claim_timeout=60, at=200.1)
+    assert notify(inbox, [TAG], at=215).due_at == 215 + EDIT_DELAY
+    assert notify(inbox, [TAG], at=229.95).due_at == 200 + MAX_DELAY
+
+
+def test_any_other_event_turns_an_edit_window_into_a_debounce_window_for_good(inbox):
+    indexed(inbox)
+    notify(inbox, [TAG], at=200)
+    assert notify(inbox, [MANIFEST], at=200.05).due_at == 200.05 + DEBOUNCE
+    assert notify(inbox, [README], at=200.1).due_at == 200.1 + DEBOUNCE
+    [claimed] = inbox.claim(claim_timeout=60, at=200.1 + DEBOUNCE)
+    assert notify(inbox, [TAG], at=203).due_at == 203 + DEBOUNCE  # during its sync too
+
+
+def test_a_copy_over_an_indexed_dataset_while_an_edit_waits_is_debounced(inbox):
+    """dtool's write order from an open edit window: the registration key
+    debounces it, the proto ``dtool`` is due at once, the rest is debounced."""
+    indexed(inbox)
+    notify(inbox, [TAG], at=200)
+    assert notify(inbox, [REGISTRATION], at=200.02).due_at == 200.02 + DEBOUNCE
+    assert notify(inbox, [ADMIN], at=200.03).due_at == 200.03
+    sync(inbox, 200.03, Outcome.DELETED, DatasetKind.PROTO)
+    for n, target in enumerate([README, TAG, ANNOTATION, MANIFEST]):
+        assert notify(inbox, [target], at=201 + n).due_at == 201 + n + DEBOUNCE
+    assert notify(inbox, [ADMIN], at=205).due_at == 205
 
 
 def test_a_burst_over_an_indexed_dataset_gets_the_debounce(inbox):
@@ -179,13 +271,16 @@ def test_a_dtool_copy_over_an_indexed_dataset_makes_no_edit_early(inbox):
     assert inbox.entries()[0].state is State.DONE
 
 
-def test_concurrent_hosts_agree_whatever_order_their_edits_commit_in(inbox):
-    """Two hosts stamp an edit each with their own clock: whichever commits
-    second folds into the window the first opened and debounces it."""
+@pytest.mark.parametrize("second", [TAG, MANIFEST], ids=lambda t: t.part)
+def test_concurrent_hosts_agree_whatever_order_their_events_commit_in(inbox, second):
+    """Two hosts stamp an event each with their own clock: whichever commits
+    second folds into the window the first opened, as an edit (edit delay)
+    or as a copy's event (debounce)."""
     indexed(inbox)
-    assert notify(inbox, [TAG], at=200.3).due_at == pytest.approx(200.3 + EDIT_DELAY)
-    row = notify(inbox, [README], at=200.1)      # stamped earlier, committed later
-    assert (row.due_at, row.events) == (200.1 + DEBOUNCE, 2)
+    assert notify(inbox, [README], at=200.3).due_at == pytest.approx(200.3 + EDIT_DELAY)
+    row = notify(inbox, [second], at=200.1)      # stamped earlier, committed later
+    wait = EDIT_DELAY if second is TAG else DEBOUNCE
+    assert (row.due_at, row.events) == (200.1 + wait, 2)
 
 
 def test_the_frozen_mark_is_what_a_frozen_sync_record_says_and_no_key_spells():

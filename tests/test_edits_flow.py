@@ -93,7 +93,8 @@ def test_each_dtool_edit_of_an_indexed_dataset_is_synced_before_the_debounce_end
         notify_all(client, bodies)
         [entry] = inbox.entries([uri])
         assert entry.state is State.PENDING, name
-        assert entry.due_at == pytest.approx(entry.last_event_at + settings.edit_delay_seconds)
+        assert entry.due_at == pytest.approx(
+            entry.last_event_at + settings.edit_delay_seconds, abs=1e-6), name
         assert entry.due_at < entry.last_event_at + settings.debounce_seconds, name
         time.sleep(max(0.0, entry.due_at - time.time()))  # the edit delay, no more
         assert process_what_is_due(app) == 1, name
@@ -114,7 +115,7 @@ def test_an_edit_during_a_copy_over_the_dataset_keeps_the_debounce(
     notify_all(client, [minio_webhook_body(bucket.name, f"dtool-{uuid}", CREATED, 0),
                         minio_webhook_body(bucket.name, readme, CREATED, 1, "new")])
     [entry] = ext(app).inbox.entries([uri])
-    assert entry.due_at == pytest.approx(entry.last_event_at + 2)
+    assert entry.due_at == pytest.approx(entry.last_event_at + 2, abs=1e-6)
     assert process_what_is_due(app) == 0
 
 
@@ -134,4 +135,47 @@ def test_a_notification_with_an_edit_and_any_other_object_of_the_dataset_keeps_t
     notify_all(client, [body])
     [entry] = ext(app).inbox.entries([uri])
     assert entry.events == 2
-    assert entry.due_at == pytest.approx(entry.last_event_at + 2)
+    assert entry.due_at == pytest.approx(entry.last_event_at + 2, abs=1e-6)
+
+
+def wait_until_due(entry, settings):
+    """Sleep until ``entry`` is due, after checking that it is an edit's wait."""
+    assert entry.state in (State.PENDING, State.PROCESSING)
+    assert entry.due_at == pytest.approx(
+        entry.last_event_at + settings.edit_delay_seconds, abs=1e-6)
+    assert entry.due_at < entry.last_event_at + settings.debounce_seconds
+    time.sleep(max(0.0, entry.due_at - time.time()))
+
+
+def test_two_tag_sets_in_a_row_are_both_shown_without_waiting_the_debounce(
+        app, client, bucket, admin_headers, drain, notify_all):
+    """``dtool tag set a`` then ``tag set b``: while the first waits, and
+    while the first one's sync runs. (Due times are epoch seconds: compared
+    with an absolute tolerance, as pytest.approx's relative one spans minutes.)"""
+    uri = bucket.put_dataset("retagged", items=2)
+    keys, etags = copy_write_order_with_etags(bucket.s3, bucket.name, uri.rsplit("/", 1)[1])
+    notify_all(client, [minio_webhook_body(bucket.name, k, CREATED, n, e)
+                        for n, (k, e) in enumerate(zip(keys, etags))])
+    drain(app)
+    settings, inbox = ext(app).settings, ext(app).inbox
+    dataset = dtoolcore.DataSet.from_uri(uri)
+    for tag in ("a", "b"):  # the second lands in the first one's wait
+        notify_all(client, minio_events_of(bucket, lambda: dataset.put_tag(tag)))
+    wait_until_due(inbox.entries([uri])[0], settings)
+    assert process_what_is_due(app) == 1
+    assert {"a", "b"} <= set(retrieved(client, admin_headers, "tags", uri)["tags"])
+
+    notify_all(client, minio_events_of(bucket, lambda: dataset.put_tag("c")))
+    wait_until_due(inbox.entries([uri])[0], settings)
+    with app.app_context():
+        [claim] = inbox.claim(settings.claim_timeout_seconds)
+        # the second lands while the first one's sync runs
+        notify_all(client, minio_events_of(bucket, lambda: dataset.put_tag("d")))
+        wait_until_due(inbox.entries([uri])[0], settings)
+        ext(app).worker.process(claim)
+    [entry] = inbox.entries([uri])
+    assert entry.state is State.PENDING  # synced again, after the edit delay
+    wait_until_due(entry, settings)
+    assert process_what_is_due(app) == 1
+    assert {"a", "b", "c", "d"} <= set(retrieved(client, admin_headers, "tags", uri)["tags"])
+    assert inbox.entries([uri])[0].state is State.DONE

@@ -95,6 +95,19 @@ def test_the_next_due_time_covers_waiting_entries_and_expiring_claims(inbox):
     assert inbox.next_due_at(claim_timeout=60) == 72
 
 
+def test_anything_claimable_skips_the_debounce_only_when_asked_never_the_backoff(inbox):
+    """What a drain thread asks after a claim that took nothing."""
+    assert not inbox.any_claimable(claim_timeout=60, at=10)
+    enqueue(inbox, [target(1)], at=10)          # due at 12
+    assert not inbox.any_claimable(claim_timeout=60, at=11)
+    assert inbox.any_claimable(claim_timeout=60, ignore_due=True, at=11)
+    [taken] = claim(inbox, at=12)
+    assert not inbox.any_claimable(claim_timeout=60, ignore_due=True, at=12)  # held
+    inbox.fail(taken, "S3 away", retry_at=20, max_attempts=5, at=13)
+    assert not inbox.any_claimable(claim_timeout=60, ignore_due=True, at=14)  # backing off
+    assert inbox.any_claimable(claim_timeout=60, at=20)
+
+
 def test_enqueue_rings_the_alarm_for_the_earliest_due_time(inbox):
     rung = []
     inbox.alarm.ring = rung.append

@@ -29,7 +29,7 @@ from ..wakeup import Alarm
 from . import claims
 from .claims import Claim
 from .database import announce_due, chunks, now, upsert
-from .due import fold_assignments
+from .due import fold_assignments, new_row_due
 from .processes import process_identity
 from .tables import inbox
 
@@ -95,7 +95,9 @@ class Inbox:
         due stays due. Datasets whose URI is in ``due_now`` are due at once;
         those in ``edits`` (their events here are all README, tag or
         annotation events) after ``edit_delay`` when their entry is done and
-        its last sync found them frozen and indexed (:mod:`.due`).
+        its last sync found them frozen and indexed, when they have no entry
+        and the reconciler's ledger holds them indexed, or when their open
+        window is an edit's (:mod:`.due`).
         Workers are woken for the earliest due time: this process's through
         :attr:`alarm`, the others' through ``NOTIFY`` on PostgreSQL. Returns
         the number of events written.
@@ -118,12 +120,14 @@ class Inbox:
                     del per_dataset[uri]
             for uri, events in sorted(per_dataset.items()):
                 urgent, target, heard = uri in due_now, events[0], heard_text(events)
+                due_at, edit_window = new_row_due(uri, at, debounce, urgent, uri in edits,
+                                                  edit_delay)
                 values = dict(
                     dataset_uri=uri, base_uri=target.base_uri, uuid=target.uuid,
                     state=State.PENDING.value, generation=1, claimed_generation=0,
                     events=len(events), first_event_at=at, last_event_at=at,
-                    due_at=at if urgent else at + debounce, attempts=0, heard=heard,
-                    urgent=urgent)
+                    due_at=due_at, attempts=0, heard=heard, urgent=urgent,
+                    edit_window=edit_window)
                 fold = fold_assignments(len(events), at, debounce, max_delay, urgent, heard,
                                         edit=uri in edits, edit_delay=edit_delay)
                 due_times.append(upsert(conn, inbox, values, inbox.c.dataset_uri, fold,
@@ -168,6 +172,14 @@ class Inbox:
             if released:
                 announce_due(conn, at)
         return released
+
+    def any_claimable(self, claim_timeout, ignore_due=False, at=None) -> bool:
+        """Whether a claim now could take a row: a claim that took none may
+        only have lost a race to another claimer (SQLite's compare-and-swap)."""
+        at = now() if at is None else at
+        where = claims.claimable(at, claim_timeout, ignore_due, self.db.alive_within)
+        with self.db.transaction() as conn:
+            return conn.execute(sa.select(inbox.c.id).where(where).limit(1)).first() is not None
 
     def next_due_at(self, claim_timeout):
         """When the next entry becomes claimable (maybe already), or None."""

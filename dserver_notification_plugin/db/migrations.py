@@ -210,6 +210,9 @@ MIGRATIONS: List[Step] = [
          create_tables(*_step_5_tables())),
     Step(6, "processes and their heartbeats",
          create_tables(*_step_6_tables())),
+    Step(7, "inbox: whether the open window is an edit's",
+         add_column("notification_inbox", sa.Column(
+             "edit_window", sa.Boolean, nullable=False, server_default=sa.false()))),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -38,6 +38,10 @@ inbox = sa.Table(
     # Made due at once (a dtool event) since the last claim: later events
     # do not debounce it again.
     sa.Column("urgent", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    # The open window was opened by an edit (db/due.py) and has heard only
+    # edits since: a further edit keeps it short.
+    sa.Column("edit_window", sa.Boolean, nullable=False, default=False,
+              server_default=sa.false()),
     # What a claim looks for: waiting rows in due order.
     sa.Index("ix_notification_inbox_state_due_at", "state", "due_at"),
 )
