@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 NOX := $(VENV)/bin/nox
 # Options for pytest in `make test`, e.g. PYTEST_ARGS="-k sqs -x".
 PYTEST_ARGS ?=
+# pytest-xdist processes for `make test`, a module to each at a time (most
+# tests wait on servers, so two gain even on two cores; docs/testing.rst);
+# PYTEST_WORKERS=0 runs the tests in one process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: install demo test test-fast test-next test-pythons docs bench check-install clean
 
@@ -24,7 +28,7 @@ demo: install
 ## leg (dservercore 0.22.0, Flask 2.3, marshmallow 3; noxfile.py has the rest).
 ## The 25 slowest are listed at the end (docs/testing.rst).
 test: install
-	$(PY) -m pytest --durations=25 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 ## The unit tier: no server, about a minute.
 test-fast: install

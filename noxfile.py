@@ -71,6 +71,11 @@ def expect_stack(session, **majors):
     session.run("python", "-m", "pip", "list", "--format=freeze", silent=False)
 
 
+# The whole suite in two pytest-xdist processes, a module to each at a time,
+# as `make test` runs it (docs/testing.rst); `-- -n 0 ...` for one process.
+WHOLE_SUITE = ["-n", "2", "--dist", "loadfile", "--durations=25"]
+
+
 def pytest_args(session, default):
     return session.posargs or default
 
@@ -80,7 +85,7 @@ def default(session):
     """dservercore 0.22.0 (PyPI), Flask 2.3, marshmallow 3: the whole suite."""
     session.install("dservercore==0.22.0", "-e", ".[test]")
     expect_stack(session, dservercore="0.22.0", flask="2.3.", marshmallow="3.")
-    session.run("python", "-m", "pytest", *pytest_args(session, ["--durations=25"]))
+    session.run("python", "-m", "pytest", *pytest_args(session, WHOLE_SUITE))
 
 
 @nox.session(python="3.11")
@@ -93,7 +98,7 @@ def next(session):  # noqa: A001 (the leg's name)
     session.install(next_wheel(session))
     session.install("-e", ".[test]")
     expect_stack(session, dservercore="0.23.", flask="3.", marshmallow="4.")
-    session.run("python", "-m", "pytest", *pytest_args(session, ["--durations=25"]))
+    session.run("python", "-m", "pytest", *pytest_args(session, WHOLE_SUITE))
 
 
 @nox.session(name="fast", python=FAST_PYTHONS)

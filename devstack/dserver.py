@@ -128,6 +128,21 @@ def prepare_index(app, base_uris, users=((ADMIN, True), (USER, False))):
                                             "users_with_register_permissions": names})
 
 
+def prepare_index_for_server(env, base_uris):
+    """prepare_index for a server that reads its configuration from ``env``,
+    done in this process: an app built from the same settings (worker off),
+    its engines disposed afterwards. A subprocess would cost an interpreter
+    and dservercore's imports, about 2 s (more on a loaded machine), for each
+    live dserver a test starts."""
+    import dservercore
+    from dservercore import sql_db
+    app = dservercore.create_app(app_config(dict(env, DSERVER_NOTIFY_WORKER="off")))
+    prepare_index(app, base_uris)
+    with app.app_context():
+        for engine in sql_db.engines.values():
+            engine.dispose()
+
+
 def prepare_index_in_subprocess(env, base_uris):
     """prepare_index for a server that reads its configuration from env."""
     code = ("import sys, dservercore; from devstack.dserver import prepare_index; "
@@ -212,10 +227,19 @@ class LiveDserver:
             self.proc.wait(10)
 
     def stop(self):
+        self.terminate()
+        self.wait_stopped()
+
+    def terminate(self):
+        """SIGTERM to the master: a graceful stop, not waited for."""
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
+
+    def wait_stopped(self, timeout=20):
+        """Wait for a terminated server to end; SIGKILL it after ``timeout``."""
+        if self.proc and self.proc.poll() is None:
             try:
-                self.proc.wait(20)
+                self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
 
@@ -233,3 +257,13 @@ class LiveDserver:
 
     def __exit__(self, *exc_info):
         self.stop()
+
+
+def stop_servers(servers):
+    """Stop several live dservers at once: each takes a few seconds to stop
+    gracefully (its workers stop their threads and give up their claims),
+    and they need not take turns."""
+    for server in servers:
+        server.terminate()
+    for server in servers:
+        server.wait_stopped()

@@ -7,7 +7,7 @@ import requests
 from dservercore.utils import register_dataset
 
 from devstack.datasets import copy_write_order
-from devstack.dserver import LiveDserver, dserver_env, prepare_index_in_subprocess, token_for
+from devstack.dserver import LiveDserver, dserver_env, prepare_index_for_server, token_for
 from devstack.mongo import MongoServer
 from devstack.payloads import minio_bodies_for_keys
 from devstack.ports import wait_until
@@ -168,7 +168,7 @@ def test_sigkill_after_the_202s_still_ends_indexed(tmp_path, mongo, bucket, prel
         "DSERVER_NOTIFY_DEBOUNCE_SECONDS": "3", "DSERVER_NOTIFY_CLAIM_TIMEOUT_SECONDS": "5",
         # the inbox alone must bring the dataset back, not a reconcile pass
         "DSERVER_NOTIFY_RECONCILE_INTERVAL_SECONDS": "0", **bucket.env})
-    prepare_index_in_subprocess(env, [bucket.base_uri])
+    prepare_index_for_server(env, [bucket.base_uri])
     uri = bucket.put_dataset("survivor", items=3)
     server = LiveDserver(env, tmp_path, workers=2, preload=preload).start()
     for body in minio_bodies_for_keys(bucket.name, list_keys(bucket.s3, bucket.name)):

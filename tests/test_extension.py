@@ -6,7 +6,7 @@ import dservercore
 import pytest
 import requests
 
-from devstack.dserver import (LiveDserver, app_config, dserver_env, prepare_index_in_subprocess,
+from devstack.dserver import (LiveDserver, app_config, dserver_env, prepare_index_for_server,
                                token_for)
 from dserver_notification_plugin import NotificationExtension
 from dserver_notification_plugin.config import ConfigError
@@ -112,7 +112,7 @@ def test_config_info_of_a_production_server_shows_settings_obfuscated(tmp_path, 
     env = dserver_env(tmp_path, mongo.uri, {"b": "s3://b"}, {
         "DSERVER_NOTIFY_AUTH_TOKEN": "very-secret-token",
         "DSERVER_NOTIFY_DEBOUNCE_SECONDS": "3"})
-    prepare_index_in_subprocess(env, ["s3://b"])
+    prepare_index_for_server(env, ["s3://b"])
     with LiveDserver(env, tmp_path, workers=1) as server:
         token = token_for("admin", env["JWT_PRIVATE_KEY_FILE"])
         answer = requests.get(server.url + "/config/info",

@@ -8,7 +8,7 @@ loopback peer is configured as a trusted proxy.
 import pytest
 import requests
 
-from devstack.dserver import LiveDserver, dserver_env, prepare_index_in_subprocess, token_for
+from devstack.dserver import LiveDserver, dserver_env, prepare_index_for_server, token_for
 from devstack.payloads import minio_webhook_body
 from devstack.ports import wait_until
 
@@ -31,7 +31,7 @@ def live(tmp_path_factory, mongo, make_bucket):
         # only requests may change the index here, not a reconcile pass
         "DSERVER_NOTIFY_RECONCILE_INTERVAL_SECONDS": "0",
         **bucket.env})
-    prepare_index_in_subprocess(env, [bucket.base_uri])
+    prepare_index_for_server(env, [bucket.base_uri])
     server = LiveDserver(env, workdir, workers=2, ipv6=True).start()
     server.bucket = bucket
     yield server
@@ -50,7 +50,7 @@ GOOD = {"Authorization": "Bearer new-token"}
 def test_spoofed_header_is_refused_when_the_peer_is_not_a_trusted_proxy(tmp_path, mongo):
     env = dserver_env(tmp_path, mongo.uri, {"b": "s3://b"}, {
         "DSERVER_NOTIFY_ALLOW_ACCESS_FROM": "10.9.0.0/16"})
-    prepare_index_in_subprocess(env, ["s3://b"])
+    prepare_index_for_server(env, ["s3://b"])
     with LiveDserver(env, tmp_path, workers=1) as server:
         answer = requests.post(server.url + "/webhook/notify", json={"Records": []},
                                headers={"X-Forwarded-For": "10.9.1.1",

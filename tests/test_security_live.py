@@ -18,7 +18,7 @@ import time
 import pytest
 import requests
 
-from devstack.dserver import LiveDserver, dserver_env, prepare_index_in_subprocess
+from devstack.dserver import LiveDserver, dserver_env, prepare_index_for_server
 from devstack.payloads import minio_webhook_body
 from devstack.sns import TOPIC
 
@@ -38,7 +38,7 @@ def serve(tmp_path_factory, mongo, bucket, name, notify):
         "DSERVER_NOTIFY_ALLOW_ACCESS_FROM": "10.0.0.0/8",
         "DSERVER_NOTIFY_AUTH_TOKEN": TOKEN,
         **notify, **bucket.env})
-    prepare_index_in_subprocess(env, [bucket.base_uri])
+    prepare_index_for_server(env, [bucket.base_uri])
     server = LiveDserver(env, workdir, workers=2, timeout=10,
                          gunicorn_args=["--bind", f"unix:{workdir / 'g.sock'}"])
     server.socket_path = str(workdir / "g.sock")

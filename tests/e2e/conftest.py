@@ -12,7 +12,7 @@ import uuid
 import pytest
 import requests
 
-from devstack.dserver import LiveDserver, dserver_env, prepare_index_in_subprocess
+from devstack.dserver import LiveDserver, dserver_env, prepare_index_for_server, stop_servers
 from devstack.ports import wait_until
 from devstack.s3 import remove_all_objects
 from tests.conftest import database_kind, fresh_database
@@ -44,7 +44,7 @@ def start_live_index(workdir, mongo_uri, bucket_to_base_uri, extra_env=None, por
     env = dserver_env(workdir, mongo_uri, bucket_to_base_uri, dict(E2E_NOTIFY),
                       database_uri=database_uri)
     env.update(extra_env or {})
-    prepare_index_in_subprocess(env, sorted(set(bucket_to_base_uri.values())))
+    prepare_index_for_server(env, sorted(set(bucket_to_base_uri.values())))
     server = LiveDserver(env, workdir, workers=2)
     server.port = port
     try:
@@ -131,8 +131,7 @@ class _Started(list):
         self.drops = []
 
     def stop_all(self):
-        for index in self:
-            index.stop()
+        stop_servers([index.server for index in self])
         for drop in self.drops:  # only once nothing uses the databases
             drop()
 

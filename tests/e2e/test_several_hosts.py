@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from devstack.datasets import copy_write_order
-from devstack.dserver import LiveDserver, dserver_env, prepare_index_in_subprocess
+from devstack.dserver import LiveDserver, dserver_env, prepare_index_for_server, stop_servers
 from devstack.payloads import minio_webhook_body
 from devstack.s3 import list_keys
 from tests.e2e.conftest import E2E_NOTIFY, LiveIndex
@@ -128,7 +128,7 @@ def cluster(tmp_path_factory, mongo, make_bucket, postgres):
     env = dserver_env(workdir, mongo.uri, {bucket.name: bucket.base_uri}, notify,
                       database_uri=postgres.create_database())
     env.update(bucket.env)
-    prepare_index_in_subprocess(env, [bucket.base_uri])
+    prepare_index_for_server(env, [bucket.base_uri])
     servers = []
     try:
         for n in range(HOSTS):
@@ -137,8 +137,7 @@ def cluster(tmp_path_factory, mongo, make_bucket, postgres):
             servers.append(LiveDserver(env, host_dir, workers=2).start())
         yield Cluster(servers, bucket)
     finally:
-        for server in servers:
-            server.stop()
+        stop_servers(servers)
 
 
 def test_duplicated_notifications_over_three_hosts_register_each_dataset_once(cluster):

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from devstack.datasets import Bucket
-from devstack.dserver import LiveDserver, dserver_env, prepare_index_in_subprocess
+from devstack.dserver import LiveDserver, dserver_env, prepare_index_for_server
 from devstack.sqs import (
     consumer_env, create_queue, notify_queue, notify_queue_through_eventbridge,
     notify_queue_through_sns)
@@ -151,7 +151,7 @@ def test_a_preloaded_dserver_consumes_after_forking(tmp_path, mongo, moto, lone_
     env = dserver_env(tmp_path, mongo.uri, {bucket.name: bucket.base_uri}, {
         "DSERVER_NOTIFY_DEBOUNCE_SECONDS": "0.5", "DSERVER_NOTIFY_POLL_SECONDS": "0.2",
         **consumer_env(moto, queue), **bucket.env})
-    prepare_index_in_subprocess(env, [bucket.base_uri])
+    prepare_index_for_server(env, [bucket.base_uri])
     with LiveDserver(env, tmp_path, workers=2, preload=True) as server:
         uri = bucket.put_dataset("preloaded", items=1)
         deadline = time.monotonic() + 90
