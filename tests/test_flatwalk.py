@@ -71,7 +71,7 @@ def dataset_keys(root, files=SIGNED_FILES + ("structure.json", "README.txt"), it
 @pytest.fixture(scope="module")
 def layout_bucket(make_bucket):
     """Versioned; datasets under no prefix, a user prefix and a prefix without
-    "/"; 0, 3, 5, 1,500 and 2,500 items; fragments and overlays; keys of no dataset;
+    "/"; 0, 3, 5, 1,500 and 10,000 items; fragments and overlays; keys of no dataset;
     overwritten and deleted metadata (older versions, a delete marker)."""
     bucket = make_bucket()
     bucket.s3.put_bucket_versioning(Bucket=bucket.name,
@@ -80,7 +80,7 @@ def layout_bucket(make_bucket):
     for number, prefix in enumerate(["", "", "", "u/alice/", "u/alice/", "pre-", ""]):
         root = f"{prefix}{uuidlib.uuid4()}/"
         roots.append(root)
-        items = {0: 0, 1: 2_500, 3: 3, 4: 1_500}.get(number, 5)
+        items = {0: 0, 1: 10_000, 3: 3, 4: 1_500}.get(number, 5)
         keys += dataset_keys(root, items=items, tags=["red", "big"] if number % 2 else [],
                              annotations=["a", "b"] if number != 2 else [],
                              extra=["fragments/x.json", "overlays/o.json", "data0"])
@@ -105,10 +105,7 @@ def test_the_flat_walk_finds_what_the_delimited_walk_finds(layout_bucket, page_s
 
 
 def test_items_are_never_listed_one_by_one(layout_bucket):
-    """The datasets of 2,500 and 1,500 items cost one LIST each; the small ones share.
-
-    Listed page by page, the bucket's 4,200 keys would take five LISTs
-    (``python -m bench reconcile`` lists datasets of 10,000 items)."""
+    """The datasets of 10,000 and 1,500 items cost one LIST each; the small ones share."""
     bucket, roots = layout_bucket
     counting = CountingClient(bucket.s3)
     flat_metadata(bucket.s3, bucket.name, roots)
