@@ -162,7 +162,7 @@ def _dataset_class():
 
     class DataSetOnBroker(dtoolcore.DataSet):
         """What ``_BaseDataSet.__init__`` and ``DataSet.__init__`` set, with
-        the broker given instead of made (tests/test_dtool_private.py
+        the broker given instead of made (tests/test_sync_flow.py
         compares the attributes with a plain DataSet's)."""
 
         def __init__(self, uri, admin_metadata, broker):  # no super().__init__: it makes a broker

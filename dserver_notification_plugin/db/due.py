@@ -63,9 +63,9 @@ def ledger_holds_indexed(uri):
     one that deleted the dataset or found it gone deletes the ledger row.
     Only datasets a reconcile pass has listed have a row: with the
     background reconciler off, an edit of a dataset whose entry was purged
-    (or that never had one) waits the debounce. A last sync that found a proto-dataset keeps the frozen
-    one's signature; its edit is synced at once and finds the proto-dataset,
-    one sync as after the debounce.
+    (or that never had one) waits the debounce. A last sync that found a
+    proto-dataset keeps the frozen one's signature; its edit is synced at
+    once and finds the proto-dataset, one sync as after the debounce.
     """
     d = datasets.c
     return sa.exists().where(d.dataset_uri == uri, d.signature.is_not(None))
