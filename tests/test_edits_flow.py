@@ -102,14 +102,20 @@ def test_each_dtool_edit_of_an_indexed_dataset_is_synced_before_the_debounce_end
         assert inbox.entries([uri])[0].last_outcome == "registered", name
 
 
-def test_an_edit_during_a_copy_over_the_dataset_keeps_the_debounce(
-        app, client, bucket, drain, notify_all):
-    uri = bucket.put_dataset("recopied", items=2)
+def indexed_by_a_copy(app, client, bucket, drain, notify_all, name):
+    """``(uri, uuid, keys)`` of a dataset copied, notified as MinIO does, and synced."""
+    uri = bucket.put_dataset(name, items=2)
     uuid = uri.rsplit("/", 1)[1]
     keys, etags = copy_write_order_with_etags(bucket.s3, bucket.name, uuid)
     notify_all(client, [minio_webhook_body(bucket.name, k, CREATED, n, e)
                         for n, (k, e) in enumerate(zip(keys, etags))])
     drain(app)
+    return uri, uuid, keys
+
+
+def test_an_edit_during_a_copy_over_the_dataset_keeps_the_debounce(
+        app, client, bucket, drain, notify_all):
+    uri, uuid, keys = indexed_by_a_copy(app, client, bucket, drain, notify_all, "recopied")
     # dtool copies it over: the registration key comes first, then a README
     readme = next(k for k in keys if k.endswith("/README.yml"))
     notify_all(client, [minio_webhook_body(bucket.name, f"dtool-{uuid}", CREATED, 0),
@@ -121,12 +127,7 @@ def test_an_edit_during_a_copy_over_the_dataset_keeps_the_debounce(
 
 def test_a_notification_with_an_edit_and_any_other_object_of_the_dataset_keeps_the_debounce(
         app, client, bucket, drain, notify_all):
-    uri = bucket.put_dataset("batched", items=2)
-    uuid = uri.rsplit("/", 1)[1]
-    keys, etags = copy_write_order_with_etags(bucket.s3, bucket.name, uuid)
-    notify_all(client, [minio_webhook_body(bucket.name, k, CREATED, n, e)
-                        for n, (k, e) in enumerate(zip(keys, etags))])
-    drain(app)
+    uri, uuid, keys = indexed_by_a_copy(app, client, bucket, drain, notify_all, "batched")
     readme = next(k for k in keys if k.endswith("/README.yml"))
     body = minio_webhook_body(bucket.name, readme, CREATED, 0, "new")
     manifest = minio_webhook_body(bucket.name, next(k for k in keys if k.endswith(
