@@ -123,7 +123,11 @@ def test_a_sigtermed_dserver_hands_the_reconciler_lease_on_at_once(
         fresh_index_factory, bucket, tmp_path):
     # Beats far apart: a release seen right after the stop cannot be a
     # survivor's reaping (that takes three beats), only the stopped one's own.
+    # A 20 s lease, renewed every third of it, still has 13 s or more to run
+    # when the stop begins, more than a stop takes, so it cannot have expired
+    # either; and the survivor asks for it every 10 s instead of every 30.
     reconciling = {**bucket.env, **LIFECYCLE, "DSERVER_NOTIFY_HEARTBEAT_SECONDS": "10",
+                   "DSERVER_NOTIFY_RECONCILE_LEASE_SECONDS": "20",
                    "DSERVER_NOTIFY_RECONCILE_INTERVAL_SECONDS": "1",
                    "DSERVER_NOTIFY_RECONCILE_MAX_RPS": "1000"}
     first = fresh_index_factory({bucket.name: bucket.base_uri}, extra_env=reconciling)
