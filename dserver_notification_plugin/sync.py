@@ -41,6 +41,9 @@ from .states import DatasetKind, Outcome
 
 logger = logging.getLogger(__name__)
 
+#: What dtool-s3's ``put_admin_metadata`` writes into every ``dtool`` object.
+ADMIN_METADATA_ALWAYS_WRITTEN = ("type", "uuid")
+
 
 class PermanentSyncError(Exception):
     """No retry can fix this (e.g. the base URI is not registered)."""
@@ -48,6 +51,18 @@ class PermanentSyncError(Exception):
 
 class ClaimLost(Exception):
     """The claim expired and another process took the entry: write nothing."""
+
+
+class AdminMetadataMissing(Exception):
+    """The ``dtool`` object carries no admin metadata: retried.
+
+    dtool-s3 keeps a dataset's admin metadata in the S3 user metadata of
+    its ``dtool`` object, and always writes ``type`` and ``uuid`` there. An
+    object without them is either being written by a server that stores
+    the body before the metadata (moto notifies in between) or was not
+    written by dtool-s3 (an ``aws s3 sync`` of a dataset folder); it says
+    neither "proto-dataset" nor "gone", so the index is left alone.
+    """
 
 
 def _unfenced():
@@ -61,7 +76,8 @@ def read_dataset(uri):
     failing S3 would then look like a deletion. Only positive evidence
     counts as absent (:mod:`.evidence`): the ``dtool`` object is not found
     *and* the bucket answers. A bucket that is missing at the endpoint,
-    refuses access or does not answer raises :class:`.BucketUnreadable`;
+    refuses access or does not answer raises :class:`.BucketUnreadable`,
+    a ``dtool`` object without admin metadata :class:`AdminMetadataMissing`;
     anything else is raised too, so the entry is retried.
     """
     broker = storage_broker(uri)
@@ -72,6 +88,11 @@ def read_dataset(uri):
             raise unreadable_from(exc, broker.bucket, broker.s3client) or exc
         confirm_bucket_answers(broker.s3client, broker.bucket)
         return DatasetKind.ABSENT, None
+    if not all(admin_metadata.get(name) for name in ADMIN_METADATA_ALWAYS_WRITTEN):
+        raise AdminMetadataMissing(
+            f"the dtool object of {uri} has no admin metadata (S3 user metadata "
+            f"{'/'.join(ADMIN_METADATA_ALWAYS_WRITTEN)}): a write still in progress, "
+            f"or an object not written by dtool-s3")
     if admin_metadata.get("type") != "dataset":
         return DatasetKind.PROTO, None
     return DatasetKind.FROZEN, dataset_on(broker, uri, admin_metadata)

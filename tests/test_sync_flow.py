@@ -73,3 +73,42 @@ def test_a_sync_reads_the_dataset_dtoolcore_would_give_with_one_broker(bucket, m
     assert sorted(vars(dataset)) == sorted(vars(expected))
     assert info == expected_info
     assert len(registration_reads) == 1
+
+
+def test_a_dtool_object_without_admin_metadata_is_retried_and_never_empties_the_index(
+        make_app, bucket, admin_headers, auth_headers, drain, notify_all, search):
+    """moto notifies of a PUT after storing the body and before the user
+    metadata that holds dtool-s3's admin metadata; an ``aws s3 sync`` of a
+    dataset folder writes none at all. Such a ``dtool`` object says neither
+    "proto-dataset" nor "gone": the entry is retried with the reason, the
+    index keeps the dataset, and once the metadata is there it is synced."""
+    import time
+
+    from dserver_notification_plugin.states import State
+    app = make_app([bucket], notify={"DSERVER_NOTIFY_RETRY_BASE_SECONDS": "0.25"})
+    client, headers = app.test_client(), auth_headers(app)
+    uri = bucket.put_dataset("metadata", items=2, readme="project: walrus\n")
+    uuid = uri.rsplit("/", 1)[1]
+    notify_all(client, minio_bodies_for_keys(bucket.name, list_keys(bucket.s3, bucket.name)))
+    drain(app)
+    assert search(client, headers, free_text="walrus") == [uri]
+
+    admin_key = f"{uuid}/dtool"
+    written = bucket.s3.get_object(Bucket=bucket.name, Key=admin_key)
+    body = written["Body"].read()
+    bucket.s3.put_object(Bucket=bucket.name, Key=admin_key, Body=body)  # no metadata
+    notify_all(client, minio_bodies_for_keys(bucket.name, [admin_key]))
+    drain(app)
+
+    [entry] = app.extensions["dserver_notification"].inbox.entries()
+    assert entry.state is State.FAILED
+    assert "has no admin metadata" in entry.last_error
+    assert search(client, headers, free_text="walrus") == [uri]
+
+    bucket.s3.put_object(Bucket=bucket.name, Key=admin_key, Body=body,
+                         Metadata=written["Metadata"])
+    time.sleep(max(0.0, entry.due_at - time.time()) + 0.05)  # the retry's backoff
+    drain(app)
+    [entry] = app.extensions["dserver_notification"].inbox.entries()
+    assert entry.state is State.DONE
+    assert search(client, headers, free_text="walrus") == [uri]
