@@ -169,7 +169,16 @@ class BackgroundThread:
             if time.monotonic() - self._last_flush > FLUSH_INTERVAL_SECONDS:
                 self.flush_stats()
             if wait and not self._stop.is_set():
-                self.pause(wait)
+                self.pause(self._until_flush_due(wait))
+
+    def _until_flush_due(self, wait):
+        """``wait``, cut short so that counts waiting to be flushed (this
+        thread's, the webhook's, other threads') are written within the
+        flush interval however long the thread would sleep."""
+        if self.tally is None or not self.tally.has_unflushed():
+            return wait
+        flush_due = FLUSH_INTERVAL_SECONDS - (time.monotonic() - self._last_flush)
+        return min(wait, max(flush_due, 0.0) + 0.01)
 
     def _wait_until_ready(self):
         """True once the database is ready; False when stopped before."""

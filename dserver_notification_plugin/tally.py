@@ -35,6 +35,10 @@ class Tally:
         with self._lock:
             return dict(self._since_start)
 
+    def has_unflushed(self):
+        with self._lock:
+            return bool(self._unflushed)
+
     def take_unflushed(self):
         with self._lock:
             deltas, self._unflushed = self._unflushed, Counter()

@@ -22,11 +22,20 @@ RECONNECT_SECONDS = 5.0
 
 
 class Alarm:
-    """Wakes a sleeping worker at the earliest time rung for."""
+    """Wakes a sleeping worker at the earliest time rung for.
+
+    The threads of one worker sleep on one alarm, and a ring wakes only one
+    of them: the first to see it takes the rung time as its own deadline.
+    :meth:`arm` rings only when no thread will wake by then anyway, so the
+    worker's threads share one timer (:meth:`.Worker._sync_round`).
+    :meth:`wake_all` ends every sleep (a stop).
+    """
 
     def __init__(self):
         self._condition = threading.Condition()
         self._earliest = None
+        self._taken = []  # the rung times sleeping threads took as deadlines
+        self._wake_alls = 0
 
     def ring(self, due_at=None):
         """Work is due at ``due_at`` (epoch seconds; None: now)."""
@@ -36,16 +45,41 @@ class Alarm:
                 self._earliest = due_at
             self._condition.notify_all()
 
+    def arm(self, at):
+        """Have a sleeping thread wake by ``at``, unless a ring already makes
+        one wake by then."""
+        with self._condition:
+            if any(taken <= at for taken in self._taken) or (
+                    self._earliest is not None and self._earliest <= at):
+                return
+            self._earliest = at
+            self._condition.notify_all()
+
+    def wake_all(self):
+        """End the sleep of every thread now."""
+        with self._condition:
+            self._wake_alls += 1
+            self._condition.notify_all()
+
     def sleep_until(self, deadline):
         """Sleep until ``deadline`` or the earliest time rung for, if sooner."""
         with self._condition:
-            while True:
-                if self._earliest is not None and self._earliest <= deadline:
-                    deadline, self._earliest = self._earliest, None
-                remaining = deadline - time.time()
-                if remaining <= 0:
-                    return
-                self._condition.wait(remaining)
+            wake_alls, taken = self._wake_alls, None
+            try:
+                while self._wake_alls == wake_alls:
+                    if self._earliest is not None and self._earliest <= deadline:
+                        deadline, self._earliest = self._earliest, None
+                        if taken is not None:
+                            self._taken.remove(taken)
+                        taken = deadline
+                        self._taken.append(taken)
+                    remaining = deadline - time.time()
+                    if remaining <= 0:
+                        return
+                    self._condition.wait(remaining)
+            finally:
+                if taken is not None:
+                    self._taken.remove(taken)
 
     def reset(self):
         """After a fork: a fresh lock, never one a vanished thread may hold."""

@@ -4,10 +4,12 @@ One worker runs in every dserver process (gunicorn workers included)
 unless ``DSERVER_NOTIFY_WORKER=off``, with ``DSERVER_NOTIFY_SYNC_THREADS``
 threads that each claim and sync one entry at a time. Claims are atomic in
 the database, so any number of threads and processes may claim; one entry
-per dataset means one dataset is synced by one of them at a time. Between batches it sleeps until the
-earliest due entry, and is woken sooner by an enqueue in its own process
-or, on PostgreSQL, by a notification from any other (:mod:`.wakeup`); only
-without such notifications (SQLite) does it look every poll interval.
+per dataset means one dataset is synced by one of them at a time. When
+nothing is due its threads sleep on one timer until the earliest due entry
+(one of them wakes, :meth:`Worker._sync_round`), and are woken sooner by an
+enqueue in its own process or, on PostgreSQL, by a notification from any
+other (:mod:`.wakeup`); only without such notifications (SQLite) does it
+look every poll interval.
 
 Under ``gunicorn --preload`` the app is created in the master before it
 forks: threads do not survive a fork, so the threads are paused around
@@ -98,8 +100,23 @@ class Worker(BackgroundThread):
         return wait
 
     def _sync_round(self):
-        claimed = self.run_once()
-        return None if claimed else self._time_until_work()
+        """Claim and sync one entry; how long to sleep after (None: not at all).
+
+        The threads share one timer, the alarm, which a ring wakes one
+        thread of: a thread that claimed rings it, so that another claims
+        beside it while entries are due, and one that found nothing arms it
+        for the next look (unless a thread will wake by then anyway) and
+        sleeps with the rest until rung. A due moment thus wakes one thread
+        of each process, not every thread (each looking again, and finding
+        nothing, after the first took the entry): the load run of ``python
+        -m bench load`` spent about a quarter of its hosts' time on such
+        looks (py-spy, 2026-12-03).
+        """
+        if self.run_once():
+            self.inbox.alarm.ring()
+            return None
+        self.inbox.alarm.arm(self._next_look())
+        return self.settings.idle_seconds
 
     def _help(self):
         """A further sync thread, with S3 clients of its own; the driver's
@@ -125,7 +142,7 @@ class Worker(BackgroundThread):
         self.inbox.alarm.sleep_until(now() + seconds)
 
     def wake(self):
-        self.inbox.alarm.ring()  # out of its sleep
+        self.inbox.alarm.wake_all()  # every thread out of its sleep: a stop
 
     def on_error(self, exc, pause):
         log_iteration_error("notification worker loop", exc, pause)
@@ -133,22 +150,22 @@ class Worker(BackgroundThread):
     def on_stop(self):
         self.listener.stop()  # its connection is closed too
 
-    def _time_until_work(self):
-        """Seconds until the next entry is due or someone may announce one.
+    def _next_look(self):
+        """When to look for work again unless rung sooner (epoch seconds).
 
-        Without notifications from other processes, at most the poll
-        interval; with them (PostgreSQL), as long as the idle interval,
-        after asking the database when the next entry is due.
+        Without notifications from other processes, after the poll
+        interval; with them (PostgreSQL), when the next entry is due (the
+        database says), at the latest after the idle interval.
         """
-        if not self.listener.listening:
-            return self.settings.poll_seconds
         start = now()
+        if not self.listener.listening:
+            return start + self.settings.poll_seconds
         deadline = start + self.settings.idle_seconds
         with self.app.app_context():
             next_due = self.inbox.next_due_at(self.settings.claim_timeout_seconds)
         if next_due is not None:
             deadline = min(deadline, max(next_due, start + RECHECK_SECONDS))
-        return deadline - start
+        return deadline
 
     # work ---------------------------------------------------------------
     def run_once(self, ignore_due=False, limit=CLAIM_BATCH):

@@ -130,3 +130,31 @@ def ext_entries_left(app):
     """Inbox entries not done."""
     ext = app.extensions["dserver_notification"]
     return [e for e in ext.inbox.entries() if e.state is not State.DONE]
+
+
+def test_idle_sync_threads_share_one_timer(make_app, bucket, monkeypatch):
+    """Four sync threads with nothing to do look for work about once per
+    poll interval between them, not once each (SQLite: no notifications
+    between processes, so the worker polls). A burst still spreads over the
+    threads: the test above."""
+    poll_seconds, window = 0.1, 2.0
+    looks = []
+    real_claim = worker.Worker.run_once
+
+    def counted_claim(self, *args, **kwargs):
+        looks.append(time.monotonic())
+        return real_claim(self, *args, **kwargs)
+
+    monkeypatch.setattr(worker.Worker, "run_once", counted_claim)
+    app = make_app([bucket], notify={"DSERVER_NOTIFY_WORKER": "on",
+                                     "DSERVER_NOTIFY_SYNC_THREADS": "4",
+                                     "DSERVER_NOTIFY_POLL_SECONDS": str(poll_seconds)})
+    ext = app.extensions["dserver_notification"]
+    wait_until(lambda: len(looks) >= 4, "every thread looked once", 60)
+    start = time.monotonic()
+    time.sleep(window)
+    in_window = [at for at in looks if start <= at < start + window]
+    ext.stop_background()
+
+    # one timer: about window / poll_seconds looks (20); one per thread would be 80
+    assert len(in_window) <= 1.5 * window / poll_seconds, len(in_window)

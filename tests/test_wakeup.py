@@ -70,3 +70,36 @@ def test_an_enqueue_on_one_host_wakes_the_listener_of_another(engine, database):
         assert 1002.0 in rings.due_times  # the debounced one too, for its due time
     finally:
         listener.stop()
+
+
+def test_wake_all_ends_every_sleep_and_a_ring_wakes_one_sleeper():
+    """The worker's threads share one alarm: a ring is one thread's
+    deadline, and a stop (wake_all) ends every thread's sleep."""
+    alarm = Alarm()
+    sleepers = [threading.Thread(target=alarm.sleep_until, args=(time.time() + 3600,))
+                for _ in range(3)]
+    for sleeper in sleepers:
+        sleeper.start()
+    wait_for(lambda: len(alarm._condition._waiters) == 3, "three threads asleep")
+    alarm.ring()
+    wait_for(lambda: sum(not s.is_alive() for s in sleepers) == 1, "one sleeper woken")
+    time.sleep(0.2)
+    assert sum(not s.is_alive() for s in sleepers) == 1  # the others sleep on
+    alarm.wake_all()
+    for sleeper in sleepers:
+        sleeper.join(PATIENCE)
+    assert not any(s.is_alive() for s in sleepers)
+
+
+def test_arm_rings_only_when_no_sleeper_wakes_by_then():
+    alarm = Alarm()
+    alarm.ring(time.time() + 0.3)
+    sleeper = threading.Thread(target=alarm.sleep_until, args=(time.time() + 3600,))
+    sleeper.start()
+    wait_for(lambda: alarm._taken, "the sleeper took the rung time")
+    alarm.arm(time.time() + 60)  # the sleeper wakes sooner: nothing to ring
+    assert alarm._earliest is None
+    alarm.arm(time.time() + 0.1)  # sooner than that: rung
+    assert alarm._earliest is not None
+    sleeper.join(PATIENCE)
+    assert not sleeper.is_alive()
