@@ -19,15 +19,18 @@ defaults), one Mongo-wire server and one moto bucket. Per run:
    Each operation's notifications go to the hosts in turn, so every
    operation is spread over the 3 hosts;
 4. from each operation's last acknowledgement until dserver's API shows
-   it: the copy found by free-text search for its README's word, the added
-   tag and the removed tag by tag search, the new README by ``GET /readmes/<uri>``,
-   the annotation by ``GET /annotations/<uri>``. One poller per kind,
-   every 50 ms, asking the hosts in turn.
+   it: the copy, the new README and the new annotation found by a
+   free-text search for the word each holds, the added tag and the
+   removed tag by tag search. One poller per kind, one search every 50
+   ms, asking the hosts in turn (the requests they make are counted).
 
 Figures: p50 and p99 (nearest rank) per kind and overall, over all runs;
 the goal is p99 <= 0.3 s. At the end every operation is checked once more
 through the readmes, tags and annotations routes. The load average is
-recorded: the machine is shared, and load moves every figure here. Each
+recorded: the machine is shared, and load moves every figure here; so is
+the CPU each role (the hosts, moto, the Mongo-wire server, PostgreSQL, the
+benchmark) used during each run's measured moment (:mod:`bench.cpu`), and
+the time from the first write until every operation showed. Each
 operation's record also has its inbox row's story (``inbox``): seconds from
 the last event heard to due, to the last claim and to the end of the last
 sync, so a slow operation shows whether it waited, queued or synced slowly.
@@ -47,7 +50,7 @@ from pathlib import Path
 
 import requests
 
-from bench import envs
+from bench import cpu, envs
 from bench.replay import percentile
 from bench.report import write_json
 from devstack.datasets import Bucket, copy_write_order_with_etags
@@ -55,6 +58,7 @@ from devstack.dserver import LiveDserver, dserver_env, prepare_index_in_subproce
 from devstack.mongo import MongoServer
 from devstack.moto import MotoServer
 from devstack.payloads import minio_webhook_body, minio_bodies_for_keys
+from devstack.ports import ROOT, start_process, stop_process
 from devstack.postgres import PostgresServer
 from devstack.s3 import list_keys
 
@@ -75,6 +79,11 @@ def parse_args(argv):
     parser.add_argument("--items", type=int, default=5, help="items per dataset (default 5)")
     parser.add_argument("--runs", type=int, default=3, help="runs (default 3)")
     parser.add_argument("--hosts", type=int, default=3, help="dservers (default 3)")
+    parser.add_argument("--worker", choices=("inside", "separate"), default="inside",
+                        help="inside: the sync worker runs in each gunicorn worker "
+                             "(DSERVER_NOTIFY_WORKER=on, the default); separate: the web "
+                             "processes only serve (off) and each host runs `flask "
+                             "notification worker` beside them (docs/operations.rst)")
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds to wait for an operation to show (default 60)")
     parser.add_argument("--output", type=Path,
@@ -90,6 +99,7 @@ class Hosts:
         self.headers = servers[0].admin_headers()
         self._turn = 0
         self._lock = threading.Lock()
+        self.searches = 0  # searches asked so far (the pollers' load on the hosts)
 
     def next_url(self):
         with self._lock:
@@ -97,6 +107,8 @@ class Hosts:
             return self.servers[self._turn % len(self.servers)].url
 
     def search(self, session, query):
+        with self._lock:
+            self.searches += 1
         answer = session.post(f"{self.next_url()}/uris?page_size=100", json=query,
                               headers=self.headers, timeout=30)
         answer.raise_for_status()
@@ -117,10 +129,11 @@ class Operation:
 
     def __init__(self, kind, uri, bodies, write=lambda: None):
         self.kind, self.uri, self.bodies, self.write = kind, uri, bodies, write
-        self.last_ack = self.seen = self.inbox = None
+        self.last_ack = self.seen = self.inbox = self.started = None
         self.failed = 0
 
     def send(self, hosts, session, first_host):
+        self.started = time.monotonic()
         self.write()
         for number, body in enumerate(self.bodies):
             url = hosts.servers[(first_host + number) % len(hosts.servers)].url
@@ -138,8 +151,10 @@ class Operation:
 class Run:
     """One run's datasets and operations (see the module docstring)."""
 
-    def __init__(self, bucket, hosts, options, number):
+    def __init__(self, bucket, hosts, options, number, servers, workers=()):
         self.bucket, self.hosts, self.options = bucket, hosts, options
+        self.servers = servers  # (mongo, moto, postgres), for the CPU they use
+        self.workers = workers  # `flask notification worker` processes, if separate
         self.tag = f"added{number}x{uuidlib.uuid4().hex[:8]}"
         self.target_word = f"target{number}x{uuidlib.uuid4().hex[:8]}"
         self.words = {kind: f"{kind.split()[0]}{number}x{uuidlib.uuid4().hex[:8]}"
@@ -162,6 +177,13 @@ class Run:
         wait_for(lambda: uris <= self.hosts.search(session, {"free_text": self.target_word}) and self._settled(),
                  "the edit targets indexed", 600)
         return targets
+
+    def cpu_roles(self):
+        mongo, moto, postgres = self.servers
+        return {"hosts": [server.proc.pid for server in self.hosts.servers]
+                + [worker.pid for worker in self.workers],
+                "moto": [moto.proc.pid], "mongo": [mongo.proc.pid],
+                "postgresql": [postgres.server_pid()], "benchmark": [os.getpid()]}
 
     def _settled(self):
         inbox = self.hosts.status()["inbox"]
@@ -210,31 +232,20 @@ class Run:
         return operation
 
     def visible(self, kind, session, pending):
-        """The URIs among ``pending`` that dserver's API shows done.
-
-        One free-text search (for the copies' README word), tag searches,
-        and ``GET /readmes/<uri>`` for the new README: a free-text search
-        scans every document in the Mongo-wire server, and five pollers
-        doing that every 50 ms would load the machine they measure. (A
+        """The URIs among ``pending`` that dserver's search shows done: one
+        search per sweep and kind, for the word the copies' README, the
+        new README or the new annotation holds (the search plugin's text
+        index covers every string of a dataset's document), or for the tag
+        set or removed. A GET of ``/readmes/<uri>`` per pending edit, as
+        before, made the pollers the heaviest load of the run (several
+        hundred requests a second to the hosts measured) and stamped the
+        last URI of a sweep with the time of every GET before it. (A
         search by UUID never matches: the search plugin compares a UUID
         object with the stored string.)"""
-        if kind == "copy":
-            return pending & self.hosts.search(session, {"free_text": self.words["copy"]})
-        if kind == "tag set":
-            return pending & self.hosts.search(session, {"tags": [self.tag]})
-        if kind == "tag delete":
-            return pending - self.hosts.search(session, {"tags": ["dropme"]})
-        route, shows = {
-            "readme write": ("readmes", lambda answer: self.words[kind] in answer.text),
-            "annotation set": ("annotations",
-                               lambda answer: annotation(answer) == self.words[kind]),
-        }[kind]
-        shown = set()
-        for uri in pending:
-            answer = self.hosts.get(session, route, uri)
-            if answer.ok and shows(answer):
-                shown.add(uri)
-        return shown
+        query = {"tag set": {"tags": [self.tag]}, "tag delete": {"tags": ["dropme"]}}.get(
+            kind) or {"free_text": self.words[kind]}
+        found = self.hosts.search(session, query)
+        return pending - found if kind == "tag delete" else pending & found
 
     def shown_by_routes(self, session, operation):
         """Checked once at the end through the routes a user reads."""
@@ -261,12 +272,20 @@ def poll(run, kind, operations, deadline):
     while waiting and time.monotonic() < deadline:
         acked = {uri for uri, op in waiting.items() if op.last_ack is not None}
         if acked:
-            for uri in run.visible(kind, session, acked):
-                waiting.pop(uri).seen = time.monotonic()
+            shown = run.visible(kind, session, acked)
+            now = time.monotonic()
+            for uri in shown:
+                waiting.pop(uri).seen = now
         time.sleep(POLL_SECONDS)
 
 
 def measure(run, operations, timeout):
+    """Send every operation at once and poll until each shows; return the
+    CPU each role used meanwhile (seconds), how busy the machine was and
+    how many searches the pollers made."""
+    roles = run.cpu_roles()
+    searches_before = run.hosts.searches
+    before = cpu.snapshot(roles, alone=("benchmark",))
     deadline = time.monotonic() + timeout
     senders = [threading.Thread(target=op.send, args=(run.hosts, requests.Session(), n))
                for n, op in enumerate(operations)]
@@ -276,6 +295,8 @@ def measure(run, operations, timeout):
         thread.start()
     for thread in senders + pollers:
         thread.join()
+    cpu_seconds, busy = cpu.spent(before, cpu.snapshot(roles, alone=("benchmark",)))
+    return cpu_seconds, busy, run.hosts.searches - searches_before
 
 
 def explain(database_uri, operations):
@@ -343,29 +364,39 @@ def _cell(value):
     return f"{'never' if value is None else value:>8}"
 
 
-def start_hosts(workroot, mongo, bucket, database_uri, count):
+def start_hosts(workroot, mongo, bucket, database_uri, count, worker="inside"):
+    """``count`` hosts: a gunicorn dserver each and, with ``worker="separate"``,
+    a ``flask notification worker`` beside it. Returns ``(servers, workers)``."""
     env = dserver_env(Path(workroot, "env"), mongo.uri, {bucket.name: bucket.base_uri},
                       database_uri=database_uri)
     env.update(bucket.env)
+    if worker == "separate":
+        env["DSERVER_NOTIFY_WORKER"] = "off"
     prepare_index_in_subprocess(env, [bucket.base_uri])
-    servers = []
+    servers, workers = [], []
     for number in range(count):
         workdir = Path(workroot, f"host{number}")
         workdir.mkdir(parents=True)
         servers.append(LiveDserver(env, workdir).start())
-    return servers
+        if worker == "separate":
+            workers.append(start_process(
+                [sys.executable, "-m", "flask", "notification", "worker"],
+                workdir / "worker.log", cwd=ROOT,
+                env=dict(os.environ, **env, FLASK_APP="dservercore")))
+    return servers, workers
 
 
 def main(argv):
     options = parse_args(argv)
     workroot = tempfile.mkdtemp(prefix="dserver-bench-load-")
-    operations, checks, loads, servers = [], [], [], []
+    operations, checks, loads, servers, workers = [], [], [], [], []
     try:
         with MongoServer() as mongo, MotoServer() as moto, \
                 PostgresServer(durable=True) as postgres:
             bucket = Bucket(moto, f"bench-load-{uuidlib.uuid4().hex[:8]}")
             database_uri = postgres.create_database()
-            servers = start_hosts(workroot, mongo, bucket, database_uri, options.hosts)
+            servers, workers = start_hosts(workroot, mongo, bucket, database_uri,
+                                           options.hosts, options.worker)
             hosts = Hosts(servers)
             # the reconciler's first pass, over the empty bucket, ends before any write
             wait_for(lambda: (hosts.status()["reconcile"]["pass"] or {}).get("finished_at"),
@@ -373,16 +404,22 @@ def main(argv):
             for number in range(options.runs):
                 print(f"load: run {number + 1} of {options.runs} ...", file=sys.stderr,
                       flush=True)
-                run = Run(bucket, hosts, options, number)
+                run = Run(bucket, hosts, options, number, (mongo, moto, postgres), workers)
                 run_operations = run.operations(run.index_edit_targets())
                 before = load()
-                measure(run, run_operations, options.timeout)
-                loads.append({"before": before, "after": load()})
+                cpu_seconds, busy, searches = measure(run, run_operations, options.timeout)
+                loads.append({"before": before, "after": load(), "cpu_seconds": cpu_seconds,
+                              "machine_cpu_busy": busy, "poll_searches": searches,
+                              "seconds_until_all_shown": _rounded(max(
+                                  (op.seen for op in run_operations if op.seen), default=0)
+                                  - min(op.started for op in run_operations))})
                 session = requests.Session()
                 checks += [run.shown_by_routes(session, op) for op in run_operations]
                 explain(database_uri, run_operations)
                 operations += run_operations
     finally:
+        for worker in workers:
+            stop_process(worker)
         for server in servers:
             server.stop()
         shutil.rmtree(workroot, ignore_errors=True)
@@ -393,6 +430,10 @@ def main(argv):
           f"readmes/tags/annotations routes at the end: {sum(checks)} of {len(checks)}")
     print("load: " + " | ".join(f"{l['before']['uptime']} -> {l['after']['loadavg']}"
                                 for l in loads))
+    for number, l in enumerate(loads, 1):
+        print(f"run {number}: all shown {l['seconds_until_all_shown']} s after the first "
+              f"write; {l['poll_searches']} searches by the pollers; CPU seconds "
+              f"{l['cpu_seconds']} (machine busy {l['machine_cpu_busy']})")
     write_json(options.output, {
         "command": " ".join(["python -m bench load", *argv]),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
