@@ -407,6 +407,7 @@ def main(argv):
                 run = Run(bucket, hosts, options, number, (mongo, moto, postgres), workers)
                 run_operations = run.operations(run.index_edit_targets())
                 before = load()
+                print("load: measuring", file=sys.stderr, flush=True)
                 cpu_seconds, busy, searches = measure(run, run_operations, options.timeout)
                 loads.append({"before": before, "after": load(), "cpu_seconds": cpu_seconds,
                               "machine_cpu_busy": busy, "poll_searches": searches,

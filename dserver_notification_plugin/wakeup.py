@@ -89,6 +89,10 @@ class Alarm:
 class Listener(BackgroundThread):
     """A thread that turns PostgreSQL notifications into rings of ``alarm``.
 
+    Each notification arms the alarm for its due time (:meth:`Alarm.arm`):
+    the events of one copy, announced one by one with ever later due
+    times, wake one thread of each process, not one per event.
+
     ``connect()`` returns a psycopg 3 connection already listening on
     :data:`.db.CHANNEL`, or None when the database cannot notify (SQLite, or
     another driver); then the thread ends and :attr:`listening` stays False.
@@ -128,7 +132,10 @@ class Listener(BackgroundThread):
         self.alarm.ring()  # whatever was announced while we were not listening
         while not self.stopping:
             for notification in connection.notifies(timeout=LISTEN_TICK_SECONDS):
-                self.alarm.ring(_due_time(notification.payload))
+                # every enqueue of every host is announced: a thread that
+                # wakes by then finds this entry too (or, on waking, asks
+                # the database when the next one is due)
+                self.alarm.arm(_due_time(notification.payload))
 
     def forget_inherited(self):
         self.listening = False  # the parent's connection did not come along

@@ -112,3 +112,23 @@ def test_a_dtool_object_without_admin_metadata_is_retried_and_never_empties_the_
     [entry] = app.extensions["dserver_notification"].inbox.entries()
     assert entry.state is State.DONE
     assert search(client, headers, free_text="walrus") == [uri]
+
+
+def test_the_syncs_s3_resources_build_each_boto3_class_once(bucket):
+    """boto3 builds a new class for every ``s3resource.Object(...)``; the
+    clients a sync thread keeps build each once (dtool_private), and a
+    dtool-s3 broker outside a sync is as published."""
+    from dtool_s3.storagebroker import S3StorageBroker
+
+    from dserver_notification_plugin.dtool_private import observed_reads
+    uri = bucket.put_dataset("classes", items=1)
+    uuid = uri.rsplit("/", 1)[1]
+    with observed_reads():
+        resource = S3StorageBroker._get_resource_and_client(bucket.name)[0]
+        first, second = resource.Object(bucket.name, f"{uuid}/dtool"), \
+            resource.Object(bucket.name, f"dtool-{uuid}")
+        assert type(first) is type(second)
+        assert second.get()["Body"].read().decode().strip() == ""  # the registration key
+        assert "uuid" in first.get()["Metadata"]
+    published = S3StorageBroker._get_resource_and_client(bucket.name)[0]
+    assert type(published.Object(bucket.name, "a")) is not type(published.Object(bucket.name, "b"))

@@ -40,13 +40,14 @@ def test_a_ring_for_later_shortens_the_sleep_to_that_time():
 
 
 class Rings:
-    """An alarm that records the due times it is rung for."""
+    """An alarm that records the due times it is rung or armed for."""
 
     def __init__(self):
         self.alarm = Alarm()
         self.due_times = []
-        ring = self.alarm.ring
+        ring, arm = self.alarm.ring, self.alarm.arm
         self.alarm.ring = lambda due_at=None: (self.due_times.append(due_at), ring(due_at))
+        self.alarm.arm = lambda at: (self.due_times.append(at), arm(at))
 
 
 def test_an_enqueue_on_one_host_wakes_the_listener_of_another(engine, database):
