@@ -22,7 +22,8 @@ defaults), one Mongo-wire server and one moto bucket. Per run:
    it: the copy, the new README and the new annotation found by a
    free-text search for the word each holds, the added tag and the
    removed tag by tag search. One poller per kind, one search every 50
-   ms, asking the hosts in turn (the requests they make are counted).
+   ms, asking the hosts in turn (how long each search takes is recorded:
+   the API's own latency under the load).
 
 Figures: p50 and p99 (nearest rank) per kind and overall, over all runs;
 the goal is p99 <= 0.3 s. At the end every operation is checked once more
@@ -99,7 +100,7 @@ class Hosts:
         self.headers = servers[0].admin_headers()
         self._turn = 0
         self._lock = threading.Lock()
-        self.searches = 0  # searches asked so far (the pollers' load on the hosts)
+        self.search_seconds = []  # how long each search took (the API under load)
 
     def next_url(self):
         with self._lock:
@@ -107,11 +108,12 @@ class Hosts:
             return self.servers[self._turn % len(self.servers)].url
 
     def search(self, session, query):
-        with self._lock:
-            self.searches += 1
+        started = time.monotonic()
         answer = session.post(f"{self.next_url()}/uris?page_size=100", json=query,
                               headers=self.headers, timeout=30)
         answer.raise_for_status()
+        with self._lock:
+            self.search_seconds.append(time.monotonic() - started)
         return {d["uri"] for d in answer.json()}
 
     def get(self, session, route, uri):
@@ -282,9 +284,9 @@ def poll(run, kind, operations, deadline):
 def measure(run, operations, timeout):
     """Send every operation at once and poll until each shows; return the
     CPU each role used meanwhile (seconds), how busy the machine was and
-    how many searches the pollers made."""
+    how long each search of the pollers took."""
     roles = run.cpu_roles()
-    searches_before = run.hosts.searches
+    searches_before = len(run.hosts.search_seconds)
     before = cpu.snapshot(roles, alone=("benchmark",))
     deadline = time.monotonic() + timeout
     senders = [threading.Thread(target=op.send, args=(run.hosts, requests.Session(), n))
@@ -296,7 +298,7 @@ def measure(run, operations, timeout):
     for thread in senders + pollers:
         thread.join()
     cpu_seconds, busy = cpu.spent(before, cpu.snapshot(roles, alone=("benchmark",)))
-    return cpu_seconds, busy, run.hosts.searches - searches_before
+    return cpu_seconds, busy, run.hosts.search_seconds[searches_before:]
 
 
 def explain(database_uri, operations):
@@ -410,7 +412,9 @@ def main(argv):
                 print("load: measuring", file=sys.stderr, flush=True)
                 cpu_seconds, busy, searches = measure(run, run_operations, options.timeout)
                 loads.append({"before": before, "after": load(), "cpu_seconds": cpu_seconds,
-                              "machine_cpu_busy": busy, "poll_searches": searches,
+                              "machine_cpu_busy": busy, "poll_searches": len(searches),
+                              "search_seconds_p50_max": [_rounded(percentile(searches, 0.5)),
+                                                         _rounded(max(searches, default=None))],
                               "seconds_until_all_shown": _rounded(max(
                                   (op.seen for op in run_operations if op.seen), default=0)
                                   - min(op.started for op in run_operations))})
@@ -433,7 +437,8 @@ def main(argv):
                                 for l in loads))
     for number, l in enumerate(loads, 1):
         print(f"run {number}: all shown {l['seconds_until_all_shown']} s after the first "
-              f"write; {l['poll_searches']} searches by the pollers; CPU seconds "
+              f"write; {l['poll_searches']} searches by the pollers, taking "
+              f"{l['search_seconds_p50_max'][0]} s (p50) to {l['search_seconds_p50_max'][1]} s; CPU seconds "
               f"{l['cpu_seconds']} (machine busy {l['machine_cpu_busy']})")
     write_json(options.output, {
         "command": " ".join(["python -m bench load", *argv]),

@@ -36,6 +36,8 @@ class Alarm:
         self._earliest = None
         self._taken = []  # the rung times sleeping threads took as deadlines
         self._wake_alls = 0
+        self._sleeping = 0  # threads in sleep_until
+        self._promised = 0  # wakes promised (promise_wake) not yet taken
 
     def ring(self, due_at=None):
         """Work is due at ``due_at`` (epoch seconds; None: now)."""
@@ -55,6 +57,24 @@ class Alarm:
             self._earliest = at
             self._condition.notify_all()
 
+    def promise_wake(self):
+        """True, and one sleeping thread is counted on to take the next ring,
+        if a thread sleeps that no earlier promise counts on already.
+
+        An enqueue whose entry is due at once asks this before it tells the
+        other processes (``NOTIFY``): a thread of its own will claim the
+        entry within milliseconds, and waking one thread of every other
+        process too would only make each of them look in vain. Should the
+        thread be taken by other work meanwhile, the entry waits at most for
+        one of the process's syncs to end: every thread that finishes one
+        claims the next due entry at once.
+        """
+        with self._condition:
+            if self._sleeping - self._promised <= 0:
+                return False
+            self._promised += 1
+            return True
+
     def wake_all(self):
         """End the sleep of every thread now."""
         with self._condition:
@@ -65,10 +85,12 @@ class Alarm:
         """Sleep until ``deadline`` or the earliest time rung for, if sooner."""
         with self._condition:
             wake_alls, taken = self._wake_alls, None
+            self._sleeping += 1
             try:
                 while self._wake_alls == wake_alls:
                     if self._earliest is not None and self._earliest <= deadline:
                         deadline, self._earliest = self._earliest, None
+                        self._promised = max(0, self._promised - 1)
                         if taken is not None:
                             self._taken.remove(taken)
                         taken = deadline
@@ -78,6 +100,7 @@ class Alarm:
                         return
                     self._condition.wait(remaining)
             finally:
+                self._sleeping -= 1
                 if taken is not None:
                     self._taken.remove(taken)
 

@@ -104,3 +104,47 @@ def test_arm_rings_only_when_no_sleeper_wakes_by_then():
     assert alarm._earliest is not None
     sleeper.join(PATIENCE)
     assert not sleeper.is_alive()
+
+
+def test_an_entry_due_now_is_left_to_a_sleeping_thread_of_the_enqueuing_process(
+        engine, database):
+    """Waking a thread of every other process for an entry a thread of this
+    one takes within milliseconds only makes them look in vain; with no
+    thread of its own asleep, the enqueue tells the others (PostgreSQL)."""
+    host_a, host_b = Database(engine=engine), Inbox(Database(engine=engine))
+    host_a.migrate()
+    rings = Rings()
+    listener = Listener(host_a.listening_connection, rings.alarm)
+    listener.start()
+    sleeper = threading.Thread(target=host_b.alarm.sleep_until, args=(time.time() + 3600,))
+    sleeper.start()
+    try:
+        wait_for(lambda: host_b.alarm._sleeping == 1, "a sync thread of host b asleep")
+        notifies = not database.startswith("sqlite")
+        if notifies:
+            wait_for(lambda: listener.listening, "the listener listens")
+        host_b.enqueue([target(3)], debounce=2, max_delay=30, at=3000.0,
+                       due_now={target(3).uri})
+        sleeper.join(PATIENCE)
+        assert not sleeper.is_alive()  # its own thread was woken for it
+        host_b.enqueue([target(4)], debounce=2, max_delay=30, at=4000.0,
+                       due_now={target(4).uri})  # nobody of host b asleep now
+        if notifies:  # notifications arrive in order: the first would be in by now
+            wait_for(lambda: 4000.0 in rings.due_times, "the second entry announced")
+            assert 3000.0 not in rings.due_times
+    finally:
+        host_b.alarm.wake_all()
+        listener.stop()
+
+
+def test_a_sleeping_thread_is_promised_to_one_enqueue_at_a_time():
+    alarm = Alarm()
+    assert not alarm.promise_wake()  # nobody asleep
+    sleeper = threading.Thread(target=alarm.sleep_until, args=(time.time() + 3600,))
+    sleeper.start()
+    wait_for(lambda: alarm._sleeping == 1, "one thread asleep")
+    assert alarm.promise_wake()
+    assert not alarm.promise_wake()  # that one is counted on already
+    alarm.ring()
+    sleeper.join(PATIENCE)
+    assert (alarm._sleeping, alarm._promised) == (0, 0)
