@@ -34,9 +34,9 @@ from .processes import process_identity
 from .tables import inbox
 
 #: An entry due within this long is this process's to claim when one of its
-#: sync threads sleeps: the other processes are not woken for it (a load
-#: run of 3 hosts with 2 gunicorn workers each spent a third of its hosts'
-#: CPU on their claims that came back empty).
+#: sync threads sleeps: the other processes are not woken for it, only to
+#: find it taken (in a load run of 3 hosts with 2 gunicorn workers each,
+#: not waking them cut the hosts' CPU by a third; docs/benchmarks.rst).
 LOCAL_WAKE_SECONDS = 0.25
 
 ERROR_TEXT_LIMIT = 4000
