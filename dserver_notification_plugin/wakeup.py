@@ -81,13 +81,18 @@ class Alarm:
             self._wake_alls += 1
             self._condition.notify_all()
 
-    def sleep_until(self, deadline):
-        """Sleep until ``deadline`` or the earliest time rung for, if sooner."""
+    def sleep_until(self, deadline, cancelled=lambda: False):
+        """Sleep until ``deadline`` or the earliest time rung for, if sooner.
+
+        ``cancelled()`` is asked under the alarm's lock before each wait: a
+        stop that set its flag before calling :meth:`wake_all` is seen even
+        by a thread that was on its way to sleep then.
+        """
         with self._condition:
             wake_alls, taken = self._wake_alls, None
             self._sleeping += 1
             try:
-                while self._wake_alls == wake_alls:
+                while self._wake_alls == wake_alls and not cancelled():
                     if self._earliest is not None and self._earliest <= deadline:
                         deadline, self._earliest = self._earliest, None
                         self._promised = max(0, self._promised - 1)

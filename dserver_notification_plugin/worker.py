@@ -139,7 +139,7 @@ class Worker(BackgroundThread):
 
     def pause(self, seconds):
         # on the alarm: an enqueue (here, or NOTIFYed by another process) wakes it
-        self.inbox.alarm.sleep_until(now() + seconds)
+        self.inbox.alarm.sleep_until(now() + seconds, cancelled=lambda: self.stopping)
 
     def wake(self):
         self.inbox.alarm.wake_all()  # every thread out of its sleep: a stop

@@ -148,3 +148,16 @@ def test_a_sleeping_thread_is_promised_to_one_enqueue_at_a_time():
     alarm.ring()
     sleeper.join(PATIENCE)
     assert (alarm._sleeping, alarm._promised) == (0, 0)
+
+
+def test_a_stop_flagged_before_the_sleep_began_ends_it_at_once():
+    """A stop sets its flag, then wakes every sleeper; a thread that was
+    between its last look and its sleep then must not sleep on."""
+    alarm, stopped = Alarm(), threading.Event()
+    stopped.set()
+    alarm.wake_all()  # before the sleep: it cannot end this one
+    sleeper = threading.Thread(target=alarm.sleep_until,
+                               args=(time.time() + 3600,), kwargs={"cancelled": stopped.is_set})
+    sleeper.start()
+    sleeper.join(PATIENCE)
+    assert not sleeper.is_alive()
