@@ -18,8 +18,9 @@ clean-up to more extensions means widening that one function.
 import bisect
 import logging
 import re
+import time
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 import sqlalchemy as sa
 from flask import current_app
@@ -96,6 +97,7 @@ class IndexView:
     in_sql: set
     in_plugins: set
     uuids: List[str] = field(default_factory=list)  # sorted, for range look-ups
+    read_at: Optional[float] = None  # when reading began (epoch seconds)
 
     def __post_init__(self):
         self.uuids = sorted(uuid_of(uri) for uri in self.in_sql | self.in_plugins)
@@ -122,6 +124,7 @@ def read_index(base_uri):
     """The index of ``base_uri`` as it is now (needs an app context)."""
     from dservercore import sql_db
     from dservercore.sql_models import BaseURI, Dataset
+    read_at = time.time()
     in_sql = set(sql_db.session.execute(
         sa.select(Dataset.uri).join(BaseURI, Dataset.base_uri_id == BaseURI.id)
         .where(BaseURI.base_uri == base_uri)).scalars())
@@ -130,4 +133,4 @@ def read_index(base_uri):
         for doc in collection.find({"base_uri": base_uri}, {"uri": 1, "_id": 0}):
             if isinstance(doc.get("uri"), str):
                 in_plugins.add(doc["uri"])
-    return IndexView(in_sql, in_plugins)
+    return IndexView(in_sql, in_plugins, read_at=read_at)

@@ -262,7 +262,8 @@ class BaseUriPass:
         """Into the inbox, as a notification would; signatures first, so that
         a sync claimed after this moment may promote them."""
         self.ext.ledger.expect({f.uri: f.signature for f in findings if f.signature})
-        self.ext.inbox.forget_fingerprints(f.uri for f in findings if index.disagrees(f.uri))
+        self.ext.inbox.forget_fingerprints((f.uri for f in findings if index.disagrees(f.uri)),
+                                           unless_synced_since=index.read_at)
         targets = [DatasetTarget(self.base_uri, f.uri, f.uuid, "reconcile") for f in findings]
         self.ext.inbox.enqueue(targets, debounce=self.debounce, max_delay=self.debounce)
         for finding in findings:

@@ -199,6 +199,24 @@ def test_a_reconcile_finding_or_a_forgotten_fingerprint_forces_a_sync(inbox):
     assert claim_one(inbox, at=7 + 61).seen is None
 
 
+def test_a_disagreement_seen_before_a_sync_ended_forgets_nothing(inbox):
+    """The reconciler read the index at 5.5, while the sync claimed at 5
+    had written the search documents but not yet the SQL row: what it saw
+    disagree was that registration half done, over by 6."""
+    enqueue(inbox, [event(ROOT + "dtool", "e1")], at=1)
+    inbox.finish(claim_one(inbox, at=2), Outcome.REGISTERED, fingerprint="f1", seen=FROZEN,
+                 at=3)
+    enqueue(inbox, [event(ROOT + "README.yml", "e2")], at=4)
+    running = claim_one(inbox, at=5)
+    inbox.forget_fingerprints([URI], unless_synced_since=5.5)  # being synced: kept
+    assert inbox.entries()[0].fingerprint == "f1"
+    inbox.finish(running, Outcome.REGISTERED, fingerprint="f2", seen=FROZEN, at=6)
+    inbox.forget_fingerprints([URI], unless_synced_since=5.5)  # synced since: kept
+    assert inbox.entries()[0].fingerprint == "f2"
+    inbox.forget_fingerprints([URI], unless_synced_since=6.5)  # nothing since: forgotten
+    assert inbox.entries()[0].fingerprint is None
+
+
 def test_heard_events_are_bounded_per_entry(inbox):
     for n in range(HEARD_LIMIT // 100 + 10):
         enqueue(inbox, [event(ROOT + f"tags/{n:06d}-{'x' * 60}", "e")], at=n)

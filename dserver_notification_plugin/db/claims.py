@@ -13,6 +13,7 @@ than the claim timeout (its process vanished) is taken again.
 These are the statements of :meth:`.Inbox.claim`, kept apart so that
 the benchmark can time both ways on PostgreSQL.
 """
+import functools
 from dataclasses import dataclass, fields
 from typing import List, Optional
 
@@ -21,7 +22,7 @@ import sqlalchemy as sa
 from ..coverage import UNKNOWN
 from ..states import State
 from .database import now
-from .processes import live_owners
+from .processes import live_owners_since
 from .tables import inbox
 
 c = inbox.c
@@ -61,27 +62,51 @@ def due_order(row):
     return row["due_at"], row["id"]
 
 
-def claimable(at, claim_timeout, ignore_due=False, alive_within=None):
-    """WHERE clause of the rows a claim at ``at`` may take.
+@dataclass(frozen=True)
+class Claimable:
+    """Which rows a claim may take: a WHERE clause built once per kind of
+    claim, with bound parameters, and the values a claim binds to them.
+
+    A worker claims many times a second under load; building the clause
+    and its statement anew each time (and SQLAlchemy's cache key of it)
+    made a claim cost 1.15 ms of the claimer's CPU, 0.33 ms once built
+    (PostgreSQL, 2026-12-03).
+    """
+    kind: tuple  # (ignore_due, owners_checked): which clause, the key of its statements
+    params: dict
+
+    @property
+    def clause(self):
+        return _claimable_clause(*self.kind)
+
+
+def claimable(at, claim_timeout, ignore_due=False, alive_within=None) -> Claimable:
+    """The rows a claim at ``at`` may take.
 
     ``ignore_due`` skips the debounce of pending rows, never the backoff of
     failed ones: a drain must not spin on an entry that keeps failing.
     ``alive_within``: a claim older than the timeout stays with an owner
     that beat within these seconds (:mod:`.processes`): its sync still runs.
     """
+    params = {"claim_at": at, "stale_before": at - claim_timeout}
+    if alive_within is not None:
+        params["alive_since"] = at - alive_within
+    return Claimable((bool(ignore_due), alive_within is not None), params)
+
+
+@functools.lru_cache(maxsize=None)
+def _claimable_clause(ignore_due, owners_checked):
+    at = sa.bindparam("claim_at")
     pending = c.state == State.PENDING.value
     if not ignore_due:
         pending = sa.and_(pending, c.due_at <= at)
     retry_due = sa.and_(c.state == State.FAILED.value, c.due_at <= at)
-    stale = sa.and_(c.state == State.PROCESSING.value, c.claimed_at < at - claim_timeout,
-                    *_owner_not_alive(at, alive_within))
+    stale = sa.and_(c.state == State.PROCESSING.value,
+                    c.claimed_at < sa.bindparam("stale_before"))
+    if owners_checked:
+        stale = sa.and_(stale, c.claimed_by.not_in(
+            live_owners_since(sa.bindparam("alive_since"))))
     return sa.or_(pending, retry_due, stale)
-
-
-def _owner_not_alive(at, alive_within):
-    if alive_within is None:
-        return ()
-    return (c.claimed_by.not_in(live_owners(at, alive_within)),)
 
 
 def _taken_values(owner, at):
@@ -90,15 +115,22 @@ def _taken_values(owner, at):
                 urgent=False)
 
 
-def claim_skip_locked(conn, where, limit, owner, at) -> List[dict]:
+def claim_skip_locked(conn, where: Claimable, limit, owner, at) -> List[dict]:
     """PostgreSQL: claim up to ``limit`` rows in one statement; return them."""
-    chosen = (sa.select(c.id, _heard_before.label(HEARD_BEFORE)).where(where)
+    statement = _skip_locked_statement(where.kind, limit)
+    return list(conn.execute(statement, dict(where.params, claim_owner=owner,
+                                             claimed_now=at)).mappings())
+
+
+@functools.lru_cache(maxsize=64)
+def _skip_locked_statement(kind, limit):
+    chosen = (sa.select(c.id, _heard_before.label(HEARD_BEFORE)).where(_claimable_clause(*kind))
               .order_by(c.due_at).limit(limit).with_for_update(skip_locked=True)).subquery()
     # UPDATE ... FROM the locked rows: RETURNING then shows what they heard
     # before this statement emptied it.
-    return list(conn.execute(
-        inbox.update().where(c.id == chosen.c.id).values(**_taken_values(owner, at))
-        .returning(*inbox.c, chosen.c[HEARD_BEFORE])).mappings())
+    taken = _taken_values(sa.bindparam("claim_owner"), sa.bindparam("claimed_now"))
+    return (inbox.update().where(c.id == chosen.c.id).values(**taken)
+            .returning(*inbox.c, chosen.c[HEARD_BEFORE]))
 
 
 def claim_compare_and_swap(conn, where, limit, owner, at) -> List[dict]:
@@ -106,7 +138,8 @@ def claim_compare_and_swap(conn, where, limit, owner, at) -> List[dict]:
     until ``limit`` are taken."""
     candidates = conn.execute(
         sa.select(c.id, c.state, c.claimed_at, c.generation, _heard_before.label(HEARD_BEFORE))
-        .where(where).order_by(c.due_at).limit(limit + SPARE_CANDIDATES)).mappings().all()
+        .where(where.clause).order_by(c.due_at).limit(limit + SPARE_CANDIDATES),
+        where.params).mappings().all()
     heard = {}
     for row in candidates:
         if len(heard) == limit:
@@ -145,12 +178,20 @@ def next_due_at(conn, claim_timeout, alive_within=None, at=None):
     earliest moment a current claim of an owner not known alive expires.
     """
     at = now() if at is None else at
-    waiting = sa.select(sa.func.min(c.due_at)).where(
-        c.state.in_([State.PENDING.value, State.FAILED.value])).scalar_subquery()
-    claimed = sa.select(sa.func.min(c.claimed_at)).where(
-        c.state == State.PROCESSING.value,
-        *_owner_not_alive(at, alive_within)).scalar_subquery()
-    due, oldest_claim = conn.execute(sa.select(waiting, claimed)).one()
+    params = {} if alive_within is None else {"alive_since": at - alive_within}
+    due, oldest_claim = conn.execute(_next_due_statement(alive_within is not None),
+                                     params).one()
     expiry = None if oldest_claim is None else oldest_claim + claim_timeout
     candidates = [t for t in (due, expiry) if t is not None]
     return min(candidates) if candidates else None
+
+
+@functools.lru_cache(maxsize=None)
+def _next_due_statement(owners_checked):
+    waiting = sa.select(sa.func.min(c.due_at)).where(
+        c.state.in_([State.PENDING.value, State.FAILED.value])).scalar_subquery()
+    stale = [c.state == State.PROCESSING.value]
+    if owners_checked:
+        stale.append(c.claimed_by.not_in(live_owners_since(sa.bindparam("alive_since"))))
+    claimed = sa.select(sa.func.min(c.claimed_at)).where(*stale).scalar_subquery()
+    return sa.select(waiting, claimed)

@@ -188,7 +188,8 @@ class Inbox:
         at = now() if at is None else at
         where = claims.claimable(at, claim_timeout, ignore_due, self.db.alive_within)
         with self.db.transaction() as conn:
-            return conn.execute(sa.select(inbox.c.id).where(where).limit(1)).first() is not None
+            return conn.execute(sa.select(inbox.c.id).where(where.clause).limit(1),
+                                where.params).first() is not None
 
     def next_due_at(self, claim_timeout):
         """When the next entry becomes claimable (maybe already), or None."""
@@ -263,12 +264,23 @@ class Inbox:
             self.alarm.ring(at)
         return result.rowcount
 
-    def forget_fingerprints(self, uris: Iterable[str]):
+    def forget_fingerprints(self, uris: Iterable[str], unless_synced_since=None):
         """Make sync register these datasets again instead of calling them
-        unchanged, or their events seen."""
+        unchanged, or their events seen.
+
+        ``unless_synced_since``: not for an entry being synced now or whose
+        last sync ended after that moment. What was seen of the index then
+        (the reconciler's view: search documents without the SQL row) may
+        have been that sync's registration half done; it is whole now.
+        """
+        c = inbox.c
+        where = sa.true()
+        if unless_synced_since is not None:
+            where = sa.and_(c.state != State.PROCESSING.value, sa.or_(
+                c.finished_at.is_(None), c.finished_at < unless_synced_since))
         with self.db.transaction() as conn:
             for chunk in chunks(sorted(uris)):
-                conn.execute(inbox.update().where(inbox.c.dataset_uri.in_(chunk))
+                conn.execute(inbox.update().where(c.dataset_uri.in_(chunk), where)
                              .values(fingerprint=None, seen=None))
 
     def purge_done(self, older_than, at=None) -> int:

@@ -82,9 +82,10 @@ def holder_of(lease_holder):
     return lease_holder.split("/", 1)[0]
 
 
-def live_owners(at, alive_within):
-    """SELECT of the ids whose heartbeat is recent enough at ``at``."""
-    return sa.select(processes.c.id).where(processes.c.heartbeat_at >= at - alive_within)
+def live_owners_since(since):
+    """SELECT of the ids that beat at ``since`` or later (a value or a bound
+    parameter)."""
+    return sa.select(processes.c.id).where(processes.c.heartbeat_at >= since)
 
 
 class Processes:
