@@ -93,8 +93,9 @@ def test_each_dtool_edit_of_an_indexed_dataset_is_synced_before_the_debounce_end
         notify_all(client, bodies)
         [entry] = inbox.entries([uri])
         assert entry.state is State.PENDING, name
-        assert entry.due_at == pytest.approx(
-            entry.last_event_at + settings.edit_delay_seconds, abs=1e-6), name
+        # at most the edit delay after the last event (earlier when a later
+        # event of the edit came after the entry fell due, on a loaded machine)
+        assert entry.due_at <= entry.last_event_at + settings.edit_delay_seconds + 1e-6, name
         assert entry.due_at < entry.last_event_at + settings.debounce_seconds, name
         time.sleep(max(0.0, entry.due_at - time.time()))  # the edit delay, no more
         assert process_what_is_due(app) == 1, name
@@ -140,10 +141,12 @@ def test_a_notification_with_an_edit_and_any_other_object_of_the_dataset_keeps_t
 
 
 def wait_until_due(entry, settings):
-    """Sleep until ``entry`` is due, after checking that it is an edit's wait."""
+    """Sleep until ``entry`` is due, after checking that it is an edit's wait:
+    due at most the edit delay after its last event (earlier when that event
+    came after the entry fell due: a slow ``put_tag`` on a loaded machine),
+    never the debounce."""
     assert entry.state in (State.PENDING, State.PROCESSING)
-    assert entry.due_at == pytest.approx(
-        entry.last_event_at + settings.edit_delay_seconds, abs=1e-6)
+    assert entry.due_at <= entry.last_event_at + settings.edit_delay_seconds + 1e-6
     assert entry.due_at < entry.last_event_at + settings.debounce_seconds
     time.sleep(max(0.0, entry.due_at - time.time()))
 
