@@ -160,12 +160,10 @@ class Run:
         """Say go to every host; seconds until settled, S3 requests, loads
         seen, and the CPU snapshots at go and at the end."""
         mongo, moto, postgres = servers
-        roles = {"hosts": [host.pid for host in hosts], "moto": [moto.proc.pid],
-                 "mongo": [mongo.proc.pid], "postgresql": [postgres.server_pid()],
-                 "benchmark": [os.getpid()]}
+        roles = cpu.server_roles([host.pid for host in hosts], mongo, moto, postgres)
         moto.reset_request_count()
         loads = []
-        cpu_at_go = cpu.snapshot(roles, alone=ALONE)
+        cpu_at_go = cpu.snapshot(roles, alone=cpu.ALONE)
         started = time.monotonic()
         for host in hosts:
             host.stdin.write("go\n")
@@ -176,7 +174,7 @@ class Run:
             loads.append(os.getloadavg()[0])
             time.sleep(POLL_SECONDS)
         seconds = time.monotonic() - started
-        return seconds, moto.request_count(), loads, (cpu_at_go, cpu.snapshot(roles, alone=ALONE))
+        return seconds, moto.request_count(), loads, (cpu_at_go, cpu.snapshot(roles, alone=cpu.ALONE))
 
     def stop_hosts(self, hosts):
         """SIGTERM: each host stops its worker and flushes its counts."""
@@ -235,7 +233,6 @@ def plan(options):
 
 
 ROLES = ("hosts", "moto", "mongo", "postgresql", "benchmark")
-ALONE = ("benchmark",)  # the parent of every server: itself only
 
 
 def table(runs):

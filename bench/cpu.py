@@ -5,6 +5,8 @@ postmaster) with their children, read through psutil at the start and at
 the end of a run. A child that ended during the run (a PostgreSQL backend
 of a closed connection) is not counted: the figures are a lower bound.
 """
+import os
+
 import psutil
 
 
@@ -47,3 +49,14 @@ def spent(before, after, per=1):
     idle = (after["machine"].idle - before["machine"].idle) + \
         (getattr(after["machine"], "iowait", 0) - getattr(before["machine"], "iowait", 0))
     return figures, round(1 - idle / total, 3) if total > 0 else None
+
+
+#: The role counted without its children: the benchmark is the parent of
+#: every server it started.
+ALONE = ("benchmark",)
+
+
+def server_roles(host_pids, mongo, moto, postgres):
+    """The roles of a benchmark run: its hosts, the servers they use, itself."""
+    return {"hosts": list(host_pids), "moto": [moto.proc.pid], "mongo": [mongo.proc.pid],
+            "postgresql": [postgres.server_pid()], "benchmark": [os.getpid()]}

@@ -181,11 +181,8 @@ class Run:
         return targets
 
     def cpu_roles(self):
-        mongo, moto, postgres = self.servers
-        return {"hosts": [server.proc.pid for server in self.hosts.servers]
-                + [worker.pid for worker in self.workers],
-                "moto": [moto.proc.pid], "mongo": [mongo.proc.pid],
-                "postgresql": [postgres.server_pid()], "benchmark": [os.getpid()]}
+        return cpu.server_roles([server.proc.pid for server in self.hosts.servers]
+                                + [worker.pid for worker in self.workers], *self.servers)
 
     def _settled(self):
         inbox = self.hosts.status()["inbox"]
@@ -238,10 +235,10 @@ class Run:
         search per sweep and kind, for the word the copies' README, the
         new README or the new annotation holds (the search plugin's text
         index covers every string of a dataset's document), or for the tag
-        set or removed. A GET of ``/readmes/<uri>`` per pending edit, as
-        before, made the pollers the heaviest load of the run (several
-        hundred requests a second to the hosts measured) and stamped the
-        last URI of a sweep with the time of every GET before it. (A
+        set or removed. A GET per pending edit, as the annotations were
+        polled before, stamped the last URI of a sweep with the time of
+        every GET before it, and each GET is one more request to the
+        loaded hosts. (A
         search by UUID never matches: the search plugin compares a UUID
         object with the stored string.)"""
         query = {"tag set": {"tags": [self.tag]}, "tag delete": {"tags": ["dropme"]}}.get(
@@ -287,7 +284,7 @@ def measure(run, operations, timeout):
     how long each search of the pollers took."""
     roles = run.cpu_roles()
     searches_before = len(run.hosts.search_seconds)
-    before = cpu.snapshot(roles, alone=("benchmark",))
+    before = cpu.snapshot(roles, alone=cpu.ALONE)
     deadline = time.monotonic() + timeout
     senders = [threading.Thread(target=op.send, args=(run.hosts, requests.Session(), n))
                for n, op in enumerate(operations)]
@@ -297,7 +294,7 @@ def measure(run, operations, timeout):
         thread.start()
     for thread in senders + pollers:
         thread.join()
-    cpu_seconds, busy = cpu.spent(before, cpu.snapshot(roles, alone=("benchmark",)))
+    cpu_seconds, busy = cpu.spent(before, cpu.snapshot(roles, alone=cpu.ALONE))
     return cpu_seconds, busy, run.hosts.search_seconds[searches_before:]
 
 
